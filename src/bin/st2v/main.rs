@@ -1,0 +1,3 @@
+fn main() {
+    println!("st2v: under construction");
+}

@@ -1,0 +1,21 @@
+//! streamingt2v: StreamingT2V long text-to-video generation on ONNX Runtime.
+//!
+//! Layers, bottom up:
+//! - [`sampling`] and [`plan`]: pure numerics (schedulers, guidance, noise, chunk plans,
+//!   randomized blending), no ONNX Runtime.
+//! - [`runtime`]: locating and loading ONNX Runtime, execution providers, sessions.
+//! - [`manifest`] and [`models`]: the model set on disk and typed graph wrappers.
+//! - [`pipeline`]: the three stages composed, with progress events and cancellation.
+//! - [`video`]: frame sinks and sources (MP4, GIF, PNG directories).
+//!
+//! The `st2v` binary is a thin shell over this library.
+
+pub mod manifest;
+pub mod models;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+pub mod runtime;
+pub mod sampling;
+pub mod tokenizer;
+pub mod video;

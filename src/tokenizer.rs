@@ -1,0 +1,1 @@
+//! CLIP tokenization (in progress)
