@@ -1,0 +1,120 @@
+//! The [`FrameSink`] trait and the factory that opens one for an output path.
+
+use std::path::{Path, PathBuf};
+
+use super::gif_sink::GifSink;
+use super::mp4_sink::Mp4Sink;
+use super::png_sink::PngDirSink;
+use super::{Frame, FrameSize, OutputFormat, OutputTarget, VideoError};
+
+/// Frame rate of the reference's stage-2 and stage-3 videos.
+pub const DEFAULT_FPS: u32 = 8;
+
+/// What a finished sink wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub path: PathBuf,
+    pub format: OutputFormat,
+    pub frames: usize,
+    pub size: FrameSize,
+    pub fps: u32,
+}
+
+/// Receives frames one at a time and writes them out immediately.
+///
+/// Call [`FrameSink::finish`] when done, also after an error or a cancellation: the file then
+/// holds the frames written so far and is valid. Dropping a sink without `finish` finishes it on
+/// a best-effort basis (errors are lost). A sink that received no frame leaves no file behind.
+pub trait FrameSink: Send {
+    /// Encodes one frame; its size must equal the size the sink was opened with.
+    fn write(&mut self, frame: &Frame) -> Result<(), VideoError>;
+
+    /// Frames written so far.
+    fn frames_written(&self) -> usize;
+
+    /// Flushes and closes the output (MP4 trailer, GIF trailer).
+    fn finish(self: Box<Self>) -> Result<Summary, VideoError>;
+}
+
+/// Opens the sink for `path`; `format` overrides the extension. `fps` must be positive.
+pub fn open_sink(
+    path: &Path,
+    format: Option<OutputFormat>,
+    fps: u32,
+    size: FrameSize,
+) -> Result<Box<dyn FrameSink>, VideoError> {
+    let target = OutputTarget::check(path, format)?;
+    if fps == 0 {
+        return Err(invalid(
+            path,
+            "frame rate",
+            "a positive number of frames per second",
+            "0",
+        ));
+    }
+    if size.width == 0 || size.height == 0 {
+        return Err(invalid(
+            path,
+            "frame size",
+            "non-zero width and height",
+            &size.to_string(),
+        ));
+    }
+    let spec = SinkSpec { target, fps, size };
+    Ok(match spec.target.format {
+        OutputFormat::Mp4 => Box::new(Mp4Sink::create(spec)?),
+        OutputFormat::Gif => Box::new(GifSink::create(spec)?),
+        OutputFormat::PngDir => Box::new(PngDirSink::create(spec)?),
+    })
+}
+
+/// Everything a concrete sink is built from.
+#[derive(Debug, Clone)]
+pub(super) struct SinkSpec {
+    pub target: OutputTarget,
+    pub fps: u32,
+    pub size: FrameSize,
+}
+
+impl SinkSpec {
+    pub fn path(&self) -> &Path {
+        &self.target.path
+    }
+
+    pub fn summary(&self, frames: usize) -> Summary {
+        Summary {
+            path: self.target.path.clone(),
+            format: self.target.format,
+            frames,
+            size: self.size,
+            fps: self.fps,
+        }
+    }
+
+    /// Rejects a frame whose size differs from the sink's.
+    pub fn check_frame(&self, frame: &Frame) -> Result<(), VideoError> {
+        if frame.size() == self.size {
+            return Ok(());
+        }
+        Err(invalid(
+            self.path(),
+            "frame size",
+            &self.size.to_string(),
+            &frame.size().to_string(),
+        ))
+    }
+}
+
+pub(super) fn invalid(path: &Path, what: &str, expected: &str, actual: &str) -> VideoError {
+    VideoError::Invalid {
+        path: path.to_owned(),
+        what: what.to_owned(),
+        expected: expected.to_owned(),
+        actual: actual.to_owned(),
+    }
+}
+
+/// Removes the file of a sink that never received a frame; best effort.
+pub(super) fn remove_empty_output(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
