@@ -1,9 +1,36 @@
 //! Pure sampling numerics: schedulers, classifier-free guidance and noise.
 //!
 //! Nothing here depends on ONNX Runtime: the pipeline hands model outputs in and gets latents
-//! back, so every piece is golden-tested against diffusers / torch on its own.
+//! back, so every piece is golden-tested against diffusers / torch on its own
+//! (`tests/sampling_golden.rs`, fixtures from `tests/golden/gen_sampling_golden.py`).
+//!
+//! - [`ddim`], [`dpm_solver_multistep`]: diffusers' DDIM and DPM-Solver++ (stages 2 and 1).
+//! - [`dpmpp_2m_sde`]: the enhancer's DPM++(2M) SDE on its log-SNR schedule (stage 3).
+//! - [`schedule`]: beta schedules, `alphas_cumprod` and timestep spacings they share;
+//!   [`logsnr_schedule`]: the enhancer's continuous log-SNR schedule.
+//! - [`factory`]: builds a scheduler from a manifest [`crate::manifest::SchedulerEntry`].
+//! - [`guidance`]: classifier-free guidance over one batched model output.
+//! - [`noise`]: seeded noise, bit-compatible with `torch.randn` on the CPU.
+
+pub mod config;
+pub mod ddim;
+pub mod dpm_solver_multistep;
+pub mod dpmpp_2m_sde;
+pub mod factory;
+pub mod guidance;
+pub mod logsnr_schedule;
+pub mod noise;
+pub mod schedule;
+mod tensor;
 
 use ndarray::{ArrayD, ArrayViewD};
+
+pub use ddim::{Ddim, DdimConfig};
+pub use dpm_solver_multistep::{DpmSolverMultistep, DpmSolverMultistepConfig};
+pub use dpmpp_2m_sde::{Dpmpp2mSde, Dpmpp2mSdeConfig};
+pub use factory::build_scheduler;
+pub use guidance::Guidance;
+pub use noise::{NoiseMode, TorchGenerator, VideoNoise};
 
 /// Errors of the sampling numerics (bad configuration or mismatched shapes).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +51,16 @@ pub enum SamplingError {
     StepOutOfRange { index: usize, len: usize },
     #[error("step {index} needs a noise tensor (stochastic sampler) but none was given")]
     MissingNoise { index: usize },
+    #[error("step {index} called out of order: a multistep solver expects step {expected} next")]
+    StepOrder { index: usize, expected: usize },
+    #[error("timestep {timestep} out of range: the model was trained on {len} timesteps")]
+    TimestepOutOfRange { timestep: usize, len: usize },
+    #[error("{what}: expected {expected}, found {found}")]
+    Invalid {
+        what: String,
+        expected: String,
+        found: String,
+    },
 }
 
 /// Result of one scheduler step.
@@ -39,7 +76,8 @@ pub struct StepOutput {
 ///
 /// Steps are addressed by index (0 = the noisiest). Stochastic samplers take their noise as an
 /// argument so the caller controls the random stream (the same seed gives the same video on
-/// every execution provider).
+/// every execution provider). Multistep solvers keep the previous x0 predictions, so their
+/// steps must run in order; step 0 starts a fresh trajectory.
 pub trait Scheduler: Send {
     /// Timesteps handed to the model, one per step, noisiest first.
     fn timesteps(&self) -> &[f64];
@@ -48,7 +86,11 @@ pub trait Scheduler: Send {
     fn init_noise_sigma(&self) -> f32;
 
     /// Scales the denoising model input at step `index` (identity for DDIM and DPM-Solver++).
-    fn scale_model_input(&self, sample: ArrayD<f32>, index: usize) -> ArrayD<f32>;
+    fn scale_model_input(
+        &self,
+        sample: ArrayD<f32>,
+        index: usize,
+    ) -> Result<ArrayD<f32>, SamplingError>;
 
     /// Whether `step(index, ..)` consumes a noise tensor shaped like the sample.
     fn needs_noise(&self, index: usize) -> bool;
@@ -61,6 +103,53 @@ pub trait Scheduler: Send {
         sample: ArrayViewD<'_, f32>,
         noise: Option<ArrayViewD<'_, f32>>,
     ) -> Result<StepOutput, SamplingError>;
+
+    /// The model's x0 prediction at step `index`, without advancing the schedule.
+    ///
+    /// Elementwise, so it may be applied to a frame slice of the sample (the enhancer predicts
+    /// x0 chunk by chunk, blends the chunks, then calls [`Scheduler::step_denoised`]).
+    fn predict_original(
+        &self,
+        model_output: ArrayViewD<'_, f32>,
+        index: usize,
+        sample: ArrayViewD<'_, f32>,
+    ) -> Result<ArrayD<f32>, SamplingError>;
+
+    /// Advances the sample by one step from an x0 prediction (e.g. one blended across chunks).
+    fn step_denoised(
+        &mut self,
+        denoised: ArrayViewD<'_, f32>,
+        index: usize,
+        sample: ArrayViewD<'_, f32>,
+        noise: Option<ArrayViewD<'_, f32>>,
+    ) -> Result<StepOutput, SamplingError>;
+
+    /// Forward diffusion to the training timestep `timestep` (SDEdit noising):
+    /// `alpha_t * original + sigma_t * noise` on this scheduler's noise schedule.
+    fn add_noise(
+        &self,
+        original: ArrayViewD<'_, f32>,
+        noise: ArrayViewD<'_, f32>,
+        timestep: usize,
+    ) -> Result<ArrayD<f32>, SamplingError>;
+
+    /// The starting sample of the loop: `start * init_noise_sigma`, where `start` is pure noise
+    /// (text-to-video) or an SDEdit-noised latent (the enhancer scales `x_t` the same way).
+    fn initial_sample(&self, start: ArrayD<f32>) -> ArrayD<f32> {
+        start * self.init_noise_sigma()
+    }
+
+    /// The integer timestep the denoising model receives at step `index`.
+    fn model_timestep(&self, index: usize) -> Result<i64, SamplingError> {
+        let timesteps = self.timesteps();
+        timesteps
+            .get(index)
+            .map(|t| t.round() as i64)
+            .ok_or(SamplingError::StepOutOfRange {
+                index,
+                len: timesteps.len(),
+            })
+    }
 
     /// Number of inference steps.
     fn num_steps(&self) -> usize {

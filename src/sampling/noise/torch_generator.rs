@@ -1,0 +1,186 @@
+//! A CPU random generator that reproduces `torch.manual_seed(seed)` followed by `torch.randn`,
+//! `torch.rand` and `torch.randint` (float32 / int64 on the CPU) bit for bit.
+//!
+//! Reference: PyTorch `CPUGeneratorImpl` (`random`, `random64` = first draw in the high word),
+//! `ATen/core/DistributionsHelper.h` (`uniform_real_distribution`: 24 random bits for float,
+//! 53 for double; `normal_distribution<double>`: Box-Muller on two doubles, the sine half
+//! cached in the generator for the next call) and `ATen/native/cpu/DistributionTemplates.h`
+//! (`normal_kernel`). `randn` of 16 or more float32 elements fills the whole buffer with
+//! uniforms first, then transforms it in place 16 at a time (pairs j, j+8) with the AVX2
+//! Box-Muller of [`super::cephes`]; a tail that is not a multiple of 16 is redrawn as the last
+//! 16 elements. Smaller tensors take the cached double path. The bit-exact target is torch on
+//! an x86-64 CPU with AVX2 (what `torch.backends.cpu.get_cpu_capability()` reports as AVX2 or
+//! AVX512); other builds of torch round differently in the last bit.
+
+use ndarray::{ArrayD, IxDyn};
+
+use super::cephes;
+use super::mt19937::Mt19937;
+use crate::sampling::SamplingError;
+
+/// Elements per vectorized Box-Muller block in torch's `normal_fill`.
+const BLOCK: usize = 16;
+
+/// Seeded generator with torch's CPU semantics. The default noise source of the engine.
+#[derive(Debug, Clone)]
+pub struct TorchGenerator {
+    seed: u64,
+    engine: Mt19937,
+    next_double_normal: Option<f64>,
+}
+
+impl TorchGenerator {
+    /// `torch.manual_seed(seed)` (equivalently `torch.Generator().manual_seed(seed)`).
+    pub fn new(seed: u64) -> Self {
+        TorchGenerator {
+            seed,
+            engine: Mt19937::new(seed),
+            next_double_normal: None,
+        }
+    }
+
+    /// The seed this generator was created with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// One 32-bit draw.
+    pub fn random_u32(&mut self) -> u32 {
+        self.engine.next_u32()
+    }
+
+    /// Two 32-bit draws, the first in the high word.
+    pub fn random_u64(&mut self) -> u64 {
+        let high = u64::from(self.engine.next_u32());
+        let low = u64::from(self.engine.next_u32());
+        (high << 32) | low
+    }
+
+    /// Uniform on [0, 1) with 24 random bits (torch's float `uniform_real_distribution`).
+    pub fn uniform_f32(&mut self) -> f32 {
+        (self.random_u32() & 0x00ff_ffff) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+
+    /// Uniform on [0, 1) with 53 random bits (torch's double `uniform_real_distribution`).
+    pub fn uniform_f64(&mut self) -> f64 {
+        (self.random_u64() & ((1u64 << 53) - 1)) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// One standard normal double (`normal_distribution<double>`, with the cached pair half).
+    pub fn normal_f64(&mut self) -> f64 {
+        if let Some(cached) = self.next_double_normal.take() {
+            return cached;
+        }
+        let u1 = self.uniform_f64();
+        let u2 = self.uniform_f64();
+        let radius = (-2.0 * (-u2).ln_1p()).sqrt();
+        let theta = 2.0 * std::f64::consts::PI * u1;
+        self.next_double_normal = Some(radius * theta.sin());
+        radius * theta.cos()
+    }
+
+    /// `torch.randn(shape)` as float32.
+    pub fn randn(&mut self, shape: &[usize]) -> ArrayD<f32> {
+        let mut array = ArrayD::zeros(IxDyn(shape));
+        // A fresh zeros array is contiguous, so the slice is always there.
+        if let Some(values) = array.as_slice_mut() {
+            self.fill_randn(values);
+        }
+        array
+    }
+
+    /// Fills `out` as `torch.randn(out.len())` would.
+    pub fn fill_randn(&mut self, out: &mut [f32]) {
+        if out.len() < BLOCK {
+            for value in out.iter_mut() {
+                *value = self.normal_f64() as f32;
+            }
+            return;
+        }
+        self.fill_uniform(out);
+        for block in out.chunks_exact_mut(BLOCK) {
+            box_muller_block(block);
+        }
+        if out.len() % BLOCK != 0 {
+            let tail_start = out.len() - BLOCK;
+            let tail = &mut out[tail_start..];
+            self.fill_uniform(tail);
+            box_muller_block(tail);
+        }
+    }
+
+    /// `torch.rand(shape)` as float32.
+    pub fn rand(&mut self, shape: &[usize]) -> ArrayD<f32> {
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.uniform_f32())
+    }
+
+    /// `torch.randint(low, high, shape)` (int64): `low + draw % (high - low)`.
+    pub fn randint(
+        &mut self,
+        low: i64,
+        high: i64,
+        shape: &[usize],
+    ) -> Result<ArrayD<i64>, SamplingError> {
+        if low >= high {
+            return Err(SamplingError::Invalid {
+                what: "randint range".into(),
+                expected: "low < high".into(),
+                found: format!("low {low}, high {high}"),
+            });
+        }
+        let range = high.abs_diff(low);
+        Ok(ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+            let draw = if range >= 1u64 << 32 {
+                self.random_u64()
+            } else {
+                u64::from(self.random_u32())
+            };
+            low.wrapping_add((draw % range) as i64)
+        }))
+    }
+
+    fn fill_uniform(&mut self, out: &mut [f32]) {
+        for value in out.iter_mut() {
+            *value = self.uniform_f32();
+        }
+    }
+}
+
+/// `normal_fill_16_AVX2` with mean 0 and std 1: uniforms (j, j+8) -> normals, in place.
+fn box_muller_block(block: &mut [f32]) {
+    let two_pi = (2.0 * std::f64::consts::PI) as f32;
+    let (first, second) = block.split_at_mut(BLOCK / 2);
+    for (a, b) in first.iter_mut().zip(second.iter_mut()) {
+        let radius = (-2.0 * cephes::log(1.0 - *a)).sqrt();
+        let (sin, cos) = cephes::sincos(two_pi * *b);
+        // torch finishes with fmadd(n, std, mean) = n * 1 + 0, which turns -0 into +0.
+        *a = radius * cos + 0.0;
+        *b = radius * sin + 0.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn randn_statistics_are_standard_normal() {
+        let mut generator = TorchGenerator::new(7);
+        let x = generator.randn(&[100_000]);
+        let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / 1e5;
+        let var = x
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / 1e5;
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
+    }
+
+    #[test]
+    fn randint_rejects_an_empty_range() {
+        assert!(TorchGenerator::new(0).randint(3, 3, &[2]).is_err());
+    }
+}
