@@ -1,0 +1,144 @@
+"""Architecture configurations of the enhancer graphs (MS-Vid2Vid-XL, `damo/Video-to-Video`).
+
+`full` values are the constructor defaults the reference uses: `Vid2VidSDUNet()`
+(`video_to_video_model.py`), the SD-2.1 first stage `AutoencoderKL` (`utils/config.py`,
+`cfg.auto_encoder`) and the OpenCLIP ViT-H-14 text tower (`open_clip/model_configs/ViT-H-14.json`).
+`tiny` keeps every structural feature (4 resolution levels, asymmetric down/up-sampling,
+spatial + temporal transformers, 8x VAE factor, penultimate text layer) at small widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LATENT_CHANNELS = 4
+VAE_SCALE_FACTOR = 8
+CHUNK_FRAMES = 24
+TEXT_TOKENS = 77
+CLIP_VOCAB_SIZE = 49408
+"""Both presets keep the real CLIP vocabulary so that real tokenizer ids are valid inputs."""
+
+
+@dataclass(frozen=True)
+class UnetConfig:
+    """Keyword arguments of modelscope's `Vid2VidSDUNet` that differ between presets."""
+
+    dim: int
+    dim_mult: tuple[int, ...]
+    num_heads: int
+    head_dim: int
+    num_res_blocks: int
+    context_dim: int
+
+    def constructor_kwargs(self) -> dict:
+        return {
+            "in_dim": LATENT_CHANNELS,
+            "out_dim": LATENT_CHANNELS,
+            "dim": self.dim,
+            "y_dim": self.context_dim,
+            "context_dim": self.context_dim,
+            "dim_mult": list(self.dim_mult),
+            "num_heads": self.num_heads,
+            "head_dim": self.head_dim,
+            "num_res_blocks": self.num_res_blocks,
+            "use_checkpoint": False,
+        }
+
+
+@dataclass(frozen=True)
+class VaeConfig:
+    """`ddconfig` of the LDM `AutoencoderKL` (SD-2.1 first stage)."""
+
+    ch: int
+    ch_mult: tuple[int, ...]
+    num_res_blocks: int
+    embed_dim: int = LATENT_CHANNELS
+
+    def constructor_kwargs(self) -> dict:
+        ddconfig = {
+            "double_z": True,
+            "z_channels": LATENT_CHANNELS,
+            "resolution": 256,
+            "in_channels": 3,
+            "out_ch": 3,
+            "ch": self.ch,
+            "ch_mult": list(self.ch_mult),
+            "num_res_blocks": self.num_res_blocks,
+            "attn_resolutions": [],
+            "dropout": 0.0,
+        }
+        return {"ddconfig": ddconfig, "embed_dim": self.embed_dim}
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """OpenCLIP `TextTransformer`; the graph runs all but the last block (SD-2 "penultimate")."""
+
+    width: int
+    heads: int
+    layers: int
+    output_dim: int
+
+    def constructor_kwargs(self) -> dict:
+        return {
+            "context_length": TEXT_TOKENS,
+            "vocab_size": CLIP_VOCAB_SIZE,
+            "width": self.width,
+            "heads": self.heads,
+            "layers": self.layers,
+            "output_dim": self.output_dim,
+        }
+
+
+@dataclass(frozen=True)
+class EnhancerConfig:
+    unet: UnetConfig
+    vae: VaeConfig
+    text: TextConfig
+    latent_size: tuple[int, int]
+    """(h, w) of one latent frame; the UNet's padded down-sampling makes it resolution-specific."""
+    chunk_frames: int = CHUNK_FRAMES
+    example_batch: int = 2
+    """Batch of the traced example: 2 (CFG) so the exporter cannot specialise the axis to 1."""
+    parity_batches: list[int] = field(default_factory=lambda: [1, 3])
+    tolerance: float = 1e-4
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        h, w = self.latent_size
+        return h * VAE_SCALE_FACTOR, w * VAE_SCALE_FACTOR
+
+
+TINY_TEXT_WIDTH = 64
+"""Context width shared by the tiny enhancer text encoder and UNet cross-attention."""
+
+TINY = EnhancerConfig(
+    unet=UnetConfig(
+        dim=32,
+        dim_mult=(1, 2, 2, 2),
+        num_heads=2,
+        head_dim=32,
+        num_res_blocks=1,
+        context_dim=TINY_TEXT_WIDTH,
+    ),
+    vae=VaeConfig(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1),
+    text=TextConfig(width=TINY_TEXT_WIDTH, heads=2, layers=2, output_dim=TINY_TEXT_WIDTH),
+    latent_size=(10, 16),
+)
+
+FULL = EnhancerConfig(
+    unet=UnetConfig(
+        dim=320,
+        dim_mult=(1, 2, 4, 4),
+        num_heads=8,
+        head_dim=64,
+        num_res_blocks=2,
+        context_dim=1024,
+    ),
+    vae=VaeConfig(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2),
+    text=TextConfig(width=1024, heads=16, layers=24, output_dim=1024),
+    latent_size=(90, 160),
+    tolerance=1e-3,
+)
+
+PRESET_CONFIGS = {"tiny": TINY, "full-random": FULL, "full": FULL}
