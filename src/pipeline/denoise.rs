@@ -1,0 +1,120 @@
+//! The denoising loop shared by stages 1 and 2 (diffusers' `TextToVideoSDPipeline` loop and
+//! StreamingT2V's `pipeline_text_to_video_w_controlnet_synth.py` loop), and chunk decoding.
+//!
+//! One batched model call per step holds every guidance condition; the scheduler steps on the
+//! (1, C, F, h, w) latents. Stochastic schedulers (DDIM with eta > 0) draw their variance noise
+//! from the run's generator in the reference's order and frame-major layout: diffusers draws
+//! `randn(model_output.shape)` on the `(F, C, h, w)` view it steps on.
+
+use ndarray::{Array4, Array5, ArrayD, Ix5};
+
+use super::run::RunContext;
+use super::tensor::{
+    decoded_to_unit, expect_shape, frame_batch_to_latents, latents_to_frame_batch, repeat_batch,
+};
+use super::PipelineError;
+use crate::models::VaeDecoder;
+use crate::progress::{ProgressEvent, Stage};
+use crate::sampling::{Guidance, Scheduler, TorchGenerator};
+
+/// Where a denoising loop sits in the run, for progress events.
+#[derive(Debug, Clone, Copy)]
+pub struct LoopPosition {
+    pub stage: Stage,
+    pub chunk: usize,
+}
+
+/// Draws the initial latents `randn(1, C, F, h, w) * init_noise_sigma`.
+pub fn initial_latents(
+    scheduler: &dyn Scheduler,
+    generator: &mut TorchGenerator,
+    shape: [usize; 5],
+) -> Result<Array5<f32>, PipelineError> {
+    let noise = generator.randn(&shape);
+    into_video(scheduler.initial_sample(noise), "initial latents")
+}
+
+/// Runs every step of `scheduler` from `latents`; `model` maps a batched sample and its
+/// timesteps to the batched model output.
+pub fn denoise(
+    scheduler: &mut dyn Scheduler,
+    mut latents: Array5<f32>,
+    guidance: Guidance,
+    generator: &mut TorchGenerator,
+    run: &RunContext<'_>,
+    position: LoopPosition,
+    model: &mut dyn FnMut(&Array5<f32>, &[i64]) -> Result<Array5<f32>, PipelineError>,
+) -> Result<Array5<f32>, PipelineError> {
+    let steps = scheduler.num_steps();
+    for index in 0..steps {
+        run.check_cancelled()?;
+        let input = scheduler.scale_model_input(latents.clone().into_dyn(), index)?;
+        let batch = repeat_batch(
+            into_video(input, "model input")?.view(),
+            guidance.batch_size(),
+        );
+        let timesteps = vec![scheduler.model_timestep(index)?; guidance.batch_size()];
+        let output = model(&batch, &timesteps)?;
+        expect_shape("denoising model output", output.shape(), batch.shape())?;
+        let guided = guidance.apply(output.into_dyn().view())?;
+        let noise = match scheduler.needs_noise(index) {
+            true => Some(frame_major_noise(generator, latents.dim())),
+            false => None,
+        };
+        let step = scheduler.step(
+            guided.view(),
+            index,
+            latents.view().into_dyn(),
+            noise.as_ref().map(|n| n.view().into_dyn()),
+        )?;
+        latents = into_video(step.prev_sample, "scheduler output")?;
+        run.emit(ProgressEvent::Step {
+            stage: position.stage,
+            chunk: position.chunk,
+            step: index + 1,
+            steps,
+        });
+    }
+    Ok(latents)
+}
+
+/// Decodes (1, C, F, h, w) latents to F frames (F, 3, H, W) in [0, 1].
+pub fn decode_chunk(
+    decoder: &mut dyn VaeDecoder,
+    latents: &Array5<f32>,
+    scaling_factor: f32,
+) -> Result<Array4<f32>, PipelineError> {
+    let batch = latents_to_frame_batch(latents, scaling_factor);
+    let images = decoder.decode(&batch)?;
+    let (_, _, height, width) = images.dim();
+    expect_shape(
+        "VAE decoder output",
+        images.shape(),
+        &[batch.dim().0, 3, height, width],
+    )?;
+    Ok(decoded_to_unit(images))
+}
+
+/// `randn(F, C, h, w)` laid out as (1, C, F, h, w).
+fn frame_major_noise(
+    generator: &mut TorchGenerator,
+    (_, c, f, h, w): (usize, usize, usize, usize, usize),
+) -> Array5<f32> {
+    let mut frames = Array4::zeros((f, c, h, w));
+    // A fresh zeros array is contiguous, so the slice is always there.
+    if let Some(values) = frames.as_slice_mut() {
+        generator.fill_randn(values);
+    }
+    frame_batch_to_latents(frames)
+}
+
+fn into_video(array: ArrayD<f32>, what: &str) -> Result<Array5<f32>, PipelineError> {
+    let shape = array.shape().to_vec();
+    array
+        .into_dimensionality::<Ix5>()
+        .map_err(|_| PipelineError::Invalid {
+            field: what.to_owned(),
+            expected: "a (B, C, F, h, w) tensor".into(),
+            actual: format!("shape {shape:?}"),
+        })
+}
