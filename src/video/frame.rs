@@ -183,13 +183,15 @@ mod tests {
     #[test]
     fn chw_round_trip_maps_signed_range() {
         let chw = Array3::from_shape_fn((3, 2, 4), |(c, y, x)| {
-            c as f32 * 0.5 - 1.0 + 0.01 * (y * 4 + x) as f32
+            c as f32 - 1.0 + 0.01 * (y * 4 + x) as f32
         });
         let frame = Frame::from_chw(chw.view(), SampleRange::Signed).unwrap();
         assert_eq!(frame.size(), FrameSize::new(4, 2));
-        // channel 0 at (0,0) is -1 in the signed range, i.e. 0 in the unit range.
-        assert!((frame.pixels()[[0, 0, 0]] - 0.0).abs() < 1e-6);
-        assert!((frame.pixels()[[0, 0, 2]] - 1.0).abs() < 1e-6);
+        // At (0, 0) the channels are -1, 0, 1 in the signed range: 0, 0.5, 1 in the unit range.
+        let rgb = frame.pixels().slice(s![0, 0, ..]).to_vec();
+        assert_eq!(rgb, vec![0.0, 0.5, 1.0]);
+        // Channel-first (c, y, x) becomes (y, x, c).
+        assert!((frame.pixels()[[1, 2, 0]] - (0.5 * (-1.0 + 0.06) + 0.5)).abs() < 1e-6);
         let back = frame.to_chw(SampleRange::Signed);
         for (a, b) in back.iter().zip(chw.iter()) {
             assert!((a - b).abs() < 1e-6);

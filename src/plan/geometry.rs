@@ -1,0 +1,130 @@
+//! Stage-3 frame geometry of StreamingT2V (reference `t2v_enhanced/inference_utils.py`
+//! `resize_to_fit` and `pad_to_fit`): stage-2 frames (256x256) are resized to the enhancer's
+//! content size (720x720) with bicubic interpolation and padded with black bars to the
+//! enhancer frame size (1280x720); the enhanced frames can be cropped back to the content.
+//!
+//! Frames are in the [`Frame`] convention, `[0, 1]`. The resize is the Catmull-Rom cubic
+//! (`a = -0.5`, PIL's `BICUBIC`, whose support also widens when downscaling) computed in `f32`
+//! by the `image` crate and clamped to `[0, 1]`, where PIL rounds and clamps to 8 bits; the
+//! golden test compares with PIL. Odd padding differences put the extra column right/bottom,
+//! where the reference would produce a frame one pixel too small.
+
+use image::imageops::FilterType;
+use image::Rgb32FImage;
+use ndarray::{s, Array3};
+
+use super::PlanError;
+use crate::manifest::Stage3Config;
+use crate::video::{Frame, FrameSize};
+
+/// Content size and full frame size of the enhancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnhancerGeometry {
+    /// Size stage-2 frames are resized to (720x720 in the reference).
+    pub content: FrameSize,
+    /// Enhancer frame size including the bars (1280x720).
+    pub frame: FrameSize,
+}
+
+impl EnhancerGeometry {
+    pub fn new(content: FrameSize, frame: FrameSize) -> Result<Self, PlanError> {
+        let fits = content.width <= frame.width && content.height <= frame.height;
+        if !fits || content.width == 0 || content.height == 0 {
+            return Err(PlanError::new(
+                "stage3.content_width/content_height",
+                format!("non-zero and within the enhancer frame {frame}"),
+                content,
+            ));
+        }
+        Ok(Self { content, frame })
+    }
+
+    /// The geometry of a manifest's stage-3 section.
+    pub fn from_stage3(config: &Stage3Config) -> Result<Self, PlanError> {
+        Self::new(
+            FrameSize::new(config.content_width, config.content_height),
+            FrameSize::new(config.width, config.height),
+        )
+    }
+
+    /// Width of the left bar (280 in the reference).
+    pub fn pad_left(&self) -> usize {
+        (self.frame.width - self.content.width) / 2
+    }
+
+    /// Height of the top bar (0 in the reference).
+    pub fn pad_top(&self) -> usize {
+        (self.frame.height - self.content.height) / 2
+    }
+
+    /// Resizes `frame` to the content size and centres it on a black frame.
+    pub fn resize_and_pad(&self, frame: &Frame) -> Result<Frame, PlanError> {
+        let content = resize_bicubic(frame, self.content)?;
+        let mut padded = Array3::<f32>::zeros((self.frame.height, self.frame.width, 3));
+        let (top, left) = (self.pad_top(), self.pad_left());
+        padded
+            .slice_mut(s![
+                top..top + self.content.height,
+                left..left + self.content.width,
+                ..
+            ])
+            .assign(&content.pixels());
+        to_frame(padded)
+    }
+
+    /// The content region of an enhancer-sized frame (drops the bars).
+    pub fn crop_content(&self, frame: &Frame) -> Result<Frame, PlanError> {
+        if frame.size() != self.frame {
+            return Err(PlanError::new(
+                "enhanced frame size",
+                self.frame.to_string(),
+                frame.size(),
+            ));
+        }
+        frame
+            .crop(self.pad_top(), self.pad_left(), self.content)
+            .ok_or_else(|| {
+                PlanError::new(
+                    "content region",
+                    format!("inside {}", self.frame),
+                    self.content,
+                )
+            })
+    }
+}
+
+/// Bicubic (Catmull-Rom, `a = -0.5`) resize of a `[0, 1]` frame; output clamped to `[0, 1]`.
+pub fn resize_bicubic(frame: &Frame, size: FrameSize) -> Result<Frame, PlanError> {
+    if frame.size() == size {
+        return Ok(frame.clone());
+    }
+    let source = to_rgb32f(frame)?;
+    let (width, height) = image_dimensions(size)?;
+    let resized = image::imageops::resize(&source, width, height, FilterType::CatmullRom);
+    let pixels = Array3::from_shape_vec((size.height, size.width, 3), resized.into_raw())
+        .map_err(|e| PlanError::new("resized frame buffer", size.to_string(), e))?;
+    to_frame(pixels)
+}
+
+fn image_dimensions(size: FrameSize) -> Result<(u32, u32), PlanError> {
+    match (u32::try_from(size.width), u32::try_from(size.height)) {
+        (Ok(width), Ok(height)) if width > 0 && height > 0 => Ok((width, height)),
+        _ => Err(PlanError::new(
+            "resize target",
+            "between 1 and 2^32-1 pixels per side",
+            size,
+        )),
+    }
+}
+
+fn to_rgb32f(frame: &Frame) -> Result<Rgb32FImage, PlanError> {
+    let (width, height) = image_dimensions(frame.size())?;
+    let samples: Vec<f32> = frame.pixels().iter().copied().collect();
+    Rgb32FImage::from_raw(width, height, samples)
+        .ok_or_else(|| PlanError::new("frame buffer", "height*width*3 samples", frame.size()))
+}
+
+fn to_frame(pixels: Array3<f32>) -> Result<Frame, PlanError> {
+    let shape = format!("{:?}", pixels.shape());
+    Frame::new(pixels).map_err(|_| PlanError::new("frame shape", "(>0, >0, 3)", shape))
+}
