@@ -2,15 +2,18 @@
 # Idempotent set-up for streamingt2v on a fresh Debian machine (no internet but the registries).
 #   scripts/setup.sh            system packages + runtime venv (onnxruntime) + release build
 #   scripts/setup.sh --dev      also the export/test Python stack (torch, diffusers, ...)
+#   scripts/setup.sh --no-build skip the release build (the test command builds in debug)
 # Re-running is quick: every step checks whether its work is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEV=0
+BUILD=1
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
-    *) echo "setup.sh: unknown argument '$arg' (expected --dev)" >&2; exit 2 ;;
+    --no-build) BUILD=0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (expected --dev or --no-build)" >&2; exit 2 ;;
   esac
 done
 
@@ -62,7 +65,7 @@ mkdir -p "$ROOT/runtime"
 ln -sf "$ORT_LIB" "$ROOT/runtime/libonnxruntime.so"
 
 # 4. Build the engine.
-if [ "${ST2V_SKIP_BUILD:-0}" != 1 ]; then
+if [ "$BUILD" = 1 ]; then
   log "building st2v (release)"
   cargo build --release --quiet
 fi
