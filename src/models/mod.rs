@@ -4,6 +4,16 @@
 //! models. The ort-backed implementations own their sessions and check each graph's inputs
 //! and outputs against the manifest and `models/roles.json` at load.
 
+pub mod loader;
+pub mod onnx;
+pub mod roles;
+pub mod session;
+pub mod signature;
+
+pub use loader::{EnhancerModels, ModelLoader, StreamingModels};
+pub use roles::Role;
+pub use session::{GraphPlacement, GraphSession, LoadError};
+
 use ndarray::{Array2, Array3, Array4, Array5};
 
 /// Errors from running a model.
