@@ -6,11 +6,12 @@
 //! from the run's generator in the reference's order and frame-major layout: diffusers draws
 //! `randn(model_output.shape)` on the `(F, C, h, w)` view it steps on.
 
-use ndarray::{Array4, Array5, ArrayD, Ix5};
+use ndarray::{Array4, Array5};
 
 use super::run::RunContext;
 use super::tensor::{
-    decoded_to_unit, expect_shape, frame_batch_to_latents, latents_to_frame_batch, repeat_batch,
+    decoded_to_unit, expect_shape, frame_batch_to_latents, into_video, latents_to_frame_batch,
+    repeat_batch,
 };
 use super::PipelineError;
 use crate::models::VaeDecoder;
@@ -106,15 +107,4 @@ fn frame_major_noise(
         generator.fill_randn(values);
     }
     frame_batch_to_latents(frames)
-}
-
-fn into_video(array: ArrayD<f32>, what: &str) -> Result<Array5<f32>, PipelineError> {
-    let shape = array.shape().to_vec();
-    array
-        .into_dimensionality::<Ix5>()
-        .map_err(|_| PipelineError::Invalid {
-            field: what.to_owned(),
-            expected: "a (B, C, F, h, w) tensor".into(),
-            actual: format!("shape {shape:?}"),
-        })
 }

@@ -6,20 +6,25 @@
 //! [`crate::progress::ProgressSink`]; a [`crate::progress::CancelToken`] is checked between
 //! model calls.
 
+pub mod compose;
 pub mod conditioning;
 mod denoise;
+mod noise;
 pub mod options;
 pub mod run;
 pub mod stage1;
 pub mod stage2;
+pub mod stage3;
 mod tensor;
 
 use std::path::PathBuf;
 
 use crate::models::ModelError;
+use crate::plan::PlanError;
 use crate::sampling::SamplingError;
 use crate::video::VideoError;
 
+pub use compose::{EnhancerGraphs, Outputs, Pipeline, PromptIds, RunSummary, StreamingGraphs};
 pub use conditioning::TokenIds;
 pub use options::{AnchorMode, EnhanceOptions, GenerateOptions, Stage2Guidance};
 pub use run::{FrameOutput, LatentOutput, NpyLatentDir, RunContext};
@@ -47,6 +52,8 @@ pub enum PipelineError {
     MissingGraph { stage: String, role: String },
     #[error(transparent)]
     Video(#[from] VideoError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -1,7 +1,7 @@
 //! Layout helpers between video latents (B, C, F, h, w), frame batches (N, C, H, W) and the
 //! pixel conventions of the reference (`tensor2vid`: `x * 0.5 + 0.5` clamped to [0, 1]).
 
-use ndarray::{s, Array3, Array4, Array5, ArrayView4, ArrayView5, Axis};
+use ndarray::{s, Array3, Array4, Array5, ArrayD, ArrayView4, ArrayView5, Axis, Ix5};
 
 use super::PipelineError;
 
@@ -49,6 +49,18 @@ pub fn unit_to_signed(frames: ArrayView4<'_, f32>) -> Array4<f32> {
 /// One (3, H, W) frame as a batch of one.
 pub fn single_frame_batch(frame: &Array3<f32>) -> Array4<f32> {
     frame.clone().insert_axis(Axis(0))
+}
+
+/// A dynamic-rank tensor that must be a (B, C, F, h, w) video.
+pub fn into_video(array: ArrayD<f32>, what: &str) -> Result<Array5<f32>, PipelineError> {
+    let shape = array.shape().to_vec();
+    array
+        .into_dimensionality::<Ix5>()
+        .map_err(|_| PipelineError::Invalid {
+            field: what.to_owned(),
+            expected: "a (B, C, F, h, w) tensor".into(),
+            actual: format!("shape {shape:?}"),
+        })
 }
 
 /// Checks a tensor's shape against what the pipeline expects of a model output.
