@@ -314,8 +314,8 @@ mod tests {
         let diffs = Role::TextEncoder.contract().differences(&e);
         assert_eq!(diffs.len(), 3, "{diffs:?}");
         assert!(diffs[0].contains("input `input_ids` is missing"));
-        assert!(diffs[1].contains("expected rank 3"));
-        assert!(diffs[2].contains("unexpected input `ids"));
+        assert!(diffs[1].contains("unexpected input `ids"));
+        assert!(diffs[2].contains("expected rank 3"));
     }
 
     #[test]
