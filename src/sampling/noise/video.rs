@@ -12,7 +12,7 @@
 //! `torch.normal(mean=0, std=s * ones)` does. (The reference also draws one discarded `randn`
 //! from the global generator first; that stream is not the sampling generator's.)
 
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::TorchGenerator;
 use crate::sampling::SamplingError;
@@ -86,15 +86,11 @@ impl VideoNoise {
         if shared_across_chunks {
             self.shared = Some(shared.clone());
         }
-        let frames: Vec<ArrayD<f32>> = (0..shape[FRAME_AXIS])
-            .map(|_| &shared + &(generator.randn(&per_frame) * individual_std))
-            .collect();
-        let views: Vec<_> = frames.iter().map(|frame| frame.view()).collect();
-        ndarray::concatenate(Axis(FRAME_AXIS), &views).map_err(|_| SamplingError::Shape {
-            what: "mixed noise frames".into(),
-            expected: shape.to_vec(),
-            found: per_frame,
-        })
+        let mut noise = ArrayD::zeros(IxDyn(shape));
+        for mut frame in noise.axis_chunks_iter_mut(Axis(FRAME_AXIS), 1) {
+            frame.assign(&(&shared + &(generator.randn(&per_frame) * individual_std)));
+        }
+        Ok(noise)
     }
 }
 
