@@ -53,6 +53,8 @@ pub struct Streamer<'a> {
     anchor_tokens: Array3<f32>,
     cond_frames: Array4<f32>,
     generator: TorchGenerator,
+    /// In `previous-chunk` mode, set when a chunk finished: re-anchor before the next one.
+    anchor_stale: bool,
 }
 
 impl<'a> Streamer<'a> {
@@ -82,7 +84,11 @@ impl<'a> Streamer<'a> {
             &cond_shape,
         )?;
         let zero = Array4::zeros((1, 3, s2.height, s2.width));
-        let anchor = unit_to_signed(single_frame_batch(&start.anchor).view());
+        let anchor_frame = match options.anchor {
+            AnchorMode::First => start.anchor,
+            AnchorMode::PreviousChunk => last_frame(&start.cond_frames),
+        };
+        let anchor = unit_to_signed(single_frame_batch(&anchor_frame).view());
         let both = ndarray::concatenate(Axis(0), &[anchor.view(), zero.view()]).map_err(|_| {
             PipelineError::Shape {
                 what: "APM anchor next to the zero image".into(),
@@ -100,6 +106,7 @@ impl<'a> Streamer<'a> {
             zero_tokens: tokens.slice(s![1..2, .., ..]).to_owned(),
             cond_frames: start.cond_frames,
             generator: TorchGenerator::new(seed),
+            anchor_stale: false,
         })
     }
 
@@ -111,8 +118,9 @@ impl<'a> Streamer<'a> {
         run: &mut RunContext<'_>,
     ) -> Result<Array4<f32>, PipelineError> {
         let s2 = &self.config.stage2;
-        let cond_signed = unit_to_signed(self.cond_frames.view());
         run.check_cancelled()?;
+        self.refresh_anchor()?;
+        let cond_signed = unit_to_signed(self.cond_frames.view());
         let cond_features = self.models.cam_cond_encoder.encode(&cond_signed)?;
         let conditions = stage2_conditions(self.options.guidance);
         let context = streaming_context(
@@ -156,7 +164,7 @@ impl<'a> Streamer<'a> {
             self.config.vae_scaling_factor,
         )?;
         let new_frames = frames.slice(s![s2.cond_frames.., .., .., ..]).to_owned();
-        self.advance(&new_frames)?;
+        self.advance(&new_frames);
         run.emit(ProgressEvent::ChunkDone {
             stage: Stage::Streaming,
             chunk,
@@ -165,24 +173,36 @@ impl<'a> Streamer<'a> {
         Ok(new_frames)
     }
 
-    /// Keeps the new frames as the next chunk's conditioning (and anchor, in
-    /// `previous-chunk` mode).
-    fn advance(&mut self, new_frames: &Array4<f32>) -> Result<(), PipelineError> {
+    /// Keeps the new frames' tail as the next chunk's conditioning (and, in `previous-chunk`
+    /// mode, its last frame as the next anchor).
+    fn advance(&mut self, new_frames: &Array4<f32>) {
         let cond = self.config.stage2.cond_frames;
         // `new` checked chunk_frames >= 2 * cond_frames, so there are enough new frames.
         let count = new_frames.len_of(Axis(0));
         self.cond_frames = new_frames.slice(s![count - cond.., .., .., ..]).to_owned();
-        if self.options.anchor == AnchorMode::PreviousChunk {
-            let last = new_frames.slice(s![count - 1..count, .., .., ..]);
-            let tokens = apm_tokens(
+        self.anchor_stale = self.options.anchor == AnchorMode::PreviousChunk;
+    }
+
+    /// Embeds the last conditioning frame as the anchor when it changed.
+    fn refresh_anchor(&mut self) -> Result<(), PipelineError> {
+        if self.anchor_stale {
+            let last = single_frame_batch(&last_frame(&self.cond_frames));
+            self.anchor_tokens = apm_tokens(
                 self.models.image_encoder,
                 self.models.apm_resampler,
-                &unit_to_signed(last),
+                &unit_to_signed(last.view()),
             )?;
-            self.anchor_tokens = tokens;
+            self.anchor_stale = false;
         }
         Ok(())
     }
+}
+
+fn last_frame(frames: &Array4<f32>) -> Array3<f32> {
+    let count = frames.len_of(Axis(0));
+    frames
+        .index_axis(Axis(0), count.saturating_sub(1))
+        .to_owned()
 }
 
 /// The (1, C, F, h, w) latent shape of one stage-2 chunk.

@@ -1,0 +1,562 @@
+//! Pipeline behaviour with fake models (fast, no ONNX Runtime): frame counts, what the CAM and
+//! APM are fed, reproducibility, cancellation, guidance batching and missing graphs.
+//!
+//! The fakes are simple deterministic functions of their inputs, so a change anywhere upstream
+//! shows in the frames; recording fakes check what the pipeline hands each graph.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ndarray::{s, Array2, Array3, Array4, Array5, Axis};
+use streamingt2v::manifest::PipelineConfig;
+use streamingt2v::models::{
+    ApmResampler, Cam, CamCondEncoder, CamResiduals, ImageEncoder, LatentMoments, ModelResult,
+    StreamingUnet, TextEncoder, VaeDecoder, VaeEncoder, VideoUnet,
+};
+use streamingt2v::pipeline::stage2::Stage2Models;
+use streamingt2v::pipeline::stage3::Stage3Models;
+use streamingt2v::pipeline::{
+    AnchorMode, EnhancerGraphs, GenerateOptions, Outputs, Pipeline, PipelineError, PromptIds,
+    RunContext, Stage2Guidance, StreamingGraphs, TokenIds,
+};
+use streamingt2v::progress::{CancelToken, NoProgress};
+use streamingt2v::video::{Frame, FrameSize, SampleRange, VideoError};
+
+const DIM: usize = 8;
+const LATENT_SCALE: usize = 8;
+
+/// The tiny geometry: stage 2 at 64x64 (latent 8x8), enhancer 80x128 with 80x80 content.
+fn config() -> PipelineConfig {
+    let betas = serde_json::json!({
+        "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+        "num_train_timesteps": 1000, "prediction_type": "epsilon", "steps_offset": 1,
+        "set_alpha_to_one": false
+    });
+    let mut dpm = betas.clone();
+    dpm["algorithm_type"] = "dpmsolver++".into();
+    dpm["timestep_spacing"] = "linspace".into();
+    let mut ddim = betas;
+    ddim["timestep_spacing"] = "leading".into();
+    let json = serde_json::json!({
+        "vae_scaling_factor": 0.18215,
+        "vae_scale_factor": LATENT_SCALE,
+        "stage1": {"scheduler": {"type": "dpmsolver_multistep", "config": dpm},
+                   "num_inference_steps": 50, "guidance_scale": 9.0, "num_frames": 16,
+                   "height": 64, "width": 64},
+        "stage2": {"scheduler": {"type": "ddim", "config": ddim},
+                   "num_inference_steps": 50, "guidance_scale": 7.5, "eta": 1.0,
+                   "chunk_frames": 16, "cond_frames": 8, "height": 64, "width": 64},
+        "stage3": {"scheduler": {"type": "dpmpp_2m_sde", "config": {}},
+                   "num_inference_steps": 30, "guidance_scale": 7.5, "guide_rescale": 0.2,
+                   "chunk_frames": 24, "overlap_frames": 8, "noise_timestep": 599,
+                   "height": 80, "width": 128, "content_height": 80, "content_width": 80}
+    });
+    serde_json::from_value(json).expect("test config is valid")
+}
+
+fn options(frames: usize, enhance: bool) -> GenerateOptions {
+    let mut options = GenerateOptions::from_config(&config(), frames);
+    options.stage1.steps = 2;
+    options.stage2.steps = 2;
+    if let Some(enhance) = options.enhance.as_mut() {
+        enhance.steps = 2;
+    }
+    if !enhance {
+        options.enhance = None;
+    }
+    options
+}
+
+fn prompts(seed: i64) -> PromptIds {
+    let ids = |first: i64| TokenIds((0..77).map(|i| if i < 4 { first + i } else { 0 }).collect());
+    PromptIds {
+        prompt: ids(seed),
+        negative: ids(49406),
+    }
+}
+
+// ---- fakes -------------------------------------------------------------------------------
+
+struct FakeText;
+
+impl TextEncoder for FakeText {
+    fn encode(&mut self, ids: &Array2<i64>) -> ModelResult<Array3<f32>> {
+        let (b, l) = ids.dim();
+        Ok(Array3::from_shape_fn((b, l, DIM), |(b, l, d)| {
+            ((ids[[b, l]] % 97) as f32 * 0.01 + d as f32 * 0.001).sin()
+        }))
+    }
+}
+
+/// Records every batch of images it embeds.
+#[derive(Default)]
+struct FakeImage {
+    seen: Rc<RefCell<Vec<Array4<f32>>>>,
+}
+
+impl ImageEncoder for FakeImage {
+    fn encode(&mut self, images: &Array4<f32>) -> ModelResult<Array2<f32>> {
+        self.seen.borrow_mut().push(images.clone());
+        let means: Vec<f32> = images
+            .outer_iter()
+            .map(|i| i.mean().unwrap_or(0.0))
+            .collect();
+        Ok(Array2::from_shape_fn((images.dim().0, DIM), |(n, e)| {
+            means[n] * (e + 1) as f32
+        }))
+    }
+}
+
+struct FakeApm;
+
+impl ApmResampler for FakeApm {
+    fn tokens(&mut self, embeds: &Array2<f32>) -> ModelResult<Array3<f32>> {
+        Ok(Array3::from_shape_fn(
+            (embeds.nrows(), 16, DIM),
+            |(n, k, d)| embeds[[n, d]] * (1.0 + k as f32 * 0.1),
+        ))
+    }
+}
+
+/// Average-pools the frames to the latent grid; records its inputs.
+#[derive(Default)]
+struct FakeCamCond {
+    seen: Rc<RefCell<Vec<Array4<f32>>>>,
+}
+
+impl CamCondEncoder for FakeCamCond {
+    fn encode(&mut self, frames: &Array4<f32>) -> ModelResult<Array4<f32>> {
+        self.seen.borrow_mut().push(frames.clone());
+        let (f, _, h, w) = frames.dim();
+        Ok(Array4::from_shape_fn(
+            (f, 4, h / LATENT_SCALE, w / LATENT_SCALE),
+            |(f, c, y, x)| {
+                let patch = frames.slice(s![
+                    f,
+                    c % 3,
+                    y * LATENT_SCALE..(y + 1) * LATENT_SCALE,
+                    x * LATENT_SCALE..(x + 1) * LATENT_SCALE
+                ]);
+                patch.mean().unwrap_or(0.0)
+            },
+        ))
+    }
+}
+
+struct FakeCam;
+
+impl Cam for FakeCam {
+    fn run(
+        &mut self,
+        sample: &Array5<f32>,
+        _timestep: &[i64],
+        text: &Array3<f32>,
+        cond: &Array4<f32>,
+    ) -> ModelResult<CamResiduals> {
+        let (b, _, f, _, _) = sample.dim();
+        let text_mean = text.mean().unwrap_or(0.0);
+        let residual =
+            Array4::from_shape_fn((b * f, 4, cond.dim().2, cond.dim().3), |(bf, c, y, x)| {
+                cond[[bf % f, c, y, x]] + 0.1 * sample[[bf / f, c, bf % f, y, x]] + text_mean
+            });
+        Ok(CamResiduals {
+            down: vec![residual.clone(); 12],
+            mid: residual,
+        })
+    }
+}
+
+/// Noise prediction from the sample, the context and the CAM residuals; records batch sizes.
+#[derive(Default)]
+struct FakeUnet {
+    batches: Rc<RefCell<Vec<usize>>>,
+}
+
+impl StreamingUnet for FakeUnet {
+    fn run(
+        &mut self,
+        sample: &Array5<f32>,
+        _timestep: &[i64],
+        context: &Array3<f32>,
+        residuals: &CamResiduals,
+    ) -> ModelResult<Array5<f32>> {
+        self.batches.borrow_mut().push(sample.dim().0);
+        let f_cond = residuals.mid.dim().0 / sample.dim().0;
+        Ok(Array5::from_shape_fn(sample.dim(), |(b, c, f, y, x)| {
+            let ctx = context.slice(s![b, .., c]).mean().unwrap_or(0.0);
+            let cam = residuals.mid[[b * f_cond + f % f_cond, c, y, x]];
+            0.5 * sample[[b, c, f, y, x]] + ctx + 0.3 * cam
+        }))
+    }
+}
+
+struct FakeVideoUnet;
+
+impl VideoUnet for FakeVideoUnet {
+    fn run(
+        &mut self,
+        sample: &Array5<f32>,
+        _t: &[i64],
+        context: &Array3<f32>,
+    ) -> ModelResult<Array5<f32>> {
+        Ok(Array5::from_shape_fn(sample.dim(), |(b, c, f, y, x)| {
+            0.5 * sample[[b, c, f, y, x]] + context.slice(s![b, .., c]).mean().unwrap_or(0.0)
+        }))
+    }
+}
+
+/// Nearest-neighbour upsampling of the first 3 latent channels, squashed to (-1, 1).
+struct FakeDecoder;
+
+impl VaeDecoder for FakeDecoder {
+    fn decode(&mut self, latents: &Array4<f32>) -> ModelResult<Array4<f32>> {
+        let (n, _, h, w) = latents.dim();
+        Ok(Array4::from_shape_fn(
+            (n, 3, h * LATENT_SCALE, w * LATENT_SCALE),
+            |(n, c, y, x)| (latents[[n, c, y / LATENT_SCALE, x / LATENT_SCALE]] * 0.5).tanh(),
+        ))
+    }
+}
+
+struct FakeEncoder;
+
+impl VaeEncoder for FakeEncoder {
+    fn encode(&mut self, images: &Array4<f32>) -> ModelResult<LatentMoments> {
+        let (n, _, h, w) = images.dim();
+        let mean = Array4::from_shape_fn(
+            (n, 4, h / LATENT_SCALE, w / LATENT_SCALE),
+            |(n, c, y, x)| images[[n, c % 3, y * LATENT_SCALE, x * LATENT_SCALE]],
+        );
+        Ok(LatentMoments {
+            logvar: mean.mapv(|_| -6.0),
+            mean,
+        })
+    }
+}
+
+#[derive(Default)]
+struct FakeStreaming {
+    image: FakeImage,
+    cam_cond: FakeCamCond,
+    unet: FakeUnet,
+}
+
+impl FakeStreaming {
+    fn graphs<'a>(
+        &'a mut self,
+        text: &'a mut FakeText,
+        stage1: &'a mut FakeVideoUnet,
+    ) -> StreamingGraphs<'a> {
+        StreamingGraphs {
+            text_encoder: text,
+            stage1_unet: Some(stage1),
+            stage2: Stage2Models {
+                image_encoder: &mut self.image,
+                apm_resampler: leak(FakeApm),
+                cam_cond_encoder: &mut self.cam_cond,
+                cam: leak(FakeCam),
+                unet: &mut self.unet,
+                vae_decoder: leak(FakeDecoder),
+            },
+        }
+    }
+}
+
+/// Stateless fakes live for the whole test binary.
+fn leak<T>(value: T) -> &'static mut T {
+    Box::leak(Box::new(value))
+}
+
+fn enhancer_graphs<'a>() -> EnhancerGraphs<'a> {
+    EnhancerGraphs {
+        text_encoder: leak(FakeText),
+        stage3: Stage3Models {
+            unet: leak(FakeVideoUnet),
+            vae_encoder: leak(FakeEncoder),
+            vae_decoder: leak(FakeDecoder),
+        },
+    }
+}
+
+// ---- runs ----------------------------------------------------------------------------------
+
+struct Generated {
+    frames: Vec<Frame>,
+    preview: Vec<Frame>,
+    result: Result<usize, PipelineError>,
+}
+
+/// Runs `generate`, cancelling once `cancel_after` frames were written.
+fn generate_with(
+    fakes: &mut FakeStreaming,
+    options: &GenerateOptions,
+    cancel_after: Option<usize>,
+) -> Generated {
+    let config = config();
+    let cancel = CancelToken::new();
+    let mut frames = Vec::new();
+    let mut preview = Vec::new();
+    let mut collect = |frame: &Frame| -> Result<(), VideoError> {
+        frames.push(frame.clone());
+        if cancel_after.is_some_and(|n| frames.len() >= n) {
+            cancel.cancel();
+        }
+        Ok(())
+    };
+    let mut collect_preview = |frame: &Frame| -> Result<(), VideoError> {
+        preview.push(frame.clone());
+        Ok(())
+    };
+    let mut run = RunContext::new(&NoProgress, &cancel);
+    let (mut text, mut stage1) = (FakeText, FakeVideoUnet);
+    let pipeline = Pipeline::new(&config)
+        .with_streaming(fakes.graphs(&mut text, &mut stage1))
+        .with_enhancer(enhancer_graphs());
+    let outputs = Outputs {
+        video: &mut collect,
+        preview: Some(&mut collect_preview),
+    };
+    let result = pipeline
+        .generate(
+            &prompts(320),
+            Some(&prompts(320)),
+            options,
+            None,
+            &mut run,
+            outputs,
+        )
+        .map(|summary| summary.frames_written);
+    Generated {
+        frames,
+        preview,
+        result,
+    }
+}
+
+fn generate(options: &GenerateOptions) -> Generated {
+    generate_with(&mut FakeStreaming::default(), options, None)
+}
+
+fn unit_chw(frame: &Frame) -> Array3<f32> {
+    frame.to_chw(SampleRange::Unit)
+}
+
+#[test]
+fn frame_counts_follow_the_chunk_arithmetic() {
+    for (requested, expected) in [(16, 16), (24, 24), (31, 24), (48, 48), (50, 48)] {
+        let run = generate(&options(requested, false));
+        assert_eq!(run.result.unwrap(), expected, "--frames {requested}");
+        assert_eq!(run.frames.len(), expected);
+        assert_eq!(run.frames[0].size(), FrameSize::new(64, 64));
+    }
+}
+
+#[test]
+fn enhancement_keeps_every_frame_at_the_content_size() {
+    for (requested, expected) in [(16, 16), (24, 24), (32, 32), (48, 48)] {
+        let run = generate(&options(requested, true));
+        assert_eq!(run.result.unwrap(), expected, "--frames {requested}");
+        assert_eq!(run.frames.len(), expected);
+        assert_eq!(run.preview.len(), expected);
+        assert_eq!(run.frames[0].size(), FrameSize::new(80, 80));
+        assert_eq!(run.preview[0].size(), FrameSize::new(64, 64));
+    }
+    let mut padded = options(24, true);
+    padded.enhance.as_mut().unwrap().keep_padding = true;
+    assert_eq!(generate(&padded).frames[0].size(), FrameSize::new(128, 80));
+}
+
+#[test]
+fn cam_is_conditioned_on_the_last_frames_of_the_previous_chunk() {
+    let mut fakes = FakeStreaming::default();
+    let run = generate_with(&mut fakes, &options(40, false), None);
+    assert_eq!(run.result.unwrap(), 40);
+    let seen = fakes.cam_cond.seen.borrow();
+    assert_eq!(seen.len(), 3, "E_cond runs once per generated chunk");
+    for (k, cond) in seen.iter().enumerate() {
+        // Chunk k+1 continues from output frames 8(k+1) .. 8(k+1)+8, given in [-1, 1].
+        for (i, frame) in cond.outer_iter().enumerate() {
+            let expected = unit_chw(&run.frames[8 * (k + 1) + i]).mapv(|x| 2.0 * x - 1.0);
+            let diff = (&frame - &expected)
+                .mapv(f32::abs)
+                .fold(0.0f32, |a, &b| a.max(b));
+            assert!(
+                diff < 1e-5,
+                "chunk {} cond frame {i}: max diff {diff}",
+                k + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn apm_anchor_is_frame_zero_or_the_previous_chunks_last_frame() {
+    let mut fakes = FakeStreaming::default();
+    let run = generate_with(&mut fakes, &options(32, false), None);
+    let seen = fakes.image.seen.borrow();
+    assert_eq!(
+        seen.len(),
+        1,
+        "anchor and zero image are embedded once per video"
+    );
+    let anchor = unit_chw(&run.frames[0]).mapv(|x| 2.0 * x - 1.0);
+    assert!((&seen[0].index_axis(Axis(0), 0) - &anchor)
+        .iter()
+        .all(|d| d.abs() < 1e-5));
+    assert!(
+        seen[0].index_axis(Axis(0), 1).iter().all(|&v| v == 0.0),
+        "zero image"
+    );
+
+    let mut previous = options(32, false);
+    previous.stage2.anchor = AnchorMode::PreviousChunk;
+    let mut fakes = FakeStreaming::default();
+    let run_prev = generate_with(&mut fakes, &previous, None);
+    let seen = fakes.image.seen.borrow();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one re-anchoring per generated chunk after the first"
+    );
+    for (call, frame) in [(0, 15), (1, 23)] {
+        let last_of_previous = unit_chw(&run_prev.frames[frame]).mapv(|x| 2.0 * x - 1.0);
+        let anchor = seen[call].index_axis(Axis(0), 0);
+        assert!(
+            (&anchor - &last_of_previous).iter().all(|d| d.abs() < 1e-5),
+            "call {call}"
+        );
+    }
+    assert_eq!(
+        run.frames[..16],
+        run_prev.frames[..16],
+        "stage 1 has no anchor"
+    );
+    assert_ne!(
+        run.frames[16..],
+        run_prev.frames[16..],
+        "the anchor changes later chunks"
+    );
+}
+
+#[test]
+fn same_seed_same_frames_other_seed_other_frames() {
+    let first = generate(&options(32, true));
+    let again = generate(&options(32, true));
+    assert_eq!(first.frames, again.frames);
+    assert_eq!(first.preview, again.preview);
+    let mut other = options(32, true);
+    other.seed = 34;
+    assert_ne!(first.frames, generate(&other).frames);
+}
+
+#[test]
+fn multi_condition_guidance_batches_three_conditions() {
+    let mut multi = options(24, false);
+    multi.stage2.guidance = Stage2Guidance::Multi {
+        text_scale: 7.5,
+        anchor_scale: 2.0,
+    };
+    let mut fakes = FakeStreaming::default();
+    assert!(generate_with(&mut fakes, &multi, None).result.is_ok());
+    assert_eq!(*fakes.unet.batches.borrow(), vec![3, 3]);
+
+    let mut unguided = options(24, false);
+    unguided.stage2.guidance = Stage2Guidance::Joint { scale: 1.0 };
+    let mut fakes = FakeStreaming::default();
+    assert!(generate_with(&mut fakes, &unguided, None).result.is_ok());
+    assert_eq!(*fakes.unet.batches.borrow(), vec![1, 1]);
+}
+
+#[test]
+fn cancellation_keeps_the_frames_written_so_far() {
+    let mut fakes = FakeStreaming::default();
+    let run = generate_with(&mut fakes, &options(48, false), Some(20));
+    assert!(matches!(run.result, Err(PipelineError::Cancelled)));
+    assert_eq!(
+        run.frames.len(),
+        24,
+        "the chunk in flight is written whole, nothing after"
+    );
+    let full = generate(&options(48, false));
+    assert_eq!(run.frames[..], full.frames[..24]);
+}
+
+#[test]
+fn too_few_frames_is_an_error_naming_the_flag() {
+    let run = generate(&options(8, false));
+    let err = run.result.unwrap_err().to_string();
+    assert!(err.contains("--frames") && err.contains("16"), "{err}");
+    assert!(run.frames.is_empty());
+}
+
+#[test]
+fn enhancing_without_enhancer_graphs_names_the_missing_graph() {
+    let config = config();
+    let cancel = CancelToken::new();
+    let mut run = RunContext::new(&NoProgress, &cancel);
+    let mut fakes = FakeStreaming::default();
+    let (mut text, mut stage1) = (FakeText, FakeVideoUnet);
+    let pipeline = Pipeline::new(&config).with_streaming(fakes.graphs(&mut text, &mut stage1));
+    let mut sink = |_: &Frame| -> Result<(), VideoError> { Ok(()) };
+    let outputs = Outputs {
+        video: &mut sink,
+        preview: None,
+    };
+    let err = pipeline
+        .generate(
+            &prompts(1),
+            Some(&prompts(1)),
+            &options(24, true),
+            None,
+            &mut run,
+            outputs,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, PipelineError::MissingGraph { ref role, .. } if role == "enhancer_unet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn extend_continues_the_input_from_its_last_frames() {
+    let config = config();
+    let input: Vec<Frame> = (0..12)
+        .map(|i| Frame::filled(FrameSize::new(64, 64), [i as f32 / 12.0, 0.5, 0.2]).unwrap())
+        .collect();
+    let cancel = CancelToken::new();
+    let mut run = RunContext::new(&NoProgress, &cancel);
+    let mut fakes = FakeStreaming::default();
+    let (mut text, mut stage1) = (FakeText, FakeVideoUnet);
+    let pipeline = Pipeline::new(&config).with_streaming(fakes.graphs(&mut text, &mut stage1));
+    let mut frames = Vec::new();
+    let mut sink = |f: &Frame| -> Result<(), VideoError> {
+        frames.push(f.clone());
+        Ok(())
+    };
+    let outputs = Outputs {
+        video: &mut sink,
+        preview: None,
+    };
+    let summary = pipeline
+        .extend(
+            &input,
+            &prompts(5),
+            None,
+            &options(20, false),
+            &mut run,
+            outputs,
+        )
+        .unwrap();
+    assert_eq!(
+        summary.frames_written,
+        12 + 16,
+        "20 new frames round down to two chunks"
+    );
+    assert_eq!(frames[..12], input[..]);
+    let first_cond = &fakes.cam_cond.seen.borrow()[0];
+    let expected = input[4].to_chw(SampleRange::Signed);
+    assert!((&first_cond.index_axis(Axis(0), 0) - &expected)
+        .iter()
+        .all(|d| d.abs() < 1e-6));
+}
