@@ -130,6 +130,8 @@ impl fmt::Display for Rejection {
 pub struct FoundLibrary {
     pub path: PathBuf,
     pub source: LibrarySource,
+    /// The version string the loader reported.
+    pub version: String,
     /// Locations tried before this one.
     pub skipped: Vec<Rejection>,
 }
@@ -163,12 +165,12 @@ fn render_not_found(rejections: &[Rejection], explicit: bool) -> String {
     text
 }
 
-/// Searches in the documented order. `load` tries one existing file and returns why it is
-/// unusable (for example a version older than the API `ort` needs); `probe_python` maps an
-/// interpreter to the directory of its `onnxruntime` package.
+/// Searches in the documented order. `load` tries one existing file and returns its version or
+/// why it is unusable (for example a version older than the API `ort` needs); `probe_python`
+/// maps an interpreter to the directory of its `onnxruntime` package.
 pub fn search(
     env: &SearchEnv,
-    mut load: impl FnMut(&Path) -> Result<(), String>,
+    mut load: impl FnMut(&Path) -> Result<String, String>,
     probe_python: impl Fn(&Path) -> Result<PathBuf, String>,
 ) -> Result<FoundLibrary, LibraryNotFound> {
     let mut rejections = Vec::new();
@@ -246,7 +248,7 @@ fn no_repo_rejection(env: &SearchEnv) -> Rejection {
 fn try_candidate(
     source: LibrarySource,
     path: &Path,
-    load: &mut impl FnMut(&Path) -> Result<(), String>,
+    load: &mut impl FnMut(&Path) -> Result<String, String>,
     mut rejections: Vec<Rejection>,
 ) -> Result<FoundLibrary, Vec<Rejection>> {
     let reason = if !path.exists() {
@@ -255,10 +257,11 @@ fn try_candidate(
         String::from("is a directory, expected the libonnxruntime.so file")
     } else {
         match load(path) {
-            Ok(()) => {
+            Ok(version) => {
                 return Ok(FoundLibrary {
                     path: path.to_owned(),
                     source,
+                    version,
                     skipped: rejections,
                 })
             }
@@ -356,7 +359,7 @@ mod tests {
         fs::write(path, version).expect("write");
     }
 
-    fn fake_load(path: &Path) -> Result<(), String> {
+    fn fake_load(path: &Path) -> Result<String, String> {
         let version = fs::read_to_string(path).map_err(|e| e.to_string())?;
         let minor: u32 = version
             .split('.')
@@ -366,7 +369,7 @@ mod tests {
         if minor < 31 {
             return Err(format!("version {version} is older than 1.31"));
         }
-        Ok(())
+        Ok(version)
     }
 
     fn no_python(_: &Path) -> Result<PathBuf, String> {

@@ -10,6 +10,7 @@
 pub mod factory;
 pub mod library;
 pub mod providers;
+pub mod version;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -112,12 +113,11 @@ impl OrtRuntime {
                 .map_err(|e| RuntimeError::Environment {
                     message: e.to_string(),
                 })?;
-        let build_info = ort::info().to_owned();
         let library = LibraryInfo {
-            version: version_from_build_info(&build_info),
+            version: found.version,
+            build_info: ort::info().to_owned(),
             path: found.path,
             source: found.source,
-            build_info,
             skipped: found.skipped,
         };
         tracing::info!(path = %library.path.display(), version = %library.version, "loaded ONNX Runtime");
@@ -146,33 +146,15 @@ impl OrtRuntime {
     }
 }
 
-/// dlopens one candidate and checks its API version (`ort` rejects older libraries).
-fn load_library(path: &Path) -> Result<(), String> {
-    match ort::init_from(path) {
-        Ok(_) => Ok(()),
-        Err(ort::LoadDynamicError::BadVersion { version_str, .. }) => Err(format!(
-            "version {version_str} is older than 1.{} (the ONNX Runtime API this engine is built against)",
+/// Checks one candidate's version, then hands it to `ort` (which dlopens it for good).
+fn load_library(path: &Path) -> Result<String, String> {
+    let version = version::library_version(path)?;
+    if version::minor_version(&version).is_none_or(|minor| minor < ort::MINOR_VERSION) {
+        return Err(format!(
+            "version {version} is older than 1.{} (the ONNX Runtime API this engine is built against)",
             ort::MINOR_VERSION
-        )),
-        Err(other) => Err(other.to_string()),
+        ));
     }
-}
-
-/// `git-branch=rel-1.31.1` in the build-info string gives `1.31.1`.
-fn version_from_build_info(info: &str) -> String {
-    info.split([',', ' '])
-        .find_map(|part| part.strip_prefix("git-branch=rel-"))
-        .map_or_else(|| String::from("unknown"), str::to_owned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_is_read_from_build_info() {
-        let info = "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc, build type=Release";
-        assert_eq!(version_from_build_info(info), "1.31.1");
-        assert_eq!(version_from_build_info("custom build"), "unknown");
-    }
+    ort::init_from(path).map_err(|e| e.to_string())?;
+    Ok(version)
 }
