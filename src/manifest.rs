@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod validate;
+
+pub use validate::{sha256_file, VerifiedFile};
+
 /// The manifest schema version this engine reads.
 pub const SCHEMA_VERSION: u32 = 1;
 /// File name of the manifest inside a model-set directory.
@@ -53,6 +57,23 @@ pub enum ManifestError {
         path: PathBuf,
         role: String,
         file: PathBuf,
+    },
+    #[error("{path}: tokenizer `{name}` file {file} is missing")]
+    MissingTokenizer {
+        path: PathBuf,
+        name: String,
+        file: PathBuf,
+    },
+    #[error(
+        "{path}: graph `{role}` file {file} has sha256 {actual}, the manifest says {expected} \
+         (the file changed after export, or the download is damaged)"
+    )]
+    HashMismatch {
+        path: PathBuf,
+        role: String,
+        file: PathBuf,
+        expected: String,
+        actual: String,
     },
 }
 
@@ -348,7 +369,8 @@ impl Manifest {
 }
 
 impl ModelSet {
-    /// Reads `DIR/manifest.json` and checks that every file it names exists.
+    /// Reads `DIR/manifest.json`, validates it ([`Manifest::validate`]) and checks that every
+    /// file it names exists. Hashes are checked separately ([`ModelSet::verify_hashes`]).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -362,6 +384,7 @@ impl ModelSet {
             source,
         })?;
         let manifest = Manifest::from_json(&text, &path)?;
+        manifest.validate(&path)?;
         let set = ModelSet {
             dir: dir.to_owned(),
             manifest,
@@ -381,7 +404,8 @@ impl ModelSet {
 
     fn check_files_exist(&self) -> Result<(), ManifestError> {
         for (role, graph) in &self.manifest.graphs {
-            let files = std::iter::once(&graph.file).chain(graph.external_data.iter().map(|e| &e.file));
+            let files =
+                std::iter::once(&graph.file).chain(graph.external_data.iter().map(|e| &e.file));
             for file in files {
                 let full = self.path_of(file);
                 if !full.is_file() {
@@ -391,6 +415,23 @@ impl ModelSet {
                         file: full,
                     });
                 }
+            }
+        }
+        let tokenizers = std::iter::once(("text", &self.manifest.tokenizers.text)).chain(
+            self.manifest
+                .tokenizers
+                .enhancer_text
+                .iter()
+                .map(|t| ("enhancer_text", t)),
+        );
+        for (name, entry) in tokenizers {
+            let full = self.path_of(&entry.file);
+            if !full.is_file() {
+                return Err(ManifestError::MissingTokenizer {
+                    path: self.manifest_path(),
+                    name: name.to_owned(),
+                    file: full,
+                });
             }
         }
         Ok(())

@@ -14,7 +14,9 @@ use streamingt2v::models::onnx::{OnnxTextEncoder, OnnxVaeDecoder, OnnxVaeEncoder
 use streamingt2v::models::{
     LoadError, ModelError, ModelLoader, Role, TextEncoder, VaeDecoder, VaeEncoder, VideoUnet,
 };
-use streamingt2v::runtime::{EpConfig, OrtRuntime, Placement, Provider, RuntimeError, SessionFactory};
+use streamingt2v::runtime::{
+    EpConfig, OrtRuntime, Placement, Provider, RuntimeError, SessionFactory,
+};
 use streamingt2v::tokenizer::ClipTokenizer;
 
 fn fixtures() -> PathBuf {
@@ -75,7 +77,8 @@ fn text_encoder_runs_with_any_batch() {
     let set = fixture_set();
     let factory = factory("cpu");
     let loader = ModelLoader::new(&set, &factory);
-    let mut encoder = OnnxTextEncoder::new(loader.open(Role::TextEncoder).expect("opens")).expect("role");
+    let mut encoder =
+        OnnxTextEncoder::new(loader.open(Role::TextEncoder).expect("opens")).expect("role");
     assert_eq!(encoder.graph().placement().provider, Provider::Cpu);
     for batch in [1, 2, 3] {
         let ids = Array2::from_shape_fn((batch, 77), |(b, t)| (b * 100 + t) as i64);
@@ -92,9 +95,15 @@ fn text_encoder_runs_with_any_batch() {
 fn video_unet_binds_sample_timestep_and_context_by_name() {
     let set = fixture_set();
     let factory = factory("cpu");
-    let mut unet = OnnxVideoUnet::new(ModelLoader::new(&set, &factory).open(Role::Stage1Unet).expect("opens"))
-        .expect("role");
-    let sample = Array5::from_shape_fn((2, 4, 16, 8, 8), |(b, c, f, h, w)| (b + c + f + h + w) as f32 * 0.01);
+    let mut unet = OnnxVideoUnet::new(
+        ModelLoader::new(&set, &factory)
+            .open(Role::Stage1Unet)
+            .expect("opens"),
+    )
+    .expect("role");
+    let sample = Array5::from_shape_fn((2, 4, 16, 8, 8), |(b, c, f, h, w)| {
+        (b + c + f + h + w) as f32 * 0.01
+    });
     let context = Array3::from_shape_fn((2, 77, 8), |(b, _, _)| b as f32 + 0.5);
     let out = unet.run(&sample, &[3, 7], &context).expect("runs");
     // noise_pred[b] = sample[b] * timestep[b] + mean(context[b])
@@ -109,13 +118,22 @@ fn vae_wrappers_return_their_outputs_in_contract_order() {
     let set = fixture_set();
     let factory = factory("cpu");
     let loader = ModelLoader::new(&set, &factory);
-    let mut decoder = OnnxVaeDecoder::new(loader.open(Role::VaeDecoder).expect("opens")).expect("role");
-    let latents = Array4::from_shape_fn((3, 4, 8, 8), |(n, c, h, w)| (n * 4 + c) as f32 + (h * w) as f32);
+    let mut decoder =
+        OnnxVaeDecoder::new(loader.open(Role::VaeDecoder).expect("opens")).expect("role");
+    let latents = Array4::from_shape_fn((3, 4, 8, 8), |(n, c, h, w)| {
+        (n * 4 + c) as f32 + (h * w) as f32
+    });
     let images = decoder.decode(&latents).expect("runs");
     // images = latents[:, :3] * 0.5
-    assert_close(&images, &latents.slice(ndarray::s![.., ..3, .., ..]).mapv(|v| v * 0.5));
+    assert_close(
+        &images,
+        &latents
+            .slice(ndarray::s![.., ..3, .., ..])
+            .mapv(|v| v * 0.5),
+    );
 
-    let mut encoder = OnnxVaeEncoder::new(loader.open(Role::VaeEncoder).expect("opens")).expect("role");
+    let mut encoder =
+        OnnxVaeEncoder::new(loader.open(Role::VaeEncoder).expect("opens")).expect("role");
     let moments = encoder.encode(&images).expect("runs");
     // mean = images + 1, logvar = -images
     assert_close(&moments.mean, &images.mapv(|v| v + 1.0));
@@ -126,12 +144,21 @@ fn vae_wrappers_return_their_outputs_in_contract_order() {
 fn bad_input_shapes_name_the_input() {
     let set = fixture_set();
     let factory = factory("cpu");
-    let mut unet = OnnxVideoUnet::new(ModelLoader::new(&set, &factory).open(Role::Stage1Unet).expect("opens"))
-        .expect("role");
+    let mut unet = OnnxVideoUnet::new(
+        ModelLoader::new(&set, &factory)
+            .open(Role::Stage1Unet)
+            .expect("opens"),
+    )
+    .expect("role");
     let context = Array3::zeros((2, 77, 8));
     let wrong_frames = Array5::zeros((2, 4, 12, 8, 8));
     match unet.run(&wrong_frames, &[1, 1], &context) {
-        Err(ModelError::InputShape { input, expected, actual, .. }) => {
+        Err(ModelError::InputShape {
+            input,
+            expected,
+            actual,
+            ..
+        }) => {
             assert_eq!(input, "sample");
             assert_eq!(expected, "[batch, 4, 16, 8, 8]");
             assert_eq!(actual, [2, 4, 12, 8, 8]);
@@ -140,24 +167,41 @@ fn bad_input_shapes_name_the_input() {
     }
     // The batch axis must agree across inputs: 2 samples, 3 timesteps.
     let sample = Array5::zeros((2, 4, 16, 8, 8));
-    let err = unet.run(&sample, &[1, 1, 1], &context).expect_err("batch mismatch");
-    assert!(err.to_string().contains("`batch` = 2 as in input `sample`"), "{err}");
+    let err = unet
+        .run(&sample, &[1, 1, 1], &context)
+        .expect_err("batch mismatch");
+    assert!(
+        err.to_string().contains("`batch` = 2 as in input `sample`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrapper_refuses_a_session_of_another_role() {
     let set = fixture_set();
     let factory = factory("cpu");
-    let graph = ModelLoader::new(&set, &factory).open(Role::VaeDecoder).expect("opens");
-    let err = OnnxTextEncoder::new(graph).expect_err("wrong role").to_string();
-    assert!(err.contains("`vae_decoder` cannot serve as OnnxTextEncoder"), "{err}");
+    let graph = ModelLoader::new(&set, &factory)
+        .open(Role::VaeDecoder)
+        .expect("opens");
+    let err = OnnxTextEncoder::new(graph)
+        .expect_err("wrong role")
+        .to_string();
+    assert!(
+        err.contains("`vae_decoder` cannot serve as OnnxTextEncoder"),
+        "{err}"
+    );
 }
 
 #[test]
 fn graph_whose_input_type_differs_from_the_manifest_is_rejected() {
-    let (_dir, set) = set_with_graph(Role::TextEncoder, &fixtures().join("bad/text_encoder_int32.onnx"));
+    let (_dir, set) = set_with_graph(
+        Role::TextEncoder,
+        &fixtures().join("bad/text_encoder_int32.onnx"),
+    );
     let factory = factory("cpu");
-    let err = ModelLoader::new(&set, &factory).open(Role::TextEncoder).expect_err("int32 ids");
+    let err = ModelLoader::new(&set, &factory)
+        .open(Role::TextEncoder)
+        .expect_err("int32 ids");
     assert!(matches!(err, LoadError::Signature { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("graph `text_encoder`"), "{text}");
@@ -168,22 +212,35 @@ fn graph_whose_input_type_differs_from_the_manifest_is_rejected() {
 
 #[test]
 fn graph_with_a_fixed_batch_is_rejected() {
-    let (_dir, set) = set_with_graph(Role::TextEncoder, &fixtures().join("bad/text_encoder_fixed_batch.onnx"));
+    let (_dir, set) = set_with_graph(
+        Role::TextEncoder,
+        &fixtures().join("bad/text_encoder_fixed_batch.onnx"),
+    );
     let factory = factory("cpu");
-    let err = ModelLoader::new(&set, &factory).open(Role::TextEncoder).expect_err("fixed batch");
+    let err = ModelLoader::new(&set, &factory)
+        .open(Role::TextEncoder)
+        .expect_err("fixed batch");
     let text = err.to_string();
-    assert!(text.contains("axis 0 is fixed to 1, expected the dynamic axis `batch`"), "{text}");
+    assert!(
+        text.contains("axis 0 is fixed to 1, expected the dynamic axis `batch`"),
+        "{text}"
+    );
 }
 
 #[test]
 fn missing_graph_is_named_before_anything_opens() {
     let set = fixture_set();
     let factory = factory("cpu");
-    let err = ModelLoader::new(&set, &factory).streaming(true).expect_err("no image encoder");
+    let err = ModelLoader::new(&set, &factory)
+        .streaming(true)
+        .expect_err("no image encoder");
     let text = err.to_string();
     assert!(text.contains("no `image_encoder` graph"), "{text}");
     assert!(text.contains("stages 1 and 2"), "{text}");
-    assert!(text.contains("graphs present: stage1_unet, text_encoder"), "{text}");
+    assert!(
+        text.contains("graphs present: stage1_unet, text_encoder"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -191,17 +248,30 @@ fn requesting_cuda_on_a_cpu_build_is_a_clear_error() {
     let set = fixture_set();
     for ep in ["cuda", "tensorrt"] {
         let factory = factory(ep);
-        let err = ModelLoader::new(&set, &factory).open(Role::TextEncoder).expect_err("no GPU build");
+        let err = ModelLoader::new(&set, &factory)
+            .open(Role::TextEncoder)
+            .expect_err("no GPU build");
         match &err {
-            LoadError::Runtime(RuntimeError::ProviderUnavailable { provider, message, hint, .. }) => {
+            LoadError::Runtime(RuntimeError::ProviderUnavailable {
+                provider,
+                message,
+                hint,
+                ..
+            }) => {
                 assert_eq!(provider.name(), ep);
                 assert!(!message.is_empty());
-                assert!(hint.contains("onnxruntime-gpu") || hint.contains("is missing"), "{hint}");
+                assert!(
+                    hint.contains("onnxruntime-gpu") || hint.contains("is missing"),
+                    "{hint}"
+                );
             }
             other => panic!("{ep}: expected ProviderUnavailable, got {other:?}"),
         }
         let text = err.to_string();
-        assert!(text.contains(&format!("execution provider {ep} was requested")), "{text}");
+        assert!(
+            text.contains(&format!("execution provider {ep} was requested")),
+            "{text}"
+        );
     }
 }
 
@@ -209,7 +279,9 @@ fn requesting_cuda_on_a_cpu_build_is_a_clear_error() {
 fn fallback_list_falls_back_and_reports_it() {
     let set = fixture_set();
     let factory = factory("tensorrt,cuda,cpu");
-    let graph = ModelLoader::new(&set, &factory).open(Role::TextEncoder).expect("falls back to CPU");
+    let graph = ModelLoader::new(&set, &factory)
+        .open(Role::TextEncoder)
+        .expect("falls back to CPU");
     let placement = graph.placement();
     assert_eq!(placement.provider, Provider::Cpu);
     let tried: Vec<Provider> = placement.fallbacks.iter().map(|a| a.provider).collect();
@@ -223,7 +295,9 @@ fn per_graph_placement_applies_to_its_role_only() {
     let factory = factory("cpu,stage1_unet=cuda");
     let loader = ModelLoader::new(&set, &factory);
     assert!(loader.open(Role::TextEncoder).is_ok());
-    let err = loader.open(Role::Stage1Unet).expect_err("cuda for the unet");
+    let err = loader
+        .open(Role::Stage1Unet)
+        .expect_err("cuda for the unet");
     assert!(err.to_string().contains("stage1_unet.onnx"), "{err}");
 }
 

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::manifest::{DType, GraphEntry, Precision, TensorSpec};
+use super::session::LoadError;
+use crate::manifest::{DType, GraphEntry, ModelSet, Precision, TensorSpec, MANIFEST_FILE};
 
 /// The embedded `models/roles.json`.
 pub const ROLES_JSON: &str = include_str!("../../models/roles.json");
@@ -234,6 +235,28 @@ impl RoleContract {
         ));
         all
     }
+}
+
+/// Checks that every graph of a model set has a known role and follows its contract, so a bad
+/// manifest is reported before any graph is opened.
+pub fn check_set(set: &ModelSet) -> Result<(), LoadError> {
+    let manifest = set.path_of(MANIFEST_FILE);
+    for (key, entry) in &set.manifest.graphs {
+        let role: Role = key.parse().map_err(|_| LoadError::UnknownRole {
+            manifest: manifest.clone(),
+            key: key.clone(),
+            known: Role::names().join(", "),
+        })?;
+        let differences = role.contract().differences(entry);
+        if !differences.is_empty() {
+            return Err(LoadError::Contract {
+                manifest,
+                role,
+                differences,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

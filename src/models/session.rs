@@ -51,6 +51,12 @@ pub enum LoadError {
         expected: Box<GraphSignature>,
         actual: Box<GraphSignature>,
     },
+    #[error("{manifest}: graph key `{key}` is not a role; expected one of {known}")]
+    UnknownRole {
+        manifest: PathBuf,
+        key: String,
+        known: String,
+    },
     #[error("graph `{role}` ({graph}): {message}")]
     Unreadable {
         role: Role,
