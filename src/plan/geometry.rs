@@ -3,17 +3,13 @@
 //! content size (720x720) with bicubic interpolation and padded with black bars to the
 //! enhancer frame size (1280x720); the enhanced frames can be cropped back to the content.
 //!
-//! Frames are in the [`Frame`] convention, `[0, 1]`. The resize is the Catmull-Rom cubic
-//! (`a = -0.5`, PIL's `BICUBIC`, whose support also widens when downscaling) computed in `f32`
-//! by the `image` crate and clamped to `[0, 1]`, where PIL rounds and clamps to 8 bits; the
-//! golden test compares with PIL. Odd padding differences put the extra column right/bottom,
-//! where the reference would produce a frame one pixel too small.
+//! Frames are in the [`Frame`] convention, `[0, 1]`; the resize is PIL's bicubic
+//! ([`resize_bicubic`]) and the bars are exact zeros (black). An odd size difference puts the
+//! extra column (row) right (bottom), where the reference would make the frame a pixel short.
 
-use image::imageops::FilterType;
-use image::Rgb32FImage;
 use ndarray::{s, Array3};
 
-use super::PlanError;
+use super::{resize_bicubic, PlanError};
 use crate::manifest::Stage3Config;
 use crate::video::{Frame, FrameSize};
 
@@ -91,37 +87,6 @@ impl EnhancerGeometry {
                 )
             })
     }
-}
-
-/// Bicubic (Catmull-Rom, `a = -0.5`) resize of a `[0, 1]` frame; output clamped to `[0, 1]`.
-pub fn resize_bicubic(frame: &Frame, size: FrameSize) -> Result<Frame, PlanError> {
-    if frame.size() == size {
-        return Ok(frame.clone());
-    }
-    let source = to_rgb32f(frame)?;
-    let (width, height) = image_dimensions(size)?;
-    let resized = image::imageops::resize(&source, width, height, FilterType::CatmullRom);
-    let pixels = Array3::from_shape_vec((size.height, size.width, 3), resized.into_raw())
-        .map_err(|e| PlanError::new("resized frame buffer", size.to_string(), e))?;
-    to_frame(pixels)
-}
-
-fn image_dimensions(size: FrameSize) -> Result<(u32, u32), PlanError> {
-    match (u32::try_from(size.width), u32::try_from(size.height)) {
-        (Ok(width), Ok(height)) if width > 0 && height > 0 => Ok((width, height)),
-        _ => Err(PlanError::new(
-            "resize target",
-            "between 1 and 2^32-1 pixels per side",
-            size,
-        )),
-    }
-}
-
-fn to_rgb32f(frame: &Frame) -> Result<Rgb32FImage, PlanError> {
-    let (width, height) = image_dimensions(frame.size())?;
-    let samples: Vec<f32> = frame.pixels().iter().copied().collect();
-    Rgb32FImage::from_raw(width, height, samples)
-        .ok_or_else(|| PlanError::new("frame buffer", "height*width*3 samples", frame.size()))
 }
 
 fn to_frame(pixels: Array3<f32>) -> Result<Frame, PlanError> {

@@ -6,11 +6,13 @@ mod blending;
 mod enhance_plan;
 mod frames;
 mod geometry;
+mod resize;
 
 pub use blending::{blend_offset, splitmix64, BlendSchedule};
 pub use enhance_plan::{EnhanceChunk, EnhancePlan};
 pub use frames::FramePlan;
-pub use geometry::{resize_bicubic, EnhancerGeometry};
+pub use geometry::EnhancerGeometry;
+pub use resize::resize_bicubic;
 
 /// A plan input out of range; names the field (CLI flag or manifest key), expected and actual.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

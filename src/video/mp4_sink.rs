@@ -1,18 +1,45 @@
-//! MP4 sink: H.264 (libx264, preset medium) yuv420p through video-rs / FFmpeg.
+//! MP4 sink: H.264 (libx264, preset medium) yuv420p, muxed with FFmpeg through the bindings
+//! video-rs re-exports.
+//!
+//! video-rs's own `Encoder` leaves every packet's duration at 0, so the MP4 muxer's edit list
+//! ends at the last frame's start and players drop that frame. Driving the codec here lets each
+//! packet last exactly one frame (time base `1/fps`), so all frames play and the stream reports
+//! the right frame rate.
 
+use std::path::Path;
 use std::sync::OnceLock;
 
-use video_rs::encode::{Encoder, Settings};
-use video_rs::Time;
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+use ffmpeg::{codec, encoder, format, frame, Dictionary, Packet, Rational};
+use video_rs::ffmpeg;
 
 use super::sink::{invalid, remove_empty_output, SinkSpec};
 use super::{Frame, FrameSink, Summary, VideoError};
 
+const STREAM_INDEX: usize = 0;
+
 pub(super) struct Mp4Sink {
     spec: SinkSpec,
-    encoder: Option<Encoder>,
+    /// `None` once closed.
+    muxer: Option<Muxer>,
     frames: usize,
 }
+
+/// The open FFmpeg state of one MP4 file.
+struct Muxer {
+    output: format::context::Output,
+    encoder: encoder::Video,
+    scaler: scaling::Context,
+    encoder_time_base: Rational,
+    rgb: frame::Video,
+}
+
+// SAFETY: the muxer exclusively owns its FFmpeg contexts (format, codec, scaler, frame); none
+// is shared or aliased, and FFmpeg allows a context to move between threads as long as it is
+// not used concurrently, which `&mut self` access guarantees. video-rs makes the same claim
+// for its `Encoder`.
+unsafe impl Send for Muxer {}
 
 /// Initializes FFmpeg once per process (idempotent, cheap afterwards).
 pub(super) fn init_ffmpeg() -> Result<(), VideoError> {
@@ -22,11 +49,29 @@ pub(super) fn init_ffmpeg() -> Result<(), VideoError> {
         .map_err(|message| VideoError::FfmpegInit { message })
 }
 
+fn ffmpeg_error(path: &Path, operation: &'static str) -> impl Fn(ffmpeg::Error) -> VideoError {
+    let path = path.to_owned();
+    move |source| VideoError::Ffmpeg {
+        path: path.clone(),
+        operation,
+        source: video_rs::Error::BackendError(source),
+    }
+}
+
 impl Mp4Sink {
     pub fn create(spec: SinkSpec) -> Result<Self, VideoError> {
         // yuv420p subsamples chroma 2x2, so libx264 refuses odd sizes.
         let size = spec.size;
-        if size.width % 2 != 0 || size.height % 2 != 0 {
+        let dims = (u32::try_from(size.width), u32::try_from(size.height));
+        let (Ok(width), Ok(height)) = dims else {
+            return Err(invalid(
+                spec.path(),
+                "frame size",
+                "at most 2^32-1 pixels per side",
+                &size.to_string(),
+            ));
+        };
+        if width % 2 != 0 || height % 2 != 0 {
             return Err(invalid(
                 spec.path(),
                 "frame size for H.264 yuv420p",
@@ -35,52 +80,153 @@ impl Mp4Sink {
             ));
         }
         init_ffmpeg()?;
-        let settings = Settings::preset_h264_yuv420p(size.width, size.height, false);
-        let encoder = Encoder::new(spec.path(), settings).map_err(|source| VideoError::Ffmpeg {
-            path: spec.path().to_owned(),
-            operation: "opening the H.264 encoder",
-            source,
+        let fps = i32::try_from(spec.fps).map_err(|_| {
+            invalid(
+                spec.path(),
+                "frame rate",
+                "at most 2^31-1",
+                &spec.fps.to_string(),
+            )
         })?;
+        let muxer = Muxer::open(spec.path(), width, height, fps)?;
         Ok(Self {
             spec,
-            encoder: Some(encoder),
+            muxer: Some(muxer),
             frames: 0,
         })
     }
 
     /// Flushes the encoder and writes the trailer; a sink with no frame removes its file.
     fn close(&mut self) -> Result<(), VideoError> {
-        let Some(mut encoder) = self.encoder.take() else {
+        let Some(mut muxer) = self.muxer.take() else {
             return Ok(());
         };
         if self.frames == 0 {
-            drop(encoder);
+            drop(muxer);
             remove_empty_output(self.spec.path());
             return Ok(());
         }
-        encoder.finish().map_err(|source| VideoError::Ffmpeg {
-            path: self.spec.path().to_owned(),
-            operation: "finishing the MP4 file",
-            source,
+        muxer.finish(self.spec.path())
+    }
+}
+
+impl Muxer {
+    fn open(path: &Path, width: u32, height: u32, fps: i32) -> Result<Self, VideoError> {
+        let mut output =
+            format::output_as(path, "mp4").map_err(ffmpeg_error(path, "creating the MP4 file"))?;
+        let codec = encoder::find_by_name("libx264")
+            .or_else(|| encoder::find(codec::Id::H264))
+            .ok_or_else(|| invalid(path, "FFmpeg build", "an H.264 encoder (libx264)", "none"))?;
+        let time_base = Rational::new(1, fps);
+        let mut config = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(ffmpeg_error(path, "configuring the H.264 encoder"))?;
+        config.set_width(width);
+        config.set_height(height);
+        config.set_format(Pixel::YUV420P);
+        config.set_time_base(time_base);
+        config.set_frame_rate(Some(Rational::new(fps, 1)));
+        if output
+            .format()
+            .flags()
+            .contains(format::Flags::GLOBAL_HEADER)
+        {
+            config.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let mut options = Dictionary::new();
+        options.set("preset", "medium");
+        let encoder = config
+            .open_as_with(codec, options)
+            .map_err(ffmpeg_error(path, "opening the H.264 encoder"))?;
+        let mut stream = output
+            .add_stream(codec)
+            .map_err(ffmpeg_error(path, "adding the video stream"))?;
+        stream.set_parameters(&encoder);
+        stream.set_time_base(time_base);
+        stream.set_avg_frame_rate(Rational::new(fps, 1));
+        output
+            .write_header()
+            .map_err(ffmpeg_error(path, "writing the MP4 header"))?;
+        let scaler = scaling::Context::get(
+            Pixel::RGB24,
+            width,
+            height,
+            Pixel::YUV420P,
+            width,
+            height,
+            scaling::Flags::BILINEAR,
+        )
+        .map_err(ffmpeg_error(path, "creating the RGB to YUV converter"))?;
+        Ok(Self {
+            output,
+            encoder,
+            scaler,
+            encoder_time_base: time_base,
+            rgb: frame::Video::new(Pixel::RGB24, width, height),
         })
+    }
+
+    fn encode(&mut self, path: &Path, frame: &Frame, index: usize) -> Result<(), VideoError> {
+        self.fill_rgb(frame);
+        let mut yuv = frame::Video::empty();
+        self.scaler
+            .run(&self.rgb, &mut yuv)
+            .map_err(ffmpeg_error(path, "converting RGB to YUV"))?;
+        yuv.set_pts(i64::try_from(index).ok());
+        self.encoder
+            .send_frame(&yuv)
+            .map_err(ffmpeg_error(path, "encoding a frame"))?;
+        self.write_ready_packets(path)
+    }
+
+    /// Copies the quantized frame into the RGB24 buffer row by row (FFmpeg pads rows).
+    fn fill_rgb(&mut self, frame: &Frame) {
+        let bytes = frame.to_rgb8_bytes();
+        let row_bytes = frame.width() * 3;
+        let stride = self.rgb.stride(0);
+        let data = self.rgb.data_mut(0);
+        for (row, src) in bytes.chunks_exact(row_bytes).enumerate() {
+            data[row * stride..row * stride + row_bytes].copy_from_slice(src);
+        }
+    }
+
+    /// Moves every packet the encoder has ready into the file, each lasting one frame.
+    fn write_ready_packets(&mut self, path: &Path) -> Result<(), VideoError> {
+        let stream_time_base = self
+            .output
+            .stream(STREAM_INDEX)
+            .map_or(self.encoder_time_base, |s| s.time_base());
+        let mut packet = Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(STREAM_INDEX);
+            packet.set_duration(1);
+            packet.rescale_ts(self.encoder_time_base, stream_time_base);
+            packet
+                .write_interleaved(&mut self.output)
+                .map_err(ffmpeg_error(path, "writing a packet"))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, path: &Path) -> Result<(), VideoError> {
+        self.encoder
+            .send_eof()
+            .map_err(ffmpeg_error(path, "flushing the encoder"))?;
+        self.write_ready_packets(path)?;
+        self.output
+            .write_trailer()
+            .map_err(ffmpeg_error(path, "writing the MP4 trailer"))
     }
 }
 
 impl FrameSink for Mp4Sink {
     fn write(&mut self, frame: &Frame) -> Result<(), VideoError> {
         self.spec.check_frame(frame)?;
-        let Some(encoder) = self.encoder.as_mut() else {
+        let Some(muxer) = self.muxer.as_mut() else {
             return Err(invalid(self.spec.path(), "sink state", "open", "finished"));
         };
-        // Timestamps in units of 1/fps give an exact constant frame rate.
-        let timestamp = Time::from_units(self.frames, self.spec.fps as usize);
-        encoder
-            .encode(&frame.to_rgb8(), timestamp)
-            .map_err(|source| VideoError::Ffmpeg {
-                path: self.spec.path().to_owned(),
-                operation: "encoding a frame",
-                source,
-            })?;
+        muxer.encode(self.spec.path(), frame, self.frames)?;
         self.frames += 1;
         Ok(())
     }

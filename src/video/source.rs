@@ -111,7 +111,11 @@ fn open_gif(path: &Path) -> Result<Opened, VideoError> {
         operation: "opening the GIF",
         source,
     })?;
-    let decoder = GifDecoder::new(BufReader::new(file)).map_err(image_error)?;
+    let mut decoder = GifDecoder::new(BufReader::new(file)).map_err(image_error)?;
+    // A corrupt header can announce a gigapixel canvas; cap allocations at image's default.
+    decoder
+        .set_limits(image::Limits::default())
+        .map_err(image_error)?;
     let (width, height) = decoder.dimensions();
     let size = FrameSize::new(width as usize, height as usize);
     let mut frames = decoder.into_frames().peekable();
