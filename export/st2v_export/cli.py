@@ -1,0 +1,67 @@
+"""Command line: `python -m st2v_export --preset tiny --out models/tiny`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .checkpoint import SOURCE_FILES, CheckpointError
+from .model_set import enhancer_errors, export_model_set, summary_table
+from .onnx_export import GraphSpecError, ParityError
+from .presets import PRESETS, UnknownPresetError
+from .roles import UnknownRoleError
+
+
+def _source(text: str) -> tuple[str, Path]:
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def parser() -> argparse.ArgumentParser:
+    sources_help = "; ".join(f"{name}: {where}" for name, where in sorted(SOURCE_FILES.items()))
+    cli = argparse.ArgumentParser(prog="st2v_export", description=__doc__)
+    cli.add_argument("--preset", default="tiny", help=f"one of {sorted(PRESETS)} (default tiny)")
+    cli.add_argument("--out", type=Path, required=True, help="output model-set directory")
+    cli.add_argument("--seed", type=int, default=0, help="weight and example-input seed")
+    cli.add_argument("--only", nargs="+", metavar="GRAPH", help="export only these graphs")
+    cli.add_argument("--no-enhancer", action="store_true", help="skip the stage-3 graphs")
+    cli.add_argument(
+        "--source", type=_source, action="append", default=[], metavar="NAME=PATH",
+        help=f"checkpoint source of the full preset ({sources_help}; and the enhancer's files)",
+    )
+    cli.add_argument(
+        "--trust-checkpoint-pickle", action="store_true",
+        help="allow Python objects in streaming_t2v.ckpt (only for files you trust)",
+    )
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        manifest, reports = export_model_set(
+            args.preset,
+            args.out,
+            seed=args.seed,
+            roles=args.only,
+            sources=dict(args.source),
+            include_enhancer=not args.no_enhancer,
+            trust_pickle=args.trust_checkpoint_pickle,
+            log=lambda line: print(line, flush=True),
+        )
+    except (
+        UnknownPresetError,
+        UnknownRoleError,
+        CheckpointError,
+        GraphSpecError,
+        ParityError,
+        *enhancer_errors(),
+    ) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary_table(reports))
+    print(f"wrote {len(manifest['graphs'])} graphs and manifest.json to {args.out}")
+    return 0

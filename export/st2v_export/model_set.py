@@ -1,0 +1,128 @@
+"""Exports a whole model set: every graph, the tokenizer and the manifest, with progress."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import manifest as manifest_module
+from . import tokenizer
+from .checkpoint import SOURCE_FILES, WeightSource, check_sources
+from .graphs import STAGE2_ROLES, enhancer_specs, stage2_specs
+from .onnx_export import ExportedGraph, export_graph, sha256_of
+from .presets import Preset, get_preset
+from .roles import role_interface
+from .spec import GraphSpec
+
+
+@dataclass
+class GraphReport:
+    graph: ExportedGraph
+    seconds: float
+    bytes: int
+
+
+def enhancer_errors() -> tuple[type[Exception], ...]:
+    """The enhancer exporter's error types (it checks its own source files)."""
+    try:
+        from .enhancer import CheckpointError, MissingSourceFilesError, ReferenceCodeError
+    except ImportError:
+        return ()
+    return (CheckpointError, MissingSourceFilesError, ReferenceCodeError)
+
+
+def _selected(roles: list[str] | None) -> list[str] | None:
+    if roles is None:
+        return None
+    for role in roles:
+        role_interface(role)
+    return list(roles)
+
+
+def _specs(
+    preset: Preset,
+    seed: int,
+    roles: list[str] | None,
+    weights: WeightSource | None,
+    sources: dict[str, Path] | None,
+    include_enhancer: bool,
+) -> Iterable[GraphSpec]:
+    stage2 = [role for role in STAGE2_ROLES if roles is None or role in roles]
+    yield from stage2_specs(preset, seed, weights, stage2)
+    if include_enhancer and (roles is None or any(r not in STAGE2_ROLES for r in roles)):
+        for spec in enhancer_specs(preset, seed, sources):
+            if roles is None or spec.role in roles:
+                yield spec
+
+
+def _source_entries(preset: Preset, sources: dict[str, Path] | None) -> list[dict]:
+    vocab = tokenizer.default_vocab_path()
+    entries = [{"name": "clip_bpe_vocab", "file": vocab.name, "sha256": sha256_of(vocab)}]
+    for name, path in sorted((sources or {}).items()):
+        path = Path(path)
+        entry = {"name": name, "file": path.name}
+        if path.is_file():
+            entry["sha256"] = sha256_of(path)
+        entries.append(entry)
+    return entries
+
+
+def _existing_graphs(out_dir: Path) -> dict:
+    path = out_dir / manifest_module.MANIFEST_FILE
+    return json.loads(path.read_text())["graphs"] if path.is_file() else {}
+
+
+def export_model_set(
+    preset_name: str,
+    out_dir: Path,
+    seed: int = 0,
+    roles: list[str] | None = None,
+    sources: dict[str, Path] | None = None,
+    include_enhancer: bool = True,
+    trust_pickle: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[dict, list[GraphReport]]:
+    """Exports the preset's graphs (or only `roles`, keeping the other entries of an existing
+    manifest in `out_dir`), writes tokenizer.json and a schema-valid manifest.json."""
+    preset = get_preset(preset_name)
+    roles = _selected(roles)
+    weights = None
+    if not preset.seeded_random:
+        check_sources(sources or {}, SOURCE_FILES)
+        weights = WeightSource(sources or {}, trust_pickle)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    reports = []
+    specs = _specs(preset, seed, roles, weights, sources, include_enhancer)
+    for index, spec in enumerate(specs, start=1):
+        log(f"[{index}] {spec.role}: exporting")
+        started = time.monotonic()
+        graph = export_graph(spec, out_dir)
+        size = sum((out_dir / f).stat().st_size for f in [graph.file] + [e["file"] for e in graph.external_data])
+        reports.append(GraphReport(graph, time.monotonic() - started, size))
+        log(f"[{index}] {spec.role}: done, max abs err {graph.parity.max_abs_err:.2e}")
+
+    tokenizer.write_tokenizer(out_dir)
+    manifest = manifest_module.build_manifest(
+        preset, [report.graph for report in reports], seed, _source_entries(preset, sources)
+    )
+    if roles is not None:
+        manifest["graphs"] = _existing_graphs(out_dir) | manifest["graphs"]
+    manifest_module.validate_manifest(manifest)
+    manifest_module.write_manifest(manifest, out_dir)
+    return manifest, reports
+
+
+def summary_table(reports: list[GraphReport]) -> str:
+    header = f"{'graph':<22}{'params':>12}{'size MB':>10}{'max abs err':>14}{'tolerance':>12}{'seconds':>9}"
+    rows = [header, "-" * len(header)]
+    for report in reports:
+        graph = report.graph
+        rows.append(
+            f"{graph.role:<22}{graph.parameters:>12,}{report.bytes / 1e6:>10.2f}"
+            f"{graph.parity.max_abs_err:>14.2e}{graph.parity.tolerance:>12.1e}{report.seconds:>9.1f}"
+        )
+    return "\n".join(rows)
