@@ -1,4 +1,4 @@
-"""Export of the stage-3 enhancer (MS-Vid2Vid-XL) graphs: text encoder, UNet, VAE encoder/decoder."""
+"""Export of the stage-3 enhancer (MS-Vid2Vid-XL): text encoder, UNet, VAE encoder and decoder."""
 
 from .graphs import enhancer_graphs
 from .reference import ReferenceCodeError

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LATENT_CHANNELS = 4
-VAE_SCALE_FACTOR = 8
+from ..presets import CLIP_VOCAB_SIZE, LATENT_CHANNELS, TEXT_TOKENS, VAE_SCALE_FACTOR, get_preset
+
 CHUNK_FRAMES = 24
-TEXT_TOKENS = 77
-CLIP_VOCAB_SIZE = 49408
-"""Both presets keep the real CLIP vocabulary so that real tokenizer ids are valid inputs."""
+"""Frames per enhancer chunk (`chunk_size=24` of the randomized-blending sampler)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,7 @@ class TextConfig:
     def constructor_kwargs(self) -> dict:
         return {
             "context_length": TEXT_TOKENS,
+            # Every preset keeps the real vocabulary: real tokenizer ids must be valid inputs.
             "vocab_size": CLIP_VOCAB_SIZE,
             "width": self.width,
             "heads": self.heads,
@@ -95,8 +94,8 @@ class EnhancerConfig:
     unet: UnetConfig
     vae: VaeConfig
     text: TextConfig
-    latent_size: tuple[int, int]
-    """(h, w) of one latent frame; the UNet's padded down-sampling makes it resolution-specific."""
+    preset: str
+    """The model-set preset; its stage-3 resolution fixes the enhancer's latent size."""
     chunk_frames: int = CHUNK_FRAMES
     example_batch: int = 2
     """Batch of the traced example: 2 (CFG) so the exporter cannot specialise the axis to 1."""
@@ -105,12 +104,19 @@ class EnhancerConfig:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        h, w = self.latent_size
-        return h * VAE_SCALE_FACTOR, w * VAE_SCALE_FACTOR
+        """(H, W) of a stage-3 frame, black side bars included (1280x720 for the real model)."""
+        resolution = get_preset(self.preset).stage3
+        return resolution.height, resolution.width
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """(h, w); the UNet's padded down-sampling makes the graph resolution-specific."""
+        height, width = self.image_size
+        return height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR
 
 
-TINY_TEXT_WIDTH = 64
-"""Context width shared by the tiny enhancer text encoder and UNet cross-attention."""
+TINY_TEXT_WIDTH = get_preset("tiny").context_dim
+"""The tiny text width of the whole model set, also the tiny UNet's cross-attention width."""
 
 TINY = EnhancerConfig(
     unet=UnetConfig(
@@ -123,7 +129,7 @@ TINY = EnhancerConfig(
     ),
     vae=VaeConfig(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1),
     text=TextConfig(width=TINY_TEXT_WIDTH, heads=2, layers=2, output_dim=TINY_TEXT_WIDTH),
-    latent_size=(10, 16),
+    preset="tiny",
 )
 
 FULL = EnhancerConfig(
@@ -137,7 +143,7 @@ FULL = EnhancerConfig(
     ),
     vae=VaeConfig(ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2),
     text=TextConfig(width=1024, heads=16, layers=24, output_dim=1024),
-    latent_size=(90, 160),
+    preset="full",
     tolerance=1e-3,
 )
 

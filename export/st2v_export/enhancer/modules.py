@@ -29,12 +29,12 @@ def _spatial_context_width(module, context_dim: int) -> Iterator[None]:
     in `Vid2VidSDUNet._forward_single` working.
     """
     upstream = module.SpatialTransformer
+    configured_width = context_dim
 
     class SpatialTransformer(upstream):
         def __init__(self, *args, context_dim=None, **kwargs):
-            super().__init__(*args, context_dim=context_dim_override, **kwargs)
+            super().__init__(*args, context_dim=configured_width, **kwargs)
 
-    context_dim_override = context_dim
     module.SpatialTransformer = SpatialTransformer
     try:
         yield

@@ -7,7 +7,7 @@ so the two files we need are executed directly from their installed paths, with 
 for those three imports:
 
 - `xformers.ops.memory_efficient_attention` is never reached: `MemoryEfficientCrossAttention`
-  gets a plain scaled-dot-product forward (same maths, no batch splitting above 16384 rows).
+  gets the forward of `attention.py` (same maths, no batch splitting above 16384 rows).
 - `fairscale`'s `checkpoint_wrapper` is only used when `use_checkpoint=True`, which we never set.
 - `RotaryEmbedding` is only built when `USE_TEMPORAL_TRANSFORMER` is False; it is True upstream.
 
@@ -25,8 +25,7 @@ import types
 from collections.abc import Iterator
 from functools import cache
 
-import torch
-import torch.nn.functional as F
+from .attention import cross_attention_forward
 
 MODELSCOPE_MODULES_DIR = ("models", "multi_modal", "video_to_video", "modules")
 
@@ -97,29 +96,13 @@ def _load_file(stem: str) -> types.ModuleType:
     return module
 
 
-def _sdpa_cross_attention(self, x, context=None, mask=None):
-    """`MemoryEfficientCrossAttention.forward` with one fused softmax attention call."""
-    if mask is not None:
-        raise ReferenceCodeError("attention masks are not used by Vid2VidSDUNet")
-    context = x if context is None else context
-    batch = x.shape[0]
-
-    def split_heads(t: torch.Tensor) -> torch.Tensor:
-        return t.reshape(batch, t.shape[1], self.heads, self.dim_head).transpose(1, 2)
-
-    q, k, v = (split_heads(t) for t in (self.to_q(x), self.to_k(context), self.to_v(context)))
-    out = F.scaled_dot_product_attention(q, k, v)
-    out = out.transpose(1, 2).reshape(batch, x.shape[1], self.heads * self.dim_head)
-    return self.to_out(out)
-
-
 @cache
 def unet_module() -> types.ModuleType:
     """modelscope's `unet_v2v.py` with export-friendly attention."""
     module = _load_file("unet_v2v")
     if not module.USE_TEMPORAL_TRANSFORMER:
         raise ReferenceCodeError("unet_v2v.USE_TEMPORAL_TRANSFORMER is False; expected True")
-    module.MemoryEfficientCrossAttention.forward = _sdpa_cross_attention
+    module.MemoryEfficientCrossAttention.forward = cross_attention_forward
     return module
 
 

@@ -83,8 +83,9 @@ def resolve_source_files(sources: Mapping[str, pathlib.Path] | None) -> dict[str
     missing = [key for key, path in paths.items() if not path.is_file()]
     if missing:
         lines = [
-            f"  {'MISSING' if key in missing else 'found  '} {key}: {paths[key]} "
-            f"(expected file {source.file_name}: {source.contents}; used by {', '.join(source.roles)})"
+            f"  {'MISSING' if key in missing else 'found  '} {key}: {paths[key]}\n"
+            f"      expected file {source.file_name}: {source.contents}; "
+            f"used by {', '.join(source.roles)}"
             for key, source in ENHANCER_SOURCE_FILES.items()
         ]
         raise MissingSourceFilesError(
@@ -97,7 +98,7 @@ def resolve_source_files(sources: Mapping[str, pathlib.Path] | None) -> dict[str
 
 
 def read_state_dict(path: pathlib.Path, source: SourceFile) -> dict[str, torch.Tensor]:
-    """The network's tensors from a checkpoint, as float32, prefix stripped, ignored keys dropped."""
+    """The network's tensors from a checkpoint: float32, prefix stripped, ignored keys dropped."""
     try:
         loaded = torch.load(
             path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
@@ -106,9 +107,9 @@ def read_state_dict(path: pathlib.Path, source: SourceFile) -> dict[str, torch.T
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {error}") from error
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict):
-        raise CheckpointError(
-            f"{path}: expected a state dict (or {{'state_dict': ...}}), found {type(loaded).__name__}"
-        )
+        found = type(loaded).__name__
+        expected = "a state dict, possibly under 'state_dict'"
+        raise CheckpointError(f"{path}: expected {expected}, got {found}")
     selected = {
         name[len(source.key_prefix) :]: tensor
         for name, tensor in state.items()
