@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use streamingt2v::manifest::{SchedulerEntry, SchedulerKind};
 use streamingt2v::sampling::dpmpp_2m_sde::{Dpmpp2mSde, Dpmpp2mSdeConfig};
 use streamingt2v::sampling::logsnr_schedule::{LogSnrParams, LogSnrSchedule};
+use streamingt2v::sampling::noise::frame_major_randn;
 use streamingt2v::sampling::schedule::{self, BetaSchedule};
 use streamingt2v::sampling::{
     build_scheduler, config::TimestepSpacing, Guidance, NoiseMode, Scheduler, TorchGenerator,
@@ -98,6 +99,22 @@ fn randn_matches_torch_bit_for_bit() {
             );
         }
     }
+}
+
+#[test]
+fn stage2_ddim_noise_is_drawn_frame_major() {
+    let case = &fixture("sampling_noise.json")["randn"][3];
+    assert_eq!(usizes(&case["calls"][1]["shape"]), [16, 4, 32, 32]);
+    let mut generator = TorchGenerator::new(case["seed"].as_u64().unwrap());
+    generator.randn(&[1, 4, 16, 32, 32]);
+    let noise = frame_major_randn(&mut generator, &[1, 4, 16, 32, 32]).unwrap();
+    // Back to the reference's (F, C, H, W) buffer order: the same bytes torch drew.
+    let frame_major = noise.permuted_axes(IxDyn(&[0, 2, 1, 3, 4]));
+    let values: Vec<f32> = frame_major.iter().copied().collect();
+    assert_eq!(
+        sha256_le(&values),
+        case["calls"][1]["sha256"].as_str().unwrap()
+    );
 }
 
 #[test]

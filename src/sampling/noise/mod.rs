@@ -11,4 +11,4 @@ mod torch_generator;
 mod video;
 
 pub use torch_generator::TorchGenerator;
-pub use video::{NoiseMode, VideoNoise};
+pub use video::{frame_major_randn, NoiseMode, VideoNoise};

@@ -94,6 +94,28 @@ impl VideoNoise {
     }
 }
 
+/// `torch.randn` drawn in (B, F, C, H, W) order and returned as a (B, C, F, H, W) latent.
+///
+/// Stage 2 of the reference steps DDIM on latents permuted to (B·F, C, H, W), so diffusers
+/// draws each step's variance noise in that frame-major order; this reproduces its stream.
+pub fn frame_major_randn(
+    generator: &mut TorchGenerator,
+    shape: &[usize],
+) -> Result<ArrayD<f32>, SamplingError> {
+    let &[b, c, f, h, w] = shape else {
+        return Err(SamplingError::Invalid {
+            what: "frame-major noise latent shape".into(),
+            expected: "rank 5 (B, C, F, H, W)".into(),
+            found: format!("{shape:?}"),
+        });
+    };
+    let drawn = generator.randn(&[b, f, c, h, w]);
+    Ok(drawn
+        .permuted_axes(IxDyn(&[0, 2, 1, 3, 4]))
+        .as_standard_layout()
+        .into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
