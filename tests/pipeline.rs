@@ -13,13 +13,17 @@ use streamingt2v::models::{
     ApmResampler, Cam, CamCondEncoder, CamResiduals, ImageEncoder, LatentMoments, ModelResult,
     StreamingUnet, TextEncoder, VaeDecoder, VaeEncoder, VideoUnet,
 };
+use streamingt2v::pipeline::conditioning::TextEmbeddings;
+use streamingt2v::pipeline::noise::{frame_noise, NoiseStream};
 use streamingt2v::pipeline::stage2::Stage2Models;
-use streamingt2v::pipeline::stage3::Stage3Models;
+use streamingt2v::pipeline::stage3::{Enhancer, Stage3Models};
 use streamingt2v::pipeline::{
-    AnchorMode, EnhancerGraphs, GenerateOptions, Outputs, Pipeline, PipelineError, PromptIds,
-    RunContext, Stage2Guidance, StreamingGraphs, TokenIds,
+    AnchorMode, EnhanceOptions, EnhancerGraphs, GenerateOptions, Outputs, Pipeline, PipelineError,
+    PromptIds, RunContext, Stage2Guidance, StreamingGraphs, TokenIds,
 };
+use streamingt2v::plan::{BlendSchedule, EnhancePlan, EnhancerGeometry};
 use streamingt2v::progress::{CancelToken, NoProgress};
+use streamingt2v::sampling::{build_scheduler, Guidance};
 use streamingt2v::video::{Frame, FrameSize, SampleRange, VideoError};
 
 const DIM: usize = 8;
@@ -182,10 +186,10 @@ impl StreamingUnet for FakeUnet {
     ) -> ModelResult<Array5<f32>> {
         self.batches.borrow_mut().push(sample.dim().0);
         let f_cond = residuals.mid.dim().0 / sample.dim().0;
+        let ctx = context_means(context);
         Ok(Array5::from_shape_fn(sample.dim(), |(b, c, f, y, x)| {
-            let ctx = context.slice(s![b, .., c]).mean().unwrap_or(0.0);
             let cam = residuals.mid[[b * f_cond + f % f_cond, c, y, x]];
-            0.5 * sample[[b, c, f, y, x]] + ctx + 0.3 * cam
+            0.5 * sample[[b, c, f, y, x]] + ctx[[b, c]] + 0.3 * cam
         }))
     }
 }
@@ -199,10 +203,18 @@ impl VideoUnet for FakeVideoUnet {
         _t: &[i64],
         context: &Array3<f32>,
     ) -> ModelResult<Array5<f32>> {
+        let ctx = context_means(context);
         Ok(Array5::from_shape_fn(sample.dim(), |(b, c, f, y, x)| {
-            0.5 * sample[[b, c, f, y, x]] + context.slice(s![b, .., c]).mean().unwrap_or(0.0)
+            0.5 * sample[[b, c, f, y, x]] + ctx[[b, c]]
         }))
     }
+}
+
+/// Mean over tokens of each context row: (B, D).
+fn context_means(context: &Array3<f32>) -> Array2<f32> {
+    context
+        .mean_axis(Axis(1))
+        .unwrap_or_else(|| Array2::zeros((context.dim().0, DIM)))
 }
 
 /// Nearest-neighbour upsampling of the first 3 latent channels, squashed to (-1, 1).
@@ -559,4 +571,201 @@ fn extend_continues_the_input_from_its_last_frames() {
     assert!((&first_cond.index_axis(Axis(0), 0) - &expected)
         .iter()
         .all(|d| d.abs() < 1e-6));
+}
+
+// ---- stage 3: the wavefront against a whole-video loop -----------------------------------
+
+/// The reference algorithm written plainly: encode every frame, noise the whole video, and
+/// at every step predict each chunk's x0, blend them, and step one solver over the video.
+fn whole_video_enhance(
+    input: &[Frame],
+    prompt: &PromptIds,
+    options: &EnhanceOptions,
+    seed: u64,
+) -> Vec<Frame> {
+    let config = config();
+    let plan = EnhancePlan::new(input.len(), options.chunk_frames, options.overlap_frames).unwrap();
+    let geometry = EnhancerGeometry::from_stage3(&config.stage3).unwrap();
+    let scaling = config.vae_scaling_factor;
+    let mut solver = build_scheduler(&config.stage3.scheduler, options.steps, None).unwrap();
+    let (c, h, w) = (4, 10, 16);
+    let mut x = Array5::<f32>::zeros((1, c, plan.padded_frames, h, w));
+    for f in 0..plan.padded_frames {
+        let image = geometry
+            .resize_and_pad(&input[plan.source_frame(f)])
+            .unwrap();
+        let moments = FakeEncoder
+            .encode(&image.to_chw(SampleRange::Signed).insert_axis(Axis(0)))
+            .unwrap();
+        let eps = frame_noise(
+            seed,
+            NoiseStream::Posterior,
+            0,
+            plan.source_frame(f),
+            (c, h, w),
+        );
+        let std = moments
+            .logvar
+            .index_axis(Axis(0), 0)
+            .mapv(|lv| (0.5 * lv).exp());
+        let clean = (&moments.mean.index_axis(Axis(0), 0) + &(&std * &eps)) * scaling;
+        let noise = frame_noise(seed, NoiseStream::Sdedit, 0, f, (c, h, w));
+        let noised = solver
+            .add_noise(clean.view().into_dyn(), noise.view().into_dyn(), 599)
+            .unwrap();
+        x.slice_mut(s![0, .., f, .., ..]).assign(
+            &solver
+                .initial_sample(noised)
+                .into_dimensionality::<ndarray::Ix3>()
+                .unwrap(),
+        );
+    }
+    let ids = Array2::from_shape_vec(
+        (2, 77),
+        prompt
+            .negative
+            .0
+            .iter()
+            .chain(&prompt.prompt.0)
+            .copied()
+            .collect(),
+    )
+    .unwrap();
+    let context = FakeText.encode(&ids).unwrap();
+    let guidance = Guidance::joint(options.guidance_scale)
+        .with_rescale(options.guide_rescale)
+        .unwrap();
+    let blend = BlendSchedule::new(&plan, seed);
+    for step in 0..options.steps {
+        let mut x0 = Array5::<f32>::zeros(x.dim());
+        for chunk in &plan.chunks {
+            let sample = x
+                .slice(s![.., .., chunk.start..chunk.end, .., ..])
+                .to_owned();
+            let input = solver
+                .scale_model_input(sample.clone().into_dyn(), step)
+                .unwrap();
+            let input = input.into_dimensionality::<ndarray::Ix5>().unwrap();
+            let batch = ndarray::concatenate(Axis(0), &[input.view(), input.view()]).unwrap();
+            let t = solver.model_timestep(step).unwrap();
+            let out = FakeVideoUnet.run(&batch, &[t, t], &context).unwrap();
+            let guided = guidance.apply(out.into_dyn().view()).unwrap();
+            let chunk_x0 = solver
+                .predict_original(guided.view(), step, sample.view().into_dyn())
+                .unwrap();
+            blend
+                .write_chunk_x0(
+                    chunk.index,
+                    step,
+                    chunk_x0.view(),
+                    x0.view_mut().into_dyn(),
+                    Axis(2),
+                )
+                .unwrap();
+        }
+        let noise = solver.needs_noise(step).then(|| {
+            let mut noise = Array5::<f32>::zeros(x.dim());
+            for f in 0..plan.padded_frames {
+                noise.slice_mut(s![0, .., f, .., ..]).assign(&frame_noise(
+                    seed,
+                    NoiseStream::Solver,
+                    step + 1,
+                    f,
+                    (c, h, w),
+                ));
+            }
+            noise
+        });
+        let out = solver
+            .step_denoised(
+                x0.view().into_dyn(),
+                step,
+                x.view().into_dyn(),
+                noise.as_ref().map(|n| n.view().into_dyn()),
+            )
+            .unwrap();
+        x = out.prev_sample.into_dimensionality().unwrap();
+    }
+    (0..plan.frames)
+        .map(|f| {
+            let latent = x
+                .slice(s![0, .., f..f + 1, .., ..])
+                .permuted_axes([1, 0, 2, 3])
+                .mapv(|v| v / scaling);
+            let image = FakeDecoder
+                .decode(&latent)
+                .unwrap()
+                .mapv(|v| (v * 0.5 + 0.5).clamp(0.0, 1.0));
+            let frame = Frame::from_chw(image.index_axis(Axis(0), 0), SampleRange::Unit).unwrap();
+            geometry.crop_content(&frame).unwrap()
+        })
+        .collect()
+}
+
+fn enhance(input: &[Frame], prompt: &PromptIds, options: &EnhanceOptions, seed: u64) -> Vec<Frame> {
+    let config = config();
+    let cancel = CancelToken::new();
+    let mut run = RunContext::new(&NoProgress, &cancel);
+    let mut frames = Vec::new();
+    let mut sink = |f: &Frame| -> Result<(), VideoError> {
+        frames.push(f.clone());
+        Ok(())
+    };
+    Pipeline::new(&config)
+        .with_enhancer(enhancer_graphs())
+        .enhance(input, prompt, options, seed, &mut run, &mut sink)
+        .unwrap();
+    frames
+}
+
+fn test_video(frames: usize) -> Vec<Frame> {
+    (0..frames)
+        .map(|i| {
+            let pixels = Array3::from_shape_fn((64, 64, 3), |(y, x, c)| {
+                ((i * 7 + y + 2 * x + 5 * c) % 64) as f32 / 63.0
+            });
+            Frame::new(pixels).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn wavefront_enhancement_equals_the_whole_video_loop() {
+    let mut options = EnhanceOptions::from_config(&config());
+    options.steps = 3;
+    // 56 frames: three regular chunks; 50: a tail chunk with a larger overlap; 20: padding.
+    for frames in [56, 50, 20] {
+        let input = test_video(frames);
+        let streamed = enhance(&input, &prompts(7), &options, 33);
+        let reference = whole_video_enhance(&input, &prompts(7), &options, 33);
+        assert_eq!(streamed.len(), frames);
+        assert_eq!(streamed, reference, "{frames} frames");
+    }
+}
+
+#[test]
+fn enhanced_frames_stream_out_before_the_input_ends() {
+    let config = config();
+    let mut options = EnhanceOptions::from_config(&config);
+    options.steps = 2;
+    let cancel = CancelToken::new();
+    let run = RunContext::new(&NoProgress, &cancel);
+    let text = TextEmbeddings {
+        cond: Array3::zeros((1, 77, DIM)),
+        uncond: Array3::zeros((1, 77, DIM)),
+    };
+    let graphs = enhancer_graphs();
+    let mut enhancer = Enhancer::new(graphs.stage3, &config, options, &text, 160, 1).unwrap();
+    let mut written = 0usize;
+    let mut sink = |_: &Frame| -> Result<(), VideoError> {
+        written += 1;
+        Ok(())
+    };
+    for frame in test_video(160).iter().take(100) {
+        enhancer.push(frame, &run, &mut sink).unwrap();
+    }
+    assert!(
+        written >= 48,
+        "only {written} of the first 100 frames were final"
+    );
 }

@@ -462,7 +462,7 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
         }
         self.stage2_frames += 1;
         match &mut self.enhancer {
-            Some(enhancer) => enhancer.push(frame, run),
+            Some(enhancer) => enhancer.push(frame, run, &mut self.video),
             None => Ok(self.video.push(frame)?),
         }
     }
@@ -470,8 +470,7 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
     /// Runs the enhancer over the collected frames, if any.
     fn finish(mut self, run: &mut RunContext<'_>) -> Result<RunSummary, PipelineError> {
         if let Some(enhancer) = self.enhancer.take() {
-            let video = &mut self.video;
-            timed(run, Stage::Refinement, |run| enhancer.finish(run, video))?;
+            enhancer.finish(run, &mut self.video)?;
         }
         Ok(RunSummary {
             stage2_frames: self.stage2_frames,

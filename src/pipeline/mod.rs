@@ -9,7 +9,7 @@
 pub mod compose;
 pub mod conditioning;
 mod denoise;
-mod noise;
+pub mod noise;
 pub mod options;
 pub mod run;
 pub mod stage1;

@@ -10,7 +10,11 @@
 //! overlaps, and the solver advances the whole video. Frames are decoded one by one and
 //! cropped back to the content unless asked to keep the padding.
 
-use ndarray::{s, Array3, Array5, Axis};
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::Instant;
+
+use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Zip};
 
 use super::conditioning::{text_conditions, text_context, TextEmbeddings};
 use super::noise::{frame_noise, NoiseStream};
@@ -35,7 +39,13 @@ pub struct Stage3Models<'a> {
     pub vae_decoder: &'a mut dyn VaeDecoder,
 }
 
-/// Enhances a video whose frames arrive one at a time.
+/// Enhances a video whose frames arrive one at a time, as a wavefront over (chunk, step).
+///
+/// Each frame carries its own solver state (the update is elementwise, so this equals one
+/// solver over the whole video). A chunk runs step `s` once all its frames are at step `s`; a
+/// frame advances once every chunk covering it has run step `s` and the blending owner has
+/// given its x0. Frames that reached the last step are decoded, handed out and dropped, so
+/// only a window of about `steps` chunks is held, whatever the video's length.
 pub struct Enhancer<'a> {
     models: Stage3Models<'a>,
     config: &'a PipelineConfig,
@@ -45,8 +55,30 @@ pub struct Enhancer<'a> {
     geometry: EnhancerGeometry,
     context: Array3<f32>,
     guidance: Guidance,
-    /// Clean latents (C, h, w) of the frames received so far.
-    latents: Vec<Array3<f32>>,
+    /// Answers the per-step questions (timesteps, input scaling, x0); never stepped.
+    schedule: Box<dyn Scheduler>,
+    noise_timestep: usize,
+    /// Frames of the padded video, from `window_start` on, not yet handed out.
+    window: VecDeque<FrameState>,
+    window_start: usize,
+    /// The next solver step of each chunk.
+    chunk_steps: Vec<usize>,
+    /// The last real frame's clean latent, kept to pad videos shorter than a chunk.
+    last_clean: Option<Array3<f32>>,
+    started: Option<Instant>,
+}
+
+/// One frame of the padded video in flight.
+struct FrameState {
+    /// The sample at `step`.
+    x: Array3<f32>,
+    step: usize,
+    /// This frame's solver (it keeps the previous x0 of the second-order update).
+    solver: Box<dyn Scheduler>,
+    /// The blended x0 at `step`, once its owner chunk ran.
+    x0: Option<Array3<f32>>,
+    /// Chunks covering this frame that ran `step`.
+    evaluations: usize,
 }
 
 impl<'a> Enhancer<'a> {
@@ -65,6 +97,14 @@ impl<'a> Enhancer<'a> {
         let guidance =
             Guidance::joint(options.guidance_scale).with_rescale(options.guide_rescale)?;
         let context = text_context(text, &text_conditions(options.guidance_scale));
+        let schedule = build_scheduler(&config.stage3.scheduler, options.steps, None)?;
+        let noise_timestep =
+            usize::try_from(config.stage3.noise_timestep).map_err(|_| PipelineError::Invalid {
+                field: "manifest pipeline.stage3.noise_timestep".into(),
+                expected: "a non-negative timestep".into(),
+                actual: config.stage3.noise_timestep.to_string(),
+            })?;
+        let chunk_steps = vec![0; plan.chunks.len()];
         Ok(Self {
             models,
             config,
@@ -74,7 +114,13 @@ impl<'a> Enhancer<'a> {
             geometry,
             context,
             guidance,
-            latents: Vec::with_capacity(frames),
+            schedule,
+            noise_timestep,
+            window: VecDeque::new(),
+            window_start: 0,
+            chunk_steps,
+            last_clean: None,
+            started: None,
         })
     }
 
@@ -83,9 +129,15 @@ impl<'a> Enhancer<'a> {
         &self.plan
     }
 
-    /// Resizes, pads and VAE-encodes the next input frame.
-    pub fn push(&mut self, frame: &Frame, run: &RunContext<'_>) -> Result<(), PipelineError> {
-        let index = self.latents.len();
+    /// Takes the next input frame, then runs every chunk step that became possible and hands
+    /// out the frames that became final.
+    pub fn push(
+        &mut self,
+        frame: &Frame,
+        run: &RunContext<'_>,
+        output: &mut dyn FrameOutput,
+    ) -> Result<(), PipelineError> {
+        let index = self.received();
         if index >= self.plan.frames {
             return Err(PipelineError::Invalid {
                 field: "enhancer input".into(),
@@ -94,6 +146,46 @@ impl<'a> Enhancer<'a> {
             });
         }
         run.check_cancelled()?;
+        let clean = self.encode(frame, index)?;
+        self.admit(&clean, index)?;
+        if index + 1 == self.plan.frames {
+            for padded in self.plan.frames..self.plan.padded_frames {
+                self.admit(&clean, padded)?;
+            }
+        } else if self.plan.padding() > 0 {
+            self.last_clean = Some(clean);
+        }
+        self.pump(run, output)
+    }
+
+    /// Checks that the whole video went through and reports the stage's duration.
+    pub fn finish(
+        mut self,
+        run: &RunContext<'_>,
+        output: &mut dyn FrameOutput,
+    ) -> Result<(), PipelineError> {
+        self.pump(run, output)?;
+        if self.window_start != self.plan.padded_frames {
+            return Err(PipelineError::Invalid {
+                field: "enhancer input".into(),
+                expected: format!("{} frames", self.plan.frames),
+                actual: format!("{} frames", self.received().min(self.plan.frames)),
+            });
+        }
+        run.emit(ProgressEvent::StageFinished {
+            stage: Stage::Refinement,
+            seconds: self.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        });
+        Ok(())
+    }
+
+    /// Frames of the padded video admitted so far.
+    fn received(&self) -> usize {
+        self.window_start + self.window.len()
+    }
+
+    /// Resizes, pads and VAE-encodes a frame: `(mean + exp(logvar / 2) * eps) * scaling`.
+    fn encode(&mut self, frame: &Frame, index: usize) -> Result<Array3<f32>, PipelineError> {
         let padded = self.geometry.resize_and_pad(frame)?;
         let image = padded.to_chw(SampleRange::Signed).insert_axis(Axis(0));
         let moments = self.models.vae_encoder.encode(&image)?;
@@ -107,160 +199,194 @@ impl<'a> Enhancer<'a> {
         let mean = moments.mean.index_axis(Axis(0), 0);
         let logvar = moments.logvar.index_axis(Axis(0), 0);
         let scaling = self.config.vae_scaling_factor;
-        let latent = ndarray::Zip::from(&mean)
+        Ok(Zip::from(&mean)
             .and(&logvar)
             .and(&eps)
             .map_collect(|&m, &lv, &e| {
                 let std = (0.5 * lv.clamp(LOGVAR_RANGE.0, LOGVAR_RANGE.1)).exp();
                 (m + std * e) * scaling
-            });
-        self.latents.push(latent);
+            }))
+    }
+
+    /// Noises a clean latent to the start of the solver: `sigma_0 * (alpha_t x0 + sigma_t eps)`.
+    fn admit(&mut self, clean: &Array3<f32>, index: usize) -> Result<(), PipelineError> {
+        let solver = build_scheduler(&self.config.stage3.scheduler, self.options.steps, None)?;
+        let noise = frame_noise(self.seed, NoiseStream::Sdedit, 0, index, clean.dim());
+        let noised = solver.add_noise(
+            clean.view().into_dyn(),
+            noise.view().into_dyn(),
+            self.noise_timestep,
+        )?;
+        let x = into_frame(solver.initial_sample(noised))?;
+        self.window.push_back(FrameState {
+            x,
+            step: 0,
+            solver,
+            x0: None,
+            evaluations: 0,
+        });
         Ok(())
     }
 
-    /// Runs every solver step over the whole video, then decodes and hands out the frames.
-    pub fn finish(
-        mut self,
-        run: &mut RunContext<'_>,
+    /// Runs ready chunk steps until none is left, handing out final frames as they appear.
+    fn pump(
+        &mut self,
+        run: &RunContext<'_>,
         output: &mut dyn FrameOutput,
     ) -> Result<(), PipelineError> {
-        if self.latents.len() != self.plan.frames {
-            return Err(PipelineError::Invalid {
-                field: "enhancer input".into(),
-                expected: format!("{} frames", self.plan.frames),
-                actual: format!("{} frames", self.latents.len()),
+        loop {
+            let mut progressed = false;
+            for chunk in 0..self.plan.chunks.len() {
+                if self.chunk_ready(chunk) {
+                    self.run_chunk_step(chunk, run)?;
+                    progressed = true;
+                }
+            }
+            self.hand_out_final(run, output)?;
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Whether all frames of `chunk` are present and at the chunk's next step.
+    fn chunk_ready(&self, chunk: usize) -> bool {
+        let range = self.plan.chunks[chunk].frames();
+        let step = self.chunk_steps[chunk];
+        step < self.options.steps
+            && range.start >= self.window_start
+            && range.end <= self.received()
+            && range
+                .clone()
+                .all(|f| self.window[f - self.window_start].step == step)
+    }
+
+    /// Predicts `chunk`'s x0 at its next step, gives it to the frames it owns, and advances
+    /// the frames every covering chunk has now seen.
+    fn run_chunk_step(&mut self, chunk: usize, run: &RunContext<'_>) -> Result<(), PipelineError> {
+        run.check_cancelled()?;
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+            run.emit(ProgressEvent::StageStarted {
+                stage: Stage::Refinement,
+                chunks: self.plan.chunks.len(),
+                steps: self.options.steps,
             });
         }
-        let mut scheduler =
-            build_scheduler(&self.config.stage3.scheduler, self.options.steps, None)?;
-        run.emit(ProgressEvent::StageStarted {
+        let step = self.chunk_steps[chunk];
+        let range = self.plan.chunks[chunk].frames();
+        let sample = self.gather(range.clone());
+        let x0 = chunk_x0(
+            &mut self.models,
+            self.schedule.as_ref(),
+            &self.context,
+            self.guidance,
+            &sample,
+            step,
+        )?;
+        let owned = BlendSchedule::new(&self.plan, self.seed).owned_frames(chunk, step);
+        for frame in range.clone() {
+            let state = &mut self.window[frame - self.window_start];
+            if owned.contains(&frame) {
+                state.x0 = Some(x0.slice(s![0, .., frame - range.start, .., ..]).to_owned());
+            }
+            state.evaluations += 1;
+        }
+        self.chunk_steps[chunk] += 1;
+        run.emit(ProgressEvent::Step {
             stage: Stage::Refinement,
-            chunks: self.plan.chunks.len(),
+            chunk,
+            step: step + 1,
             steps: self.options.steps,
         });
-        let mut x = self.noised_start(scheduler.as_ref())?;
-        for step in 0..scheduler.num_steps() {
-            let denoised = self.blended_x0(scheduler.as_ref(), &x, step, run)?;
-            let noise = match scheduler.needs_noise(step) {
-                true => Some(self.video_noise(NoiseStream::Solver, step + 1, x.dim())),
-                false => None,
-            };
-            let out = scheduler.step_denoised(
-                denoised.view().into_dyn(),
-                step,
-                x.view().into_dyn(),
-                noise.as_ref().map(|n| n.view().into_dyn()),
-            )?;
-            x = into_video(out.prev_sample, "enhancer latents")?;
-        }
-        run.save_latents(Stage::Refinement, 0, &x)?;
-        self.decode_frames(&x, run, output)
-    }
-
-    /// `sigma_0 * (alpha_t * x0 + sigma_t * noise)` at the configured noise timestep.
-    fn noised_start(&self, scheduler: &dyn Scheduler) -> Result<Array5<f32>, PipelineError> {
-        let clean = self.padded_latents();
-        let noise = self.video_noise(NoiseStream::Sdedit, 0, clean.dim());
-        let timestep = usize::try_from(self.config.stage3.noise_timestep).map_err(|_| {
-            PipelineError::Invalid {
-                field: "manifest pipeline.stage3.noise_timestep".into(),
-                expected: "a non-negative timestep".into(),
-                actual: self.config.stage3.noise_timestep.to_string(),
+        for frame in range {
+            if self.window[frame - self.window_start].evaluations == self.covering_chunks(frame) {
+                self.advance_frame(frame)?;
             }
+        }
+        Ok(())
+    }
+
+    /// (1, C, F, h, w) samples of the frames in `range`.
+    fn gather(&self, range: Range<usize>) -> Array5<f32> {
+        let (c, h, w) = self.window[range.start - self.window_start].x.dim();
+        let mut sample = Array5::zeros((1, c, range.len(), h, w));
+        for (i, frame) in range.enumerate() {
+            let x = &self.window[frame - self.window_start].x;
+            sample.slice_mut(s![0, .., i, .., ..]).assign(x);
+        }
+        sample
+    }
+
+    fn covering_chunks(&self, frame: usize) -> usize {
+        self.plan
+            .chunks
+            .iter()
+            .filter(|c| c.frames().contains(&frame))
+            .count()
+    }
+
+    /// One solver step of one frame from its blended x0.
+    fn advance_frame(&mut self, frame: usize) -> Result<(), PipelineError> {
+        let seed = self.seed;
+        let state = &mut self.window[frame - self.window_start];
+        let step = state.step;
+        let x0 = state.x0.take().ok_or_else(|| PipelineError::Invalid {
+            field: "randomized blending".into(),
+            expected: format!("an owner chunk for frame {frame} at step {step}"),
+            actual: "none".into(),
         })?;
-        let noised =
-            scheduler.add_noise(clean.view().into_dyn(), noise.view().into_dyn(), timestep)?;
-        into_video(scheduler.initial_sample(noised), "enhancer start")
+        let noise = state
+            .solver
+            .needs_noise(step)
+            .then(|| frame_noise(seed, NoiseStream::Solver, step + 1, frame, state.x.dim()));
+        let out = state.solver.step_denoised(
+            x0.view().into_dyn(),
+            step,
+            state.x.view().into_dyn(),
+            noise.as_ref().map(|n| n.view().into_dyn()),
+        )?;
+        state.x = into_frame(out.prev_sample)?;
+        state.step += 1;
+        state.evaluations = 0;
+        Ok(())
     }
 
-    /// The (1, C, F_padded, h, w) clean latents; padding repeats the last frame.
-    fn padded_latents(&self) -> Array5<f32> {
-        let (c, h, w) = self.latents[0].dim();
-        let mut video = Array5::zeros((1, c, self.plan.padded_frames, h, w));
-        for frame in 0..self.plan.padded_frames {
-            let source = &self.latents[self.plan.source_frame(frame)];
-            video.slice_mut(s![0, .., frame, .., ..]).assign(source);
-        }
-        video
-    }
-
-    /// Per-frame standard normal noise laid out like the latents.
-    fn video_noise(
-        &self,
-        stream: NoiseStream,
-        step: usize,
-        (b, c, f, h, w): (usize, usize, usize, usize, usize),
-    ) -> Array5<f32> {
-        let mut noise = Array5::zeros((b, c, f, h, w));
-        for frame in 0..f {
-            let values = frame_noise(self.seed, stream, step, frame, (c, h, w));
-            noise.slice_mut(s![0, .., frame, .., ..]).assign(&values);
-        }
-        noise
-    }
-
-    /// Every chunk's x0 prediction at `step`, blended into one full-length x0.
-    fn blended_x0(
+    /// Decodes, crops and hands out the leading frames that finished every step.
+    fn hand_out_final(
         &mut self,
-        scheduler: &dyn Scheduler,
-        x: &Array5<f32>,
-        step: usize,
-        run: &RunContext<'_>,
-    ) -> Result<Array5<f32>, PipelineError> {
-        let blend = BlendSchedule::new(&self.plan, self.seed);
-        let mut denoised = Array5::zeros(x.dim());
-        for chunk in &self.plan.chunks {
-            run.check_cancelled()?;
-            let sample = x
-                .slice(s![.., .., chunk.start..chunk.end, .., ..])
-                .to_owned();
-            let x0 = chunk_x0(
-                &mut self.models,
-                scheduler,
-                &self.context,
-                self.guidance,
-                &sample,
-                step,
-            )?;
-            blend.write_chunk_x0(
-                chunk.index,
-                step,
-                x0.view().into_dyn(),
-                denoised.view_mut().into_dyn(),
-                Axis(2),
-            )?;
-            run.emit(ProgressEvent::Step {
-                stage: Stage::Refinement,
-                chunk: chunk.index,
-                step: step + 1,
-                steps: scheduler.num_steps(),
-            });
-        }
-        Ok(denoised)
-    }
-
-    /// Decodes the real (unpadded) frames one by one and hands them out.
-    fn decode_frames(
-        &mut self,
-        x: &Array5<f32>,
         run: &RunContext<'_>,
         output: &mut dyn FrameOutput,
     ) -> Result<(), PipelineError> {
-        for frame in 0..self.plan.frames {
-            run.check_cancelled()?;
-            let latent = x
-                .slice(s![0, .., frame..frame + 1, .., ..])
-                .permuted_axes([1, 0, 2, 3])
-                .mapv(|v| v / self.config.vae_scaling_factor);
-            let image = decoded_to_unit(self.models.vae_decoder.decode(&latent)?);
-            let enhanced = Frame::from_chw(image.index_axis(Axis(0), 0), SampleRange::Unit)?;
-            let enhanced = match self.options.keep_padding {
-                true => enhanced,
-                false => self.geometry.crop_content(&enhanced)?,
+        while self
+            .window
+            .front()
+            .is_some_and(|f| f.step == self.options.steps)
+        {
+            let Some(state) = self.window.pop_front() else {
+                break;
             };
-            output.push(&enhanced)?;
+            let index = self.window_start;
+            self.window_start += 1;
+            if index < self.plan.frames {
+                run.check_cancelled()?;
+                output.push(&self.decode(&state.x)?)?;
+            }
         }
         Ok(())
+    }
+
+    /// Decodes one latent frame (C, h, w) and crops the padding unless asked to keep it.
+    fn decode(&mut self, latent: &Array3<f32>) -> Result<Frame, PipelineError> {
+        let scaled = latent
+            .mapv(|v| v / self.config.vae_scaling_factor)
+            .insert_axis(Axis(0));
+        let image = decoded_to_unit(self.models.vae_decoder.decode(&scaled)?);
+        let frame = Frame::from_chw(image.index_axis(Axis(0), 0), SampleRange::Unit)?;
+        Ok(match self.options.keep_padding {
+            true => frame,
+            false => self.geometry.crop_content(&frame)?,
+        })
     }
 }
 
@@ -286,4 +412,15 @@ fn chunk_x0(
         scheduler.predict_original(guided.view(), step, sample.view().into_dyn())?,
         "enhancer x0",
     )
+}
+
+fn into_frame(array: ArrayD<f32>) -> Result<Array3<f32>, PipelineError> {
+    let shape = array.shape().to_vec();
+    array
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| PipelineError::Invalid {
+            field: "enhancer frame latent".into(),
+            expected: "a (C, h, w) tensor".into(),
+            actual: format!("shape {shape:?}"),
+        })
 }
