@@ -1,3 +1,98 @@
-fn main() {
-    println!("st2v: under construction");
+//! `st2v`: the command-line shell over the streamingt2v library. Parses arguments, dispatches to
+//! one `cmd_*` module per command, prints the error chain and maps it to an exit status.
+
+mod args;
+mod checks;
+mod cmd_doctor;
+mod cmd_enhance;
+mod cmd_extend;
+mod cmd_generate;
+mod cmd_models;
+mod cmd_pending;
+mod config;
+mod job;
+mod progress_ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use streamingt2v::manifest::ManifestError;
+use streamingt2v::models::LoadError;
+use streamingt2v::runtime::RuntimeError;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match dispatch(&cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit_status(&err))
+        }
+    }
+}
+
+fn dispatch(command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Generate(args) => cmd_generate::run(args),
+        Command::Extend(args) => cmd_extend::run(args),
+        Command::Enhance(args) => cmd_enhance::run(args),
+        Command::Serve(_) => cmd_pending::not_implemented("serve", "the HTTP server is planned"),
+        Command::Bench(_) => cmd_pending::not_implemented("bench", "use `cargo bench` meanwhile"),
+        Command::Eval(_) => {
+            cmd_pending::not_implemented("eval", "the evaluation metrics are planned")
+        }
+        Command::Doctor(args) => cmd_doctor::run(args),
+        Command::Models(command) => cmd_models::run(command),
+    }
+}
+
+/// Warnings (provider fallbacks, truncated prompts) go to stderr; `ST2V_LOG` overrides the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ST2V_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Exit status (documented in `st2v --help`): 1 failure while running, 2 invalid usage or input,
+/// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet. The most specific
+/// cause in the chain decides.
+fn exit_status(err: &anyhow::Error) -> u8 {
+    let causes = || err.chain();
+    if causes().any(|c| c.is::<cmd_pending::NotImplemented>()) {
+        return 4;
+    }
+    for cause in causes() {
+        if let Some(runtime) = cause.downcast_ref::<RuntimeError>() {
+            return runtime_status(runtime);
+        }
+        if let Some(load) = cause.downcast_ref::<LoadError>() {
+            return match load {
+                LoadError::Runtime(runtime) => runtime_status(runtime),
+                _ => 2,
+            };
+        }
+    }
+    if causes().any(|c| c.is::<ManifestError>() || c.is::<config::ConfigError>()) {
+        return 2;
+    }
+    1
+}
+
+fn runtime_status(err: &RuntimeError) -> u8 {
+    match err {
+        RuntimeError::EpSpec { .. } | RuntimeError::Option { .. } => 2,
+        RuntimeError::Session { .. } => 1,
+        _ => 3,
+    }
 }

@@ -1,0 +1,340 @@
+//! Raw command-line arguments (clap derive). `config.rs` turns them into checked configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "StreamingT2V long text-to-video generation on ONNX Runtime";
+
+const EXAMPLES: &str = "\
+Examples:
+  st2v doctor                                   check ONNX Runtime, providers, GPU and the model set
+  st2v generate --prompt \"a cat running on the street\" --frames 48 --out cat.mp4
+  st2v generate --prompt \"waves at dusk\" --ep cuda --no-enhance --out waves.gif
+  st2v extend --input cat.mp4 --prompt \"the cat jumps\" --frames 48 --out longer.mp4
+  st2v enhance --input draft.mp4 --prompt \"waves at dusk\" --out sharp.mp4
+  st2v models inspect models/tiny --verify
+
+Execution providers (--ep, env ST2V_EP):
+  cpu | cuda | tensorrt               one provider; an error if it cannot be used
+  tensorrt,cuda,cpu                   tried in order, each fallback is reported
+  cuda,unet=tensorrt,vae=cpu          per graph: `role=` (or a role prefix) starts its own list
+
+Exit status: 0 success, 1 failure while running, 2 invalid usage or input (flags, model set),
+3 ONNX Runtime or execution provider unavailable, 4 command not implemented yet.";
+
+#[derive(Debug, Parser)]
+#[command(name = "st2v", version, about = ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a video from a prompt (stages 1, 2 and 3).
+    Generate(GenerateArgs),
+    /// Continue an existing video (stage 2 conditioned on its last frames, then stage 3).
+    Extend(ExtendArgs),
+    /// Enhance an existing video with the high-resolution refiner (stage 3 only).
+    Enhance(EnhanceArgs),
+    /// Serve generation over HTTP.
+    Serve(ServeArgs),
+    /// Measure per-stage speed and memory on this machine.
+    Bench(BenchArgs),
+    /// Score generated videos (frame consistency, prompt similarity).
+    Eval(EvalArgs),
+    /// Report ONNX Runtime, execution providers, CPU/GPU facts, and check a model set.
+    Doctor(DoctorArgs),
+    /// Inspect model sets.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+/// Where the model set is.
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArg {
+    /// Model-set directory (holding manifest.json) [default: models/tiny of the repository or
+    /// the current directory].
+    #[arg(long, env = "ST2V_MODELS", value_name = "DIR")]
+    pub models: Option<PathBuf>,
+}
+
+/// How ONNX Runtime is found and how sessions are built.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    /// Execution providers: `cpu`, `cuda`, `tensorrt`, an ordered fallback list
+    /// (`tensorrt,cuda,cpu`) or per-graph placement (`cuda,unet=tensorrt`).
+    #[arg(long, env = "ST2V_EP", default_value = "cpu", value_name = "SPEC")]
+    pub ep: String,
+    /// GPU ordinal for CUDA and TensorRT.
+    #[arg(long, env = "ST2V_DEVICE_ID", default_value_t = 0, value_name = "N")]
+    pub device_id: i32,
+    /// Intra-op threads per session [default: chosen by ONNX Runtime].
+    #[arg(long, env = "ST2V_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+    /// Graph optimization level: disable, basic, extended, all.
+    #[arg(long, default_value = "all", value_name = "LEVEL")]
+    pub opt_level: String,
+    /// TensorRT: build fp16 engines.
+    #[arg(long)]
+    pub trt_fp16: bool,
+    /// TensorRT: directory for the engine and timing caches (reused across runs).
+    #[arg(long, env = "ST2V_TRT_CACHE", value_name = "DIR")]
+    pub trt_cache: Option<PathBuf>,
+    /// CUDA/TensorRT: capture CUDA graphs (static shapes only).
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// ONNX Runtime shared library (libonnxruntime.so); ORT_DYLIB_PATH is honoured next, then
+    /// the repository's runtime/ directory, then the onnxruntime Python package.
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// Model set plus engine flags: what every model-running command takes.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeArgs {
+    #[command(flatten)]
+    pub models: ModelsArg,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuidanceMode {
+    /// One scale over text and anchor: batch [uncond, cond] (the reference).
+    Joint,
+    /// Separate --text-scale and --anchor-scale: batch of three.
+    Multi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AnchorArg {
+    /// The first frame of the video anchors every chunk.
+    First,
+    /// The last frame of the previous chunk anchors the next.
+    PreviousChunk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Mp4,
+    Gif,
+    Png,
+}
+
+/// Stage-2 (streaming) sampling flags.
+#[derive(Debug, Clone, Args)]
+pub struct StreamingArgs {
+    /// Negative prompt for classifier-free guidance.
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    pub negative_prompt: String,
+    /// Random seed.
+    #[arg(long, default_value_t = 33, value_name = "S")]
+    pub seed: u64,
+    /// Stage-2 denoising steps [default: from the manifest, 50].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Guidance mode.
+    #[arg(long, value_enum, default_value_t = GuidanceMode::Joint)]
+    pub guidance: GuidanceMode,
+    /// Joint guidance scale [default: from the manifest, 7.5].
+    #[arg(long, value_name = "W")]
+    pub guidance_scale: Option<f32>,
+    /// Multi-condition guidance: text scale.
+    #[arg(long, value_name = "W", requires = "anchor_scale")]
+    pub text_scale: Option<f32>,
+    /// Multi-condition guidance: anchor (APM) scale.
+    #[arg(long, value_name = "W", requires = "text_scale")]
+    pub anchor_scale: Option<f32>,
+    /// Which frame the appearance module anchors to.
+    #[arg(long, value_enum, default_value_t = AnchorArg::First)]
+    pub anchor: AnchorArg,
+}
+
+/// Stage-3 (enhancer) flags.
+#[derive(Debug, Clone, Args)]
+pub struct EnhancerArgs {
+    /// Enhancer denoising steps [default: from the manifest, 30].
+    #[arg(long, value_name = "N")]
+    pub enhance_steps: Option<usize>,
+    /// Enhancer chunk length in frames [default: from the manifest, 24].
+    #[arg(long, value_name = "N")]
+    pub chunk: Option<usize>,
+    /// Enhancer chunk overlap in frames [default: from the manifest, 8].
+    #[arg(long, value_name = "N")]
+    pub overlap: Option<usize>,
+    /// Keep the black padding the enhancer's frame size adds.
+    #[arg(long)]
+    pub keep_padding: bool,
+}
+
+/// Where and how results are written and reported.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Output file (.mp4, .gif) or directory of PNG frames.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub out: PathBuf,
+    /// Output format [default: from the --out extension].
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Frames per second of the written video.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub fps: u32,
+    /// No progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Write progress events as JSON lines to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example:\n  st2v generate --prompt \"a cat running on the street\" --frames 48 --out cat.mp4"
+)]
+pub struct GenerateArgs {
+    /// What the video shows.
+    #[arg(long, short = 'p', value_name = "TEXT")]
+    pub prompt: String,
+    /// Number of frames (rounded to what the chunk arithmetic produces; the message says so).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub frames: Option<usize>,
+    /// Stage-1 denoising steps [default: from the manifest, 50].
+    #[arg(long, value_name = "N")]
+    pub stage1_steps: Option<usize>,
+    /// Stop after stage 2 (no enhancement).
+    #[arg(long)]
+    pub no_enhance: bool,
+    /// Also write the stage-2 (pre-enhancement) video here.
+    #[arg(long, value_name = "PATH")]
+    pub preview_out: Option<PathBuf>,
+    /// Save each chunk's final latents as .npy files in DIR.
+    #[arg(long, value_name = "DIR")]
+    pub save_latents: Option<PathBuf>,
+    /// Start stage 1 from this noise (.npy, shape (1, 4, F, h, w)) instead of the seed.
+    #[arg(long, value_name = "FILE.npy")]
+    pub init_noise: Option<PathBuf>,
+    #[command(flatten)]
+    pub streaming: StreamingArgs,
+    #[command(flatten)]
+    pub enhancer: EnhancerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example:\n  st2v extend --input cat.mp4 --prompt \"the cat jumps\" --frames 48 --out longer.mp4"
+)]
+pub struct ExtendArgs {
+    /// Video to continue: its last frames condition the CAM, its first frame is the anchor.
+    #[arg(long, short = 'i', value_name = "VIDEO")]
+    pub input: PathBuf,
+    /// What the continuation shows.
+    #[arg(long, short = 'p', value_name = "TEXT")]
+    pub prompt: String,
+    /// Number of new frames.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub frames: Option<usize>,
+    /// Stop after stage 2 (no enhancement).
+    #[arg(long)]
+    pub no_enhance: bool,
+    #[command(flatten)]
+    pub streaming: StreamingArgs,
+    #[command(flatten)]
+    pub enhancer: EnhancerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example:\n  st2v enhance --input draft.mp4 --prompt \"waves at dusk\" --out sharp.mp4"
+)]
+pub struct EnhanceArgs {
+    /// Video to enhance.
+    #[arg(long, short = 'i', value_name = "VIDEO")]
+    pub input: PathBuf,
+    /// What the video shows (conditions the enhancer).
+    #[arg(long, short = 'p', value_name = "TEXT")]
+    pub prompt: String,
+    /// Negative prompt for classifier-free guidance.
+    #[arg(long, default_value = "", value_name = "TEXT")]
+    pub negative_prompt: String,
+    /// Random seed.
+    #[arg(long, default_value_t = 33, value_name = "S")]
+    pub seed: u64,
+    #[command(flatten)]
+    pub enhancer: EnhancerArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "ST2V_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Frames per measured generation.
+    #[arg(long, default_value_t = 48, value_name = "N")]
+    pub frames: usize,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// Videos to score.
+    #[arg(required = true, value_name = "VIDEO")]
+    pub videos: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Example:\n  st2v doctor --json --models models/tiny")]
+pub struct DoctorArgs {
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Print a model set's manifest summary and open every graph to check its signature.
+    #[command(after_help = "Example:\n  st2v models inspect models/tiny --verify")]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InspectArgs {
+    /// Model-set directory (holding manifest.json).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Also check the sha256 of every file (streams every byte).
+    #[arg(long)]
+    pub verify: bool,
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
