@@ -14,6 +14,7 @@
 use std::ops::Range;
 
 use super::PlanError;
+use crate::manifest::Stage3Config;
 
 /// One enhancer chunk: the frames `start..end` of the (padded) video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,11 @@ impl EnhancePlan {
             overlap_frames,
             chunks,
         })
+    }
+
+    /// Plans `frames` frames with the chunk geometry of a manifest's stage-3 section.
+    pub fn for_stage3(frames: usize, config: &Stage3Config) -> Result<Self, PlanError> {
+        Self::new(frames, config.chunk_frames, config.overlap_frames)
     }
 
     /// Frames appended by repeating the last frame (0 unless `frames < chunk_frames`).

@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use super::PlanError;
+use crate::manifest::Stage2Config;
 
 /// How many frames and chunks stage 2 produces for a requested frame count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,11 @@ impl FramePlan {
             chunk_frames,
             cond_frames,
         })
+    }
+
+    /// Plans `requested` frames with the chunk geometry of a manifest's stage-2 section.
+    pub fn for_stage2(requested: usize, config: &Stage2Config) -> Result<Self, PlanError> {
+        Self::new(requested, config.chunk_frames, config.cond_frames)
     }
 
     /// Frames each chunk after the first appends.

@@ -46,7 +46,7 @@ impl SampleRange {
         }
     }
 
-    fn from_unit(self, x: f32) -> f32 {
+    fn unit_to_range(self, x: f32) -> f32 {
         match self {
             SampleRange::Unit => x,
             SampleRange::Signed => x * 2.0 - 1.0,
@@ -94,7 +94,7 @@ impl Frame {
     /// The frame as a channel-first `(3, height, width)` array in `range`.
     pub fn to_chw(&self, range: SampleRange) -> Array3<f32> {
         let chw = self.pixels.view().permuted_axes([2, 0, 1]);
-        chw.mapv(|x| range.from_unit(x))
+        chw.mapv(|x| range.unit_to_range(x))
     }
 
     pub fn size(&self) -> FrameSize {

@@ -68,13 +68,7 @@ pub fn open_source(path: &Path) -> Result<FrameSource, VideoError> {
 
 /// Reads every frame of `path` into memory. A video without frames is an error.
 pub fn read_video(path: &Path) -> Result<Video, VideoError> {
-    let source = open_source(path)?;
-    let info = source.info().clone();
-    let frames = source.collect::<Result<Vec<_>, _>>()?;
-    if frames.is_empty() {
-        return Err(unreadable(path, "contains no frames"));
-    }
-    Ok(Video { info, frames })
+    open_source(path)?.read_all()
 }
 
 fn unreadable(path: &Path, problem: impl Into<String>) -> VideoError {
@@ -174,6 +168,16 @@ fn png_files_sorted(dir: &Path) -> Result<Vec<PathBuf>, VideoError> {
 impl FrameSource {
     pub fn info(&self) -> &VideoInfo {
         &self.info
+    }
+
+    /// Decodes the remaining frames into memory. A video without frames is an error.
+    pub fn read_all(self) -> Result<Video, VideoError> {
+        let info = self.info.clone();
+        let frames = self.collect::<Result<Vec<_>, _>>()?;
+        if frames.is_empty() {
+            return Err(unreadable(&info.path, "contains no frames"));
+        }
+        Ok(Video { info, frames })
     }
 
     fn next_frame(&mut self) -> Option<Result<Frame, VideoError>> {
