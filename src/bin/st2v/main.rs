@@ -18,7 +18,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use streamingt2v::manifest::ManifestError;
 use streamingt2v::models::LoadError;
+use streamingt2v::pipeline::PipelineError;
+use streamingt2v::plan::PlanError;
 use streamingt2v::runtime::RuntimeError;
+use streamingt2v::video::VideoError;
 
 use args::{Cli, Command};
 
@@ -65,7 +68,8 @@ fn init_logging() {
 }
 
 /// Exit status (documented in `st2v --help`): 1 failure while running, 2 invalid usage or input,
-/// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet. The most specific
+/// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet, 130 interrupted
+/// (Ctrl-C; the output keeps the frames finished before). The most specific
 /// cause in the chain decides.
 fn exit_status(err: &anyhow::Error) -> u8 {
     let causes = || err.chain();
@@ -73,6 +77,12 @@ fn exit_status(err: &anyhow::Error) -> u8 {
         return 4;
     }
     for cause in causes() {
+        if cause.is::<job::Interrupted>() {
+            return 130;
+        }
+        if let Some(pipeline) = cause.downcast_ref::<PipelineError>() {
+            return pipeline_status(pipeline);
+        }
         if let Some(runtime) = cause.downcast_ref::<RuntimeError>() {
             return runtime_status(runtime);
         }
@@ -83,10 +93,27 @@ fn exit_status(err: &anyhow::Error) -> u8 {
             };
         }
     }
-    if causes().any(|c| c.is::<ManifestError>() || c.is::<config::ConfigError>()) {
+    if causes().any(|c| {
+        c.is::<ManifestError>()
+            || c.is::<config::ConfigError>()
+            || c.is::<job::EmptyPrompt>()
+            || c.is::<VideoError>()
+            || c.is::<PlanError>()
+    }) {
         return 2;
     }
     1
+}
+
+/// Bad input found by the pipeline is invalid usage; the rest are failures while running.
+fn pipeline_status(err: &PipelineError) -> u8 {
+    match err {
+        PipelineError::Invalid { .. }
+        | PipelineError::Plan(_)
+        | PipelineError::MissingGraph { .. } => 2,
+        PipelineError::Cancelled => 130,
+        _ => 1,
+    }
 }
 
 fn runtime_status(err: &RuntimeError) -> u8 {

@@ -1,0 +1,137 @@
+//! `st2v generate`: text to video through stages 1, 2 and (unless `--no-enhance`) 3.
+
+use std::path::Path;
+
+use anyhow::Context;
+use ndarray::Array5;
+use streamingt2v::manifest::PipelineConfig;
+use streamingt2v::pipeline::{
+    AnchorMode, EnhancerGraphs, GenerateOptions, NpyLatentDir, Outputs, Pipeline, RunContext,
+    StreamingGraphs,
+};
+use streamingt2v::plan::FramePlan;
+use streamingt2v::video::OutputTarget;
+
+use crate::args::{AnchorArg, GenerateArgs, StreamingArgs};
+use crate::job::{self, Workspace};
+use crate::progress_ui::CliProgress;
+
+/// The reference's default length (`--num_frames 24`).
+pub const DEFAULT_FRAMES: usize = 24;
+
+pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+    // Every check that needs no model comes first, so bad input fails fast.
+    job::check_prompt(&args.prompt)?;
+    let out = job::check_output(&args.output)?;
+    let preview = args
+        .preview_out
+        .as_deref()
+        .map(|path| OutputTarget::check(path, None).context("--preview-out"))
+        .transpose()?;
+    let workspace = Workspace::open(&args.runtime)?;
+    let config = workspace.config();
+    let options = generate_options(args, config)?;
+    let s2 = &config.stage2;
+    FramePlan::new(options.frames, s2.chunk_frames, s2.cond_frames)?;
+    let init_noise = args
+        .init_noise
+        .as_deref()
+        .map(read_init_noise)
+        .transpose()?;
+    let mut latents = args
+        .save_latents
+        .as_deref()
+        .map(NpyLatentDir::create)
+        .transpose()
+        .context("--save-latents")?;
+    let ui = CliProgress::new(args.output.quiet, args.output.events.as_deref())?;
+    let text = workspace.prompts(&args.prompt, &args.streaming.negative_prompt, &ui)?;
+    let enhancer_text = match options.enhance {
+        Some(_) => {
+            Some(workspace.enhancer_prompts(&args.prompt, &args.streaming.negative_prompt, &ui)?)
+        }
+        None => None,
+    };
+
+    let factory = workspace.factory()?;
+    let loader = workspace.loader(&factory);
+    let mut streaming = loader.streaming(true)?;
+    let mut enhancer = options
+        .enhance
+        .as_ref()
+        .map(|_| loader.enhancer())
+        .transpose()?;
+
+    let size = match &options.enhance {
+        Some(enhance) => job::enhanced_size(config, enhance.keep_padding),
+        None => job::stage2_size(config),
+    };
+    let mut output = job::open_output(&out, args.output.fps, size)?;
+    let mut preview_sink = preview
+        .as_ref()
+        .map(|target| job::open_output(target, args.output.fps, job::stage2_size(config)))
+        .transpose()?;
+    let cancel = job::cancel_on_ctrl_c()?;
+    let mut run = RunContext::new(&ui, &cancel);
+    if let Some(dir) = latents.as_mut() {
+        run.latents = Some(dir);
+    }
+
+    let mut pipeline =
+        Pipeline::new(config).with_streaming(StreamingGraphs::from_onnx(&mut streaming));
+    if let Some(enhancer) = enhancer.as_mut() {
+        pipeline = pipeline.with_enhancer(EnhancerGraphs::from_onnx(enhancer));
+    }
+    let outputs = Outputs {
+        video: &mut output,
+        preview: preview_sink.as_mut().map(|p| p as _),
+    };
+    let result = pipeline.generate(
+        &text,
+        enhancer_text.as_ref(),
+        &options,
+        init_noise,
+        &mut run,
+        outputs,
+    );
+    job::conclude(result, &out.path, output, preview_sink, &ui)
+}
+
+fn generate_options(
+    args: &GenerateArgs,
+    config: &PipelineConfig,
+) -> anyhow::Result<GenerateOptions> {
+    let mut options = GenerateOptions::from_config(config, args.frames.unwrap_or(DEFAULT_FRAMES));
+    options.stage1.steps = args.stage1_steps.unwrap_or(options.stage1.steps);
+    apply_streaming_args(&mut options, &args.streaming, config)?;
+    options.enhance = (!args.no_enhance).then(|| job::enhance_options(&args.enhancer, config));
+    Ok(options)
+}
+
+/// Seed, stage-2 steps, guidance and anchor from the flags (shared with `extend`).
+pub fn apply_streaming_args(
+    options: &mut GenerateOptions,
+    args: &StreamingArgs,
+    config: &PipelineConfig,
+) -> anyhow::Result<()> {
+    options.seed = args.seed;
+    options.stage2.steps = args.steps.unwrap_or(options.stage2.steps);
+    options.stage2.guidance = job::stage2_guidance(args, config)?;
+    options.stage2.anchor = match args.anchor {
+        AnchorArg::First => AnchorMode::First,
+        AnchorArg::PreviousChunk => AnchorMode::PreviousChunk,
+    };
+    Ok(())
+}
+
+/// `--init-noise`: a float32 .npy of shape (1, C, F, h, w).
+fn read_init_noise(path: &Path) -> anyhow::Result<Array5<f32>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("--init-noise: cannot open {}", path.display()))?;
+    ndarray_npy::ReadNpyExt::read_npy(file).with_context(|| {
+        format!(
+            "--init-noise {}: expected a float32 .npy of shape (1, C, F, h, w)",
+            path.display()
+        )
+    })
+}

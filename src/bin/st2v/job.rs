@@ -1,0 +1,265 @@
+//! What `generate`, `extend` and `enhance` share: checking inputs before any compute,
+//! tokenizing prompts, opening outputs, Ctrl-C, and finishing outputs so that an interrupted
+//! or failed run still leaves a playable file with every frame finished so far.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use streamingt2v::manifest::{ModelSet, PipelineConfig};
+use streamingt2v::models::ModelLoader;
+use streamingt2v::pipeline::{
+    EnhanceOptions, PipelineError, PromptIds, RunSummary, Stage2Guidance, TokenIds,
+};
+use streamingt2v::progress::CancelToken;
+use streamingt2v::runtime::SessionFactory;
+use streamingt2v::tokenizer::ClipTokenizer;
+use streamingt2v::video::{
+    open_sink, read_video, FrameSink, FrameSize, OutputFormat, OutputTarget, Video,
+};
+
+use crate::args::{self, EnhancerArgs, GuidanceMode, OutputArgs, RuntimeArgs, StreamingArgs};
+use crate::config::{models_dir, EngineConfig};
+use crate::progress_ui::CliProgress;
+
+/// A prompt flag that is empty or blank.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: expected a non-empty text, got {actual:?}")]
+pub struct EmptyPrompt {
+    pub flag: &'static str,
+    pub actual: String,
+}
+
+/// The run was interrupted (Ctrl-C); the output holds the frames finished before.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: {frames} finished frames were written to {path}")]
+pub struct Interrupted {
+    pub frames: usize,
+    pub path: PathBuf,
+}
+
+/// The model set, its checked engine settings and its pipeline configuration.
+pub struct Workspace {
+    pub set: ModelSet,
+    pub engine: EngineConfig,
+}
+
+impl Workspace {
+    pub fn open(args: &RuntimeArgs) -> anyhow::Result<Self> {
+        let dir = models_dir(&args.models)?;
+        let set = ModelSet::open(&dir)?;
+        let engine = EngineConfig::from_args(&args.engine)?;
+        Ok(Self { set, engine })
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.set.manifest.pipeline
+    }
+
+    /// Loads ONNX Runtime and builds the session factory (after every input check).
+    pub fn factory(&self) -> anyhow::Result<SessionFactory> {
+        Ok(self.engine.factory()?)
+    }
+
+    /// Tokenizes a prompt and its negative for the stage-1/2 text encoder.
+    pub fn prompts(
+        &self,
+        prompt: &str,
+        negative: &str,
+        ui: &CliProgress,
+    ) -> anyhow::Result<PromptIds> {
+        let entry = &self.set.manifest.tokenizers.text;
+        let tokenizer = ClipTokenizer::open(&self.set, entry)?;
+        tokenize_pair(&tokenizer, prompt, negative, ui)
+    }
+
+    /// Tokenizes the enhancer's caption (`"<prompt>, "`, as the reference) and negative.
+    pub fn enhancer_prompts(
+        &self,
+        prompt: &str,
+        negative: &str,
+        ui: &CliProgress,
+    ) -> anyhow::Result<PromptIds> {
+        let tokenizers = &self.set.manifest.tokenizers;
+        let entry = tokenizers
+            .enhancer_text
+            .as_ref()
+            .unwrap_or(&tokenizers.text);
+        let tokenizer = ClipTokenizer::open(&self.set, entry)?;
+        tokenize_pair(&tokenizer, &format!("{prompt}, "), negative, ui)
+    }
+
+    /// Opens this set's graphs with `factory`.
+    pub fn loader<'a>(&'a self, factory: &'a SessionFactory) -> ModelLoader<'a> {
+        ModelLoader::new(&self.set, factory)
+    }
+}
+
+fn tokenize_pair(
+    tokenizer: &ClipTokenizer,
+    prompt: &str,
+    negative: &str,
+    ui: &CliProgress,
+) -> anyhow::Result<PromptIds> {
+    let encode = |flag: &str, text: &str| -> anyhow::Result<TokenIds> {
+        let tokens = tokenizer.encode(text)?;
+        if let Some(cut) = tokens.truncation {
+            ui.note(&format!(
+                "warning: {flag} is {} tokens long; only the first {} are used",
+                cut.tokens, cut.kept
+            ));
+        }
+        Ok(TokenIds(tokens.ids))
+    };
+    Ok(PromptIds {
+        prompt: encode("--prompt", prompt)?,
+        negative: encode("--negative-prompt", negative)?,
+    })
+}
+
+/// Rejects an empty or blank `--prompt`.
+pub fn check_prompt(prompt: &str) -> Result<(), EmptyPrompt> {
+    match prompt.trim().is_empty() {
+        true => Err(EmptyPrompt {
+            flag: "--prompt",
+            actual: prompt.to_owned(),
+        }),
+        false => Ok(()),
+    }
+}
+
+/// Resolves `--out`/`--format` and checks the output can be created, before any compute.
+pub fn check_output(args: &OutputArgs) -> anyhow::Result<OutputTarget> {
+    if args.fps == 0 {
+        bail!("--fps: expected a positive number of frames per second, got 0");
+    }
+    let format = args.format.map(|f| match f {
+        args::OutputFormat::Mp4 => OutputFormat::Mp4,
+        args::OutputFormat::Gif => OutputFormat::Gif,
+        args::OutputFormat::Png => OutputFormat::PngDir,
+    });
+    Ok(OutputTarget::check(&args.out, format).context("--out")?)
+}
+
+/// Reads a whole input video (`--input`).
+pub fn read_input(path: &Path) -> anyhow::Result<Video> {
+    let video = read_video(path).context("--input")?;
+    if video.frames.is_empty() {
+        bail!(
+            "--input {}: expected a video with frames, found none",
+            path.display()
+        );
+    }
+    Ok(video)
+}
+
+/// Opens the sink of a checked target.
+pub fn open_output(
+    target: &OutputTarget,
+    fps: u32,
+    size: FrameSize,
+) -> anyhow::Result<Box<dyn FrameSink>> {
+    Ok(open_sink(&target.path, Some(target.format), fps, size)?)
+}
+
+/// Cancels the run on Ctrl-C (the pipeline stops at its next model call).
+pub fn cancel_on_ctrl_c() -> anyhow::Result<CancelToken> {
+    let cancel = CancelToken::new();
+    let handler = cancel.clone();
+    ctrlc::set_handler(move || handler.cancel()).context("installing the Ctrl-C handler")?;
+    Ok(cancel)
+}
+
+/// Stage-2 guidance from the flags; the scales default to the manifest's.
+pub fn stage2_guidance(
+    args: &StreamingArgs,
+    config: &PipelineConfig,
+) -> anyhow::Result<Stage2Guidance> {
+    let default = args.guidance_scale.unwrap_or(config.stage2.guidance_scale);
+    match args.guidance {
+        GuidanceMode::Joint if args.text_scale.is_some() || args.anchor_scale.is_some() => {
+            bail!("--text-scale and --anchor-scale: expected together with --guidance multi, got --guidance joint")
+        }
+        GuidanceMode::Joint => Ok(Stage2Guidance::Joint { scale: default }),
+        GuidanceMode::Multi => Ok(Stage2Guidance::Multi {
+            text_scale: args.text_scale.unwrap_or(default),
+            anchor_scale: args.anchor_scale.unwrap_or(default),
+        }),
+    }
+}
+
+/// Stage-3 options from the flags over the manifest's defaults.
+pub fn enhance_options(args: &EnhancerArgs, config: &PipelineConfig) -> EnhanceOptions {
+    let mut options = EnhanceOptions::from_config(config);
+    options.steps = args.enhance_steps.unwrap_or(options.steps);
+    options.chunk_frames = args.chunk.unwrap_or(options.chunk_frames);
+    options.overlap_frames = args.overlap.unwrap_or(options.overlap_frames);
+    options.keep_padding = args.keep_padding;
+    options
+}
+
+/// The size of enhanced output frames.
+pub fn enhanced_size(config: &PipelineConfig, keep_padding: bool) -> FrameSize {
+    let s3 = &config.stage3;
+    match keep_padding {
+        true => FrameSize::new(s3.width, s3.height),
+        false => FrameSize::new(s3.content_width, s3.content_height),
+    }
+}
+
+pub fn stage2_size(config: &PipelineConfig) -> FrameSize {
+    FrameSize::new(config.stage2.width, config.stage2.height)
+}
+
+/// Finishes every sink (also after an error, so each file is valid and playable), then
+/// reports the outcome: what was written, or why it stopped and what was kept.
+pub fn conclude(
+    result: Result<RunSummary, PipelineError>,
+    out_path: &Path,
+    output: Box<dyn FrameSink>,
+    preview: Option<Box<dyn FrameSink>>,
+    ui: &CliProgress,
+) -> anyhow::Result<()> {
+    ui.close();
+    let written = output.frames_written();
+    let path = out_path.to_owned();
+    let finished = output.finish();
+    if let Some(preview) = preview {
+        let summary = preview.finish().context("finishing --preview-out")?;
+        ui.note(&format!(
+            "preview: {} frames ({}) in {}",
+            summary.frames,
+            summary.size,
+            summary.path.display()
+        ));
+    }
+    match result {
+        Ok(_) => {
+            let summary = finished.context("finishing --out")?;
+            ui.note(&format!(
+                "wrote {} frames ({}) to {}",
+                summary.frames,
+                summary.size,
+                summary.path.display()
+            ));
+            Ok(())
+        }
+        Err(PipelineError::Cancelled) => {
+            finished.context("finishing --out")?;
+            Err(Interrupted {
+                frames: written,
+                path,
+            }
+            .into())
+        }
+        Err(err) => {
+            let kept = match finished {
+                Ok(_) if written > 0 => {
+                    format!("{written} finished frames were kept in {}", path.display())
+                }
+                Ok(_) => "no frame was finished, nothing was written".to_owned(),
+                Err(finish) => format!("the output could not be finished either: {finish}"),
+            };
+            Err(anyhow::Error::new(err).context(format!("generation stopped; {kept}")))
+        }
+    }
+}
