@@ -41,6 +41,7 @@ struct Probe {
     pix_fmt: String,
     frames: usize,
     rate: String,
+    color_space: String,
 }
 
 /// `ffprobe` facts of the first video stream, or `None` when ffprobe is not installed.
@@ -49,7 +50,7 @@ fn ffprobe(path: &Path) -> Option<Probe> {
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args([
             "-show_entries",
-            "stream=codec_name,pix_fmt,nb_read_frames,r_frame_rate",
+            "stream=codec_name,pix_fmt,nb_read_frames,r_frame_rate,color_space",
         ])
         .args(["-of", "default=noprint_wrappers=1"])
         .arg(path)
@@ -73,6 +74,7 @@ fn ffprobe(path: &Path) -> Option<Probe> {
         pix_fmt: field("pix_fmt"),
         frames: field("nb_read_frames").parse().unwrap_or(0),
         rate: field("r_frame_rate"),
+        color_space: field("color_space"),
     })
 }
 
@@ -105,6 +107,7 @@ fn mp4_round_trip() {
         );
         assert_eq!(probe.frames, 10);
         assert_eq!(probe.rate, "8/1");
+        assert_eq!(probe.color_space, "bt470bg");
     }
     let video = read_video(&path).unwrap();
     assert_eq!(video.frames.len(), 10);

@@ -125,6 +125,10 @@ impl Muxer {
         config.set_width(width);
         config.set_height(height);
         config.set_format(Pixel::YUV420P);
+        // swscale converts RGB with the BT.601 matrix into limited range; say so in the
+        // stream, or players assume BT.709 for HD sizes and shift the colours.
+        config.set_colorspace(ffmpeg::color::Space::BT470BG);
+        config.set_color_range(ffmpeg::color::Range::MPEG);
         config.set_time_base(time_base);
         config.set_frame_rate(Some(Rational::new(fps, 1)));
         if output
