@@ -30,7 +30,7 @@ SOURCE_FILES: dict[str, str] = {
 
 # The checkpoint prefix of each stage-2 component that a graph is exported from.
 STREAMING_PREFIXES = (
-    "text_encoder.",
+    "text_encoder.text_model.",
     "vae.",
     "base_model.",
     "unet.",

@@ -38,7 +38,7 @@ def randomize_zero_parameters(module: nn.Module) -> None:
     so every branch of a random-weight graph contributes and is covered by parity checks."""
     with torch.no_grad():
         for parameter in module.parameters():
-            if parameter.numel() == 0 or bool(parameter.any()):
+            if parameter.is_meta or parameter.numel() == 0 or bool(parameter.any()):
                 continue
             if parameter.ndim >= 2:
                 nn.init.kaiming_uniform_(parameter, a=math.sqrt(5))
@@ -68,7 +68,10 @@ class Components:
     @cached_property
     def text_model(self) -> nn.Module:
         return self._build(
-            "text_encoder", lambda: build_clip_text_model(self.preset.text), "text_encoder."
+            "text_encoder",
+            lambda: build_clip_text_model(self.preset.text),
+            # transformers 5 keeps CLIPTextModel's keys without the `text_model.` level.
+            "text_encoder.text_model.",
         )
 
     @cached_property

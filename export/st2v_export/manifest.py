@@ -156,7 +156,10 @@ def build_manifest(
         "preset": preset.name,
         "description": description,
         "graphs": {graph.role: graph_entry(graph) for graph in graphs},
-        "tokenizers": {"text": tokenizer.manifest_entry(), "enhancer_text": tokenizer.manifest_entry()},
+        "tokenizers": {
+            "text": tokenizer.manifest_entry(tokenizer.MODELSCOPE_TOKENIZER_FILE),
+            "enhancer_text": tokenizer.manifest_entry(tokenizer.TOKENIZER_FILE),
+        },
         "pipeline": pipeline_config(preset),
         "provenance": {
             "export_tool": EXPORT_TOOL,

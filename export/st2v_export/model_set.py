@@ -105,7 +105,7 @@ def export_model_set(
         reports.append(GraphReport(graph, time.monotonic() - started, size))
         log(f"[{index}] {spec.role}: done, max abs err {graph.parity.max_abs_err:.2e}")
 
-    tokenizer.write_tokenizer(out_dir)
+    tokenizer.write_tokenizers(out_dir)
     manifest = manifest_module.build_manifest(
         preset, [report.graph for report in reports], seed, _source_entries(preset, sources)
     )

@@ -5,6 +5,10 @@ Built from the vocabulary that ships in the open_clip_torch wheel
 transformers' CLIPTokenizer: NFC + whitespace squeeze + lower-case, the CLIP word regex,
 byte-level BPE with the `</w>` end-of-word suffix, and <|startoftext|> ... <|endoftext|>.
 Padding (id 0, "!") and truncation to 77 are applied by the engine from the manifest.
+
+Two files: `tokenizer.json` is open_clip's tokenizer (the enhancer's); `tokenizer_modelscope.json`
+is transformers' CLIPTokenizer as ModelScope configures it, whose pad token "!" is an added token:
+every "!" in a prompt becomes its own id 0 instead of merging ("!!!" -> 0 0 0, not 995).
 """
 
 from __future__ import annotations
@@ -13,16 +17,18 @@ import gzip
 from importlib import resources
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 BOS_ID = 49406
 EOS_ID = 49407
 PAD_ID = 0
+PAD = "!"
 MAX_LENGTH = 77
 VOCAB_SIZE = 49408
 TOKENIZER_FILE = "tokenizer.json"
+MODELSCOPE_TOKENIZER_FILE = "tokenizer_modelscope.json"
 WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 # The gz file lists merges after a header line; CLIP uses the first 49152 - 256 - 2 of them.
 MERGE_COUNT = 49152 - 256 - 2
@@ -60,7 +66,7 @@ def build_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
-def build_tokenizer(vocab_path: Path | None = None) -> Tokenizer:
+def build_tokenizer(vocab_path: Path | None = None, pad_is_added_token: bool = False) -> Tokenizer:
     merges = read_merges(vocab_path or default_vocab_path())
     vocab = build_vocab(merges)
     tokenizer = Tokenizer(
@@ -87,16 +93,18 @@ def build_tokenizer(vocab_path: Path | None = None) -> Tokenizer:
     )
     tokenizer.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace("</w>", " ")])
     tokenizer.add_special_tokens([BOS, EOS])
+    if pad_is_added_token:
+        tokenizer.add_special_tokens([AddedToken(PAD, special=True, normalized=False)])
     return tokenizer
 
 
-def write_tokenizer(out_dir: Path, vocab_path: Path | None = None) -> Path:
-    path = out_dir / TOKENIZER_FILE
-    build_tokenizer(vocab_path).save(str(path))
-    return path
+def write_tokenizers(out_dir: Path, vocab_path: Path | None = None) -> None:
+    build_tokenizer(vocab_path).save(str(out_dir / TOKENIZER_FILE))
+    modelscope = build_tokenizer(vocab_path, pad_is_added_token=True)
+    modelscope.save(str(out_dir / MODELSCOPE_TOKENIZER_FILE))
 
 
-def manifest_entry(file: str = TOKENIZER_FILE) -> dict:
+def manifest_entry(file: str) -> dict:
     """ModelScope's CLIPTokenizer pads with "!" (id 0); open_clip pads with 0: the same id."""
     return {
         "file": file,
