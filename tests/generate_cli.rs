@@ -1,0 +1,387 @@
+//! End to end on the embedded tiny model set (`models/tiny`, made by `export/`): the built
+//! `st2v` binary generates, extends and enhances real files, and rejects bad input with a
+//! clear message and a non-zero status. Step counts are cut (`--steps 2 ...`) to stay fast.
+//!
+//! Needs ONNX Runtime (found as `st2v` finds it; `scripts/setup.sh` provides it) and `ffprobe`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+const FAST: [&str; 6] = [
+    "--steps",
+    "2",
+    "--stage1-steps",
+    "2",
+    "--enhance-steps",
+    "2",
+];
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny")
+}
+
+fn st2v() -> Command {
+    Command::cargo_bin("st2v").expect("the st2v binary is built")
+}
+
+/// `st2v <command> --models models/tiny --quiet <args...>`.
+fn run(command: &str, args: &[&str]) -> Command {
+    let mut cmd = st2v();
+    cmd.arg(command)
+        .arg("--models")
+        .arg(tiny())
+        .arg("--quiet")
+        .args(args);
+    cmd
+}
+
+/// (frames, width, height) of a video, decoded by ffprobe.
+fn probe(path: &Path) -> (usize, usize, usize) {
+    let out = StdCommand::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<usize> = text
+        .trim()
+        .split(',')
+        .map(|f| f.parse().expect("a number"))
+        .collect();
+    (fields[2], fields[0], fields[1])
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+#[test]
+fn generates_a_48_frame_mp4_with_preview() {
+    let dir = TempDir::new().unwrap();
+    let (out, preview) = (dir.path().join("cat.mp4"), dir.path().join("preview.mp4"));
+    run(
+        "generate",
+        &["--prompt", "a cat running on the street", "--frames", "48"],
+    )
+    .args(FAST)
+    .args(["--out", path_str(&out), "--preview-out", path_str(&preview)])
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("wrote 48 frames"));
+    assert_eq!(
+        probe(&out),
+        (48, 80, 80),
+        "enhanced content size of the tiny set"
+    );
+    assert_eq!(
+        probe(&preview),
+        (48, 64, 64),
+        "stage-2 size of the tiny set"
+    );
+}
+
+#[test]
+fn same_seed_gives_identical_frames() {
+    let dir = TempDir::new().unwrap();
+    let write = |name: &str| {
+        let out = dir.path().join(name);
+        run(
+            "generate",
+            &[
+                "--prompt",
+                "waves at dusk",
+                "--frames",
+                "24",
+                "--format",
+                "png",
+            ],
+        )
+        .args(FAST)
+        .args(["--out", path_str(&out)])
+        .assert()
+        .success();
+        let mut files: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| std::fs::read(f).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let first = write("a");
+    assert_eq!(first.len(), 24);
+    assert_eq!(first, write("b"));
+}
+
+#[test]
+fn extends_and_enhances_a_generated_video() {
+    let dir = TempDir::new().unwrap();
+    let draft = dir.path().join("draft.mp4");
+    run(
+        "generate",
+        &["--prompt", "a red ball", "--frames", "24", "--no-enhance"],
+    )
+    .args(FAST)
+    .args(["--out", path_str(&draft)])
+    .assert()
+    .success();
+    assert_eq!(probe(&draft), (24, 64, 64));
+
+    let longer = dir.path().join("longer.mp4");
+    run(
+        "extend",
+        &[
+            "--input",
+            path_str(&draft),
+            "--prompt",
+            "the ball bounces",
+            "--frames",
+            "16",
+        ],
+    )
+    .args([
+        "--steps",
+        "2",
+        "--enhance-steps",
+        "2",
+        "--out",
+        path_str(&longer),
+    ])
+    .assert()
+    .success();
+    assert_eq!(
+        probe(&longer),
+        (40, 80, 80),
+        "24 input frames + 16 new, enhanced"
+    );
+
+    let sharp = dir.path().join("sharp.gif");
+    run(
+        "enhance",
+        &["--input", path_str(&draft), "--prompt", "a red ball"],
+    )
+    .args([
+        "--enhance-steps",
+        "2",
+        "--keep-padding",
+        "--out",
+        path_str(&sharp),
+    ])
+    .assert()
+    .success()
+    .stderr(predicate::str::contains("wrote 24 frames (128x80)"));
+}
+
+#[test]
+fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
+    let dir = TempDir::new().unwrap();
+    let (out, events) = (dir.path().join("long.mp4"), dir.path().join("events.jsonl"));
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("st2v"))
+        .args([
+            "generate",
+            "--models",
+            path_str(&tiny()),
+            "--quiet",
+            "--no-enhance",
+        ])
+        .args([
+            "--prompt",
+            "a long road",
+            "--frames",
+            "400",
+            "--steps",
+            "20",
+            "--stage1-steps",
+            "2",
+        ])
+        .args(["--out", path_str(&out), "--events", path_str(&events)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("st2v starts");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .contains("frames_written")
+    {
+        assert!(Instant::now() < deadline, "no frame was written in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id().to_string();
+    assert!(StdCommand::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("finished frames were written"),
+        "{stderr}"
+    );
+    let (frames, width, height) = probe(&out);
+    assert!((16..400).contains(&frames), "{frames} frames kept");
+    assert_eq!((width, height), (64, 64));
+}
+
+#[test]
+fn over_long_prompt_is_truncated_with_a_warning() {
+    let dir = TempDir::new().unwrap();
+    let prompt = "a very long prompt about a cat ".repeat(20);
+    run(
+        "generate",
+        &["--prompt", &prompt, "--frames", "16", "--no-enhance"],
+    )
+    .args(FAST)
+    .args(["--out", path_str(&dir.path().join("x.gif"))])
+    .assert()
+    .success()
+    .stderr(
+        predicate::str::contains("warning: --prompt is")
+            .and(predicate::str::contains("only the first 75")),
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("x.mp4");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--prompt", "  ", "--out", path_str(&out)], "--prompt"),
+        (
+            vec![
+                "--prompt",
+                "a cat",
+                "--frames",
+                "8",
+                "--out",
+                path_str(&out),
+            ],
+            "--frames",
+        ),
+        (
+            vec![
+                "--prompt",
+                "a cat",
+                "--out",
+                path_str(&dir.path().join("x.avi")),
+            ],
+            "avi",
+        ),
+        (
+            vec!["--prompt", "a cat", "--out", "/nonexistent-dir/x.mp4"],
+            "/nonexistent-dir",
+        ),
+    ];
+    for (args, needle) in cases {
+        run("generate", &args)
+            .args(FAST)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(needle));
+    }
+    let missing_input = dir.path().join("missing.mp4");
+    run(
+        "enhance",
+        &[
+            "--input",
+            path_str(&missing_input),
+            "--prompt",
+            "a cat",
+            "--out",
+            path_str(&out),
+        ],
+    )
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("missing.mp4"));
+    let not_a_video = dir.path().join("notes.mp4");
+    std::fs::write(&not_a_video, b"not a video").unwrap();
+    run(
+        "extend",
+        &[
+            "--input",
+            path_str(&not_a_video),
+            "--prompt",
+            "a cat",
+            "--out",
+            path_str(&out),
+        ],
+    )
+    .assert()
+    .failure()
+    .stderr(predicate::str::contains("notes.mp4"));
+    assert!(!out.exists(), "no output for rejected input");
+}
+
+#[test]
+fn a_model_set_without_the_enhancer_names_the_missing_graph() {
+    let dir = TempDir::new().unwrap();
+    let set = dir.path().join("set");
+    std::fs::create_dir(&set).unwrap();
+    for entry in std::fs::read_dir(tiny()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, set.join(path.file_name().unwrap())).unwrap();
+    }
+    let manifest_path = set.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["graphs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("enhancer_unet");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let out = dir.path().join("x.mp4");
+    let mut cmd = st2v();
+    cmd.args([
+        "generate",
+        "--models",
+        path_str(&set),
+        "--quiet",
+        "--prompt",
+        "a cat",
+        "--frames",
+        "16",
+    ])
+    .args(FAST)
+    .args(["--out", path_str(&out)])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("enhancer_unet"));
+    assert!(!out.exists());
+    let mut cmd = st2v();
+    cmd.args([
+        "generate",
+        "--models",
+        path_str(&set),
+        "--quiet",
+        "--prompt",
+        "a cat",
+        "--frames",
+        "16",
+        "--no-enhance",
+    ])
+    .args(FAST)
+    .args(["--out", path_str(&out)])
+    .assert()
+    .success();
+}
