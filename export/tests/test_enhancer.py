@@ -1,9 +1,10 @@
 """Enhancer graphs (G8-G10, MS-Vid2Vid-XL): export parity on the tiny preset, the full-size
 architecture on the meta device against the reference counts, and checkpoint loading.
 
-Reference numbers (parameter counts, key counts, down/up shapes) are the measurements of
-/work/shared/reference/streamingt2v-architecture.md sections 2.8 and 4.3, taken on the upstream
-code; golden text-encoder values come from open_clip's own `forward_intermediates`.
+Reference numbers (parameter counts, key counts, down/up shapes) were measured on the upstream
+StreamingT2V/modelscope code with random weights (architecture reference, sections 2.8 and 4.3);
+golden values come from the reference libraries at test time: open_clip's own
+`forward_intermediates`, modelscope's `AutoencoderKL.encode/decode`.
 Run: .venv/bin/python -m pytest export/tests/test_enhancer.py -q
 """
 
@@ -101,9 +102,8 @@ def test_fused_attention_is_softmax_attention_per_head():
 
 
 def test_text_encoder_is_open_clip_penultimate_block_after_ln_final(tiny_specs):
-    spec = tiny_specs["enhancer_text_encoder"]
-    tower = spec.module.tower
-    ids = spec.example_inputs["input_ids"]
+    tower = seeded_network(lambda: modules.build_text_tower(configs.TINY.text), seed=5)
+    ids = tiny_specs["enhancer_text_encoder"].example_inputs["input_ids"]
     golden = tower.forward_intermediates(
         ids,
         indices=[tower.transformer.layers - 2],
@@ -112,7 +112,22 @@ def test_text_encoder_is_open_clip_penultimate_block_after_ln_final(tiny_specs):
         output_fmt="NLC",
     )["text_intermediates"][0]
     with torch.no_grad():
-        torch.testing.assert_close(spec.module(ids), golden, rtol=0, atol=1e-6)
+        ours = modules.EnhancerTextEncoder(tower)(ids)
+    torch.testing.assert_close(ours, golden, rtol=0, atol=1e-6)
+
+
+def test_vae_graphs_are_the_reference_autoencoder_encode_and_decode(tiny_specs):
+    autoencoder = seeded_network(lambda: modules.build_autoencoder(configs.TINY.vae), seed=5)
+    images = tiny_specs["enhancer_vae_encoder"].example_inputs["images"]
+    latents = tiny_specs["enhancer_vae_decoder"].example_inputs["latents"]
+    with torch.no_grad():
+        mean, logvar = modules.EnhancerVaeEncoder(autoencoder)(images)
+        posterior = autoencoder.encode(images)
+        decoded = modules.EnhancerVaeDecoder(autoencoder)(latents)
+        golden_decoded = autoencoder.decode(latents)
+    torch.testing.assert_close(mean, posterior.mean, rtol=0, atol=0)
+    torch.testing.assert_close(logvar, posterior.logvar, rtol=0, atol=0)
+    torch.testing.assert_close(decoded, golden_decoded, rtol=0, atol=0)
 
 
 def test_text_encoder_attends_causally(tiny_specs):
@@ -213,20 +228,20 @@ def test_full_text_tower_has_open_clip_vit_h14_text_keys_and_23_used_blocks():
         if not key.startswith(ENHANCER_SOURCE_FILES["enhancer_text"].ignored_key_prefixes)
     }
     assert ours == theirs
-    unused_by_graph = sum(p.numel() for p in tower.transformer.resblocks[-1].parameters())
-    unused_by_graph += tower.text_projection.numel()
-    assert sum(p.numel() for p in tower.parameters()) - unused_by_graph == 340_387_840
+    graph = modules.EnhancerTextEncoder(tower)
+    assert len(graph.blocks) == 23
+    assert sum(p.numel() for p in graph.parameters()) == 340_387_840
 
 
 def test_full_vae_matches_the_sd21_first_stage_size():
     with torch.device("meta"):
         vae = modules.build_autoencoder(configs.FULL.vae)
 
-    def count(*parts):
-        return sum(p.numel() for part in parts for p in part.parameters())
+    def count(graph: torch.nn.Module) -> int:
+        return sum(p.numel() for p in graph.parameters())
 
-    assert count(vae.encoder, vae.quant_conv) == 34_163_664
-    assert count(vae.decoder, vae.post_quant_conv) == 49_490_199
+    assert count(modules.EnhancerVaeEncoder(vae)) == 34_163_664
+    assert count(modules.EnhancerVaeDecoder(vae)) == 49_490_199
 
 
 def test_seeded_weights_are_reproducible_and_never_silenced():

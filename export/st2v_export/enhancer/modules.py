@@ -58,19 +58,26 @@ def build_text_tower(config: TextConfig) -> TextTransformer:
 
 
 class EnhancerTextEncoder(nn.Module):
-    """input_ids (B,77) int64 -> last_hidden_state (B,77,width) of the penultimate block."""
+    """input_ids (B,77) int64 -> last_hidden_state (B,77,width) of the penultimate block.
+
+    Holds only what the graph uses: the tower's last block and its projection are left out.
+    """
 
     def __init__(self, tower: TextTransformer):
         super().__init__()
         if not tower.transformer.batch_first:
             raise ValueError("expected an open_clip text transformer with batch_first=True")
-        self.tower = tower
+        self.token_embedding = tower.token_embedding
+        self.positional_embedding = tower.positional_embedding
+        self.blocks = nn.ModuleList(tower.transformer.resblocks[:-1])
+        self.ln_final = tower.ln_final
+        self.register_buffer("causal_mask", tower.attn_mask, persistent=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.tower.token_embedding(input_ids) + self.tower.positional_embedding
-        for block in self.tower.transformer.resblocks[:-1]:
-            x = block(x, attn_mask=self.tower.attn_mask)
-        return self.tower.ln_final(x)
+        x = self.token_embedding(input_ids) + self.positional_embedding
+        for block in self.blocks:
+            x = block(x, attn_mask=self.causal_mask)
+        return self.ln_final(x)
 
 
 class EnhancerUnet(nn.Module):
@@ -89,24 +96,31 @@ class EnhancerUnet(nn.Module):
 class EnhancerVaeEncoder(nn.Module):
     """images (N,3,H,W) in [-1,1] -> mean, logvar (N,4,H/8,W/8) of the diagonal Gaussian posterior.
 
-    logvar is clamped to [-30, 20] as the reference's `DiagonalGaussianDistribution` does.
+    `AutoencoderKL.encode` without the decoder half; logvar is clamped to [-30, 20] by the
+    reference's `DiagonalGaussianDistribution`.
     """
 
     def __init__(self, autoencoder: nn.Module):
         super().__init__()
-        self.autoencoder = autoencoder
+        self.encoder = autoencoder.encoder
+        self.quant_conv = autoencoder.quant_conv
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        posterior = self.autoencoder.encode(images)
+        moments = self.quant_conv(self.encoder(images))
+        posterior = reference.autoencoder_module().DiagonalGaussianDistribution(moments)
         return posterior.mean, posterior.logvar
 
 
 class EnhancerVaeDecoder(nn.Module):
-    """latents (N,4,h,w), already divided by 0.18215 -> images (N,3,8h,8w) in about [-1,1]."""
+    """latents (N,4,h,w), already divided by 0.18215 -> images (N,3,8h,8w) in about [-1,1].
+
+    `AutoencoderKL.decode` without the encoder half.
+    """
 
     def __init__(self, autoencoder: nn.Module):
         super().__init__()
-        self.autoencoder = autoencoder
+        self.post_quant_conv = autoencoder.post_quant_conv
+        self.decoder = autoencoder.decoder
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.decode(latents)
+        return self.decoder(self.post_quant_conv(latents))

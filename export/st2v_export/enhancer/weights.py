@@ -9,6 +9,7 @@ vision tower). Networks are built on the meta device and take the file's tensors
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 import pickle
 import zipfile
@@ -115,6 +116,9 @@ def read_state_dict(path: pathlib.Path, source: SourceFile) -> dict[str, torch.T
         for name, tensor in state.items()
         if name.startswith(source.key_prefix)
     }
+    not_tensors = sorted(name for name, value in selected.items() if not torch.is_tensor(value))
+    if not_tensors:
+        raise CheckpointError(f"{path}: expected tensors only, found other values at {not_tensors}")
     return {
         name: tensor.float() if tensor.is_floating_point() else tensor
         for name, tensor in selected.items()
@@ -128,9 +132,7 @@ def _listed(title: str, items: list[str], limit: int = 40) -> str:
     return f"  {title} ({len(items)}):\n{shown}{more}"
 
 
-def check_state_dict(
-    what: str, network: nn.Module, state: Mapping[str, torch.Tensor]
-) -> None:
+def check_state_dict(what: str, network: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Strict comparison of key sets and shapes, reporting every difference at once."""
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -172,8 +174,8 @@ def load_network(
     network.load_state_dict(state, strict=True, assign=True)
     if restore_buffers is not None:
         restore_buffers(network)
-    unset = [name for name, tensor in network.state_dict(keep_vars=True).items() if tensor.is_meta]
-    unset += [name for name, tensor in network.named_buffers() if tensor.is_meta]
+    tensors = itertools.chain(network.named_parameters(), network.named_buffers())
+    unset = [name for name, tensor in tensors if tensor.is_meta]
     if unset:
         raise CheckpointError(f"{path}: tensors left without values after loading: {unset}")
     return network.eval()
