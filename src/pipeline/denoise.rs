@@ -10,12 +10,12 @@ use ndarray::{Array4, Array5};
 
 use super::run::RunContext;
 use super::tensor::{
-    decoded_to_unit, expect_shape, frame_batch_to_latents, into_video, latents_to_frame_batch,
-    repeat_batch,
+    decoded_to_unit, expect_shape, into_video, latents_to_frame_batch, repeat_batch,
 };
 use super::PipelineError;
 use crate::models::VaeDecoder;
 use crate::progress::{ProgressEvent, Stage};
+use crate::sampling::noise::frame_major_randn;
 use crate::sampling::{Guidance, Scheduler, TorchGenerator};
 
 /// Where a denoising loop sits in the run, for progress events.
@@ -59,7 +59,7 @@ pub fn denoise(
         expect_shape("denoising model output", output.shape(), batch.shape())?;
         let guided = guidance.apply(output.into_dyn().view())?;
         let noise = match scheduler.needs_noise(index) {
-            true => Some(frame_major_noise(generator, latents.dim())),
+            true => Some(frame_major_randn(generator, latents.shape())?),
             false => None,
         };
         let step = scheduler.step(
@@ -94,17 +94,4 @@ pub fn decode_chunk(
         &[batch.dim().0, 3, height, width],
     )?;
     Ok(decoded_to_unit(images))
-}
-
-/// `randn(F, C, h, w)` laid out as (1, C, F, h, w).
-fn frame_major_noise(
-    generator: &mut TorchGenerator,
-    (_, c, f, h, w): (usize, usize, usize, usize, usize),
-) -> Array5<f32> {
-    let mut frames = Array4::zeros((f, c, h, w));
-    // A fresh zeros array is contiguous, so the slice is always there.
-    if let Some(values) = frames.as_slice_mut() {
-        generator.fill_randn(values);
-    }
-    frame_batch_to_latents(frames)
 }

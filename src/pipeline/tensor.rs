@@ -26,16 +26,6 @@ pub fn latents_to_frame_batch(latents: &Array5<f32>, scaling_factor: f32) -> Arr
         .mapv(|x| x / scaling_factor)
 }
 
-/// Frame-major (F, C, h, w) noise -> (1, C, F, h, w): torch draws DDIM variance noise on the
-/// frame-major view the diffusers pipeline steps on.
-pub fn frame_batch_to_latents(frames: Array4<f32>) -> Array5<f32> {
-    frames
-        .permuted_axes([1, 0, 2, 3])
-        .insert_axis(Axis(0))
-        .as_standard_layout()
-        .to_owned()
-}
-
 /// Decoder output in about [-1, 1] -> frames in [0, 1] (`tensor2vid`).
 pub fn decoded_to_unit(images: Array4<f32>) -> Array4<f32> {
     images.mapv_into(|x| (x * 0.5 + 0.5).clamp(0.0, 1.0))
@@ -86,15 +76,6 @@ mod tests {
         let frames = latents_to_frame_batch(&latents, 0.5);
         assert_eq!(frames.shape(), &[3, 2, 1, 1]);
         assert_eq!(frames[[2, 1, 0, 0]], 2.0 * 12.0);
-    }
-
-    #[test]
-    fn frame_batch_round_trips_through_latents() {
-        let frames =
-            Array::from_shape_fn((3, 2, 1, 2), |(f, c, _, x)| (100 * f + 10 * c + x) as f32);
-        let latents = frame_batch_to_latents(frames.clone());
-        assert_eq!(latents.shape(), &[1, 2, 3, 1, 2]);
-        assert_eq!(latents_to_frame_batch(&latents, 1.0), frames);
     }
 
     #[test]
