@@ -3,7 +3,7 @@
 //! guidance 9.0, batch `[uncond, cond]`, latents `randn(1, 4, 16, h, w)` from the seeded
 //! generator). StreamingT2V (Henschel et al. 2024), reference `t2v_enhanced/model_func.py`.
 
-use ndarray::{Array4, Array5};
+use ndarray::{Array4, Array5, Axis};
 
 use super::conditioning::{text_conditions, text_context, TextEmbeddings};
 use super::denoise::{decode_chunk, denoise, initial_latents, LoopPosition};
@@ -78,5 +78,11 @@ pub fn initial_chunk(
     )?;
     run.save_latents(Stage::Initialization, 0, &latents)?;
     run.check_cancelled()?;
-    decode_chunk(models.vae_decoder, &latents, config.vae_scaling_factor)
+    let frames = decode_chunk(models.vae_decoder, &latents, config.vae_scaling_factor)?;
+    run.emit(ProgressEvent::ChunkDone {
+        stage: Stage::Initialization,
+        chunk: 0,
+        frames: frames.len_of(Axis(0)),
+    });
+    Ok(frames)
 }
