@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ndarray::{Array, Array2, Array3, Array4, Array5};
-use streamingt2v::manifest::ModelSet;
+use streamingt2v::manifest::{DType, ModelSet, Precision};
 use streamingt2v::models::onnx::{OnnxTextEncoder, OnnxVaeDecoder, OnnxVaeEncoder, OnnxVideoUnet};
 use streamingt2v::models::{
     LoadError, ModelError, ModelLoader, Role, TextEncoder, VaeDecoder, VaeEncoder, VideoUnet,
@@ -224,6 +224,28 @@ fn graph_with_a_fixed_batch_is_rejected() {
     assert!(
         text.contains("axis 0 is fixed to 1, expected the dynamic axis `batch`"),
         "{text}"
+    );
+}
+
+#[test]
+fn float16_interfaces_are_refused_at_load() {
+    let set = fixture_set();
+    let mut manifest = set.manifest.clone();
+    let entry = manifest.graphs.get_mut("vae_decoder").expect("entry");
+    entry.precision = Precision::Fp16;
+    entry.inputs[0].dtype = DType::Float16;
+    let set = ModelSet {
+        dir: set.dir.clone(),
+        manifest,
+    };
+    let factory = factory("cpu");
+    let err = ModelLoader::new(&set, &factory)
+        .open(Role::VaeDecoder)
+        .expect_err("float16 input");
+    assert!(matches!(err, LoadError::HalfPrecisionIo { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("input `latents` is float16"),
+        "{err}"
     );
 }
 

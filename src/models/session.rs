@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::roles::Role;
 use super::signature::{render, GraphSignature};
 use super::{ModelError, ModelResult};
-use crate::manifest::{Dim, GraphEntry, ModelSet, TensorSpec, MANIFEST_FILE};
+use crate::manifest::{DType, Dim, GraphEntry, ModelSet, TensorSpec, MANIFEST_FILE};
 use crate::runtime::{Provider, ProviderAttempt, RuntimeError, SessionFactory};
 
 /// Errors opening a graph. Each names the graph and, where it applies, expected and actual.
@@ -56,6 +56,17 @@ pub enum LoadError {
         manifest: PathBuf,
         key: String,
         known: String,
+    },
+    #[error(
+        "graph `{role}` ({graph}): {kind} `{tensor}` is float16, but the engine exchanges float32 \
+         (convert fp16 graphs with float32 inputs and outputs, e.g. onnxconverter-common's \
+         keep_io_types=True)"
+    )]
+    HalfPrecisionIo {
+        role: Role,
+        graph: PathBuf,
+        kind: &'static str,
+        tensor: String,
     },
     #[error("graph `{role}` ({graph}): {message}")]
     Unreadable {
@@ -151,6 +162,7 @@ impl GraphSession {
             });
         }
         let path = set.path_of(&entry.file);
+        check_float32_io(role, &path, &entry)?;
         let opened = factory.open(role.name(), &path)?;
         check_signature(role, &path, &entry, &opened.session)?;
         Ok(GraphSession {
@@ -311,6 +323,28 @@ fn shape_fits(spec: &TensorSpec, shape: &[usize]) -> bool {
 fn dims_text(spec: &TensorSpec) -> String {
     let dims: Vec<String> = spec.shape.iter().map(ToString::to_string).collect();
     format!("[{}]", dims.join(", "))
+}
+
+/// The wrappers exchange `f32` arrays; a float16 interface is refused before the graph loads.
+fn check_float32_io(
+    role: Role,
+    path: &std::path::Path,
+    entry: &GraphEntry,
+) -> Result<(), LoadError> {
+    let tensors = entry
+        .inputs
+        .iter()
+        .map(|t| ("input", t))
+        .chain(entry.outputs.iter().map(|t| ("output", t)));
+    match tensors.into_iter().find(|(_, t)| t.dtype == DType::Float16) {
+        Some((kind, tensor)) => Err(LoadError::HalfPrecisionIo {
+            role,
+            graph: path.to_owned(),
+            kind,
+            tensor: tensor.name.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn missing_graph(set: &ModelSet, role: Role, needed_by: &str) -> LoadError {

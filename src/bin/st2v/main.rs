@@ -21,6 +21,7 @@ use streamingt2v::models::LoadError;
 use streamingt2v::pipeline::PipelineError;
 use streamingt2v::plan::PlanError;
 use streamingt2v::runtime::RuntimeError;
+use streamingt2v::tokenizer::TokenizerError;
 use streamingt2v::video::VideoError;
 
 use args::{Cli, Command};
@@ -96,6 +97,7 @@ fn exit_status(err: &anyhow::Error) -> u8 {
     if causes().any(|c| {
         c.is::<ManifestError>()
             || c.is::<config::ConfigError>()
+            || c.is::<TokenizerError>()
             || c.is::<job::EmptyPrompt>()
             || c.is::<VideoError>()
             || c.is::<PlanError>()
