@@ -90,6 +90,7 @@ fn doctor_json_has_stable_fields() {
     let set = &report["model_set"];
     assert_eq!(set["manifest_ok"], true);
     assert_eq!(set["name"], "fixture");
+    assert_eq!(set["tokenizers_ok"], true);
     let graphs = set["graphs"].as_array().expect("graphs");
     assert_eq!(graphs.len(), 4);
     for graph in graphs {

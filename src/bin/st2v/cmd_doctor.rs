@@ -8,6 +8,7 @@ use streamingt2v::manifest::ModelSet;
 use streamingt2v::runtime::{
     EpConfig, LibraryInfo, OrtRuntime, Provider, Rejection, RuntimeError, SessionFactory,
 };
+use streamingt2v::tokenizer::{ClipTokenizer, TokenizerError};
 
 use crate::args::DoctorArgs;
 use crate::checks::{self, GraphCheck};
@@ -64,6 +65,8 @@ pub struct ModelSetReport {
     pub manifest_ok: bool,
     pub name: Option<String>,
     pub preset: Option<String>,
+    /// Every tokenizer of the manifest loads and agrees with its entry.
+    pub tokenizers_ok: bool,
     pub graphs: Vec<GraphCheck>,
     pub error: Option<String>,
 }
@@ -87,7 +90,10 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
             .ok()
             .map(|rt| SessionFactory::new(rt, cpu_config(&engine))),
     );
-    let ok = onnxruntime.loaded && model_set.manifest_ok && model_set.graphs.iter().all(|g| g.ok);
+    let ok = onnxruntime.loaded
+        && model_set.manifest_ok
+        && model_set.tokenizers_ok
+        && model_set.graphs.iter().all(|g| g.ok);
     let report = DoctorReport {
         ok,
         onnxruntime,
@@ -167,6 +173,7 @@ fn model_set_report(args: &DoctorArgs, factory: Option<SessionFactory>) -> Model
         manifest_ok: false,
         name: None,
         preset: None,
+        tokenizers_ok: false,
         graphs: Vec::new(),
         error: None,
     };
@@ -186,6 +193,10 @@ fn model_set_report(args: &DoctorArgs, factory: Option<SessionFactory>) -> Model
         }
     };
     report.manifest_ok = true;
+    match check_tokenizers(&set) {
+        Ok(()) => report.tokenizers_ok = true,
+        Err(err) => report.error = Some(err.to_string()),
+    }
     report.name = Some(set.manifest.name.clone());
     report.preset = serde_json::to_value(set.manifest.preset)
         .ok()
@@ -199,6 +210,14 @@ fn model_set_report(args: &DoctorArgs, factory: Option<SessionFactory>) -> Model
         }
     }
     report
+}
+
+fn check_tokenizers(set: &ModelSet) -> Result<(), TokenizerError> {
+    let tokenizers = &set.manifest.tokenizers;
+    for entry in std::iter::once(&tokenizers.text).chain(&tokenizers.enhancer_text) {
+        ClipTokenizer::open(set, entry)?;
+    }
+    Ok(())
 }
 
 fn cpu_report() -> CpuReport {
