@@ -99,9 +99,9 @@ def build_tokenizer(vocab_path: Path | None = None, pad_is_added_token: bool = F
 
 
 def write_tokenizers(out_dir: Path, vocab_path: Path | None = None) -> None:
-    build_tokenizer(vocab_path).save(str(out_dir / TOKENIZER_FILE))
+    build_tokenizer(vocab_path).save(str(out_dir / TOKENIZER_FILE), pretty=False)
     modelscope = build_tokenizer(vocab_path, pad_is_added_token=True)
-    modelscope.save(str(out_dir / MODELSCOPE_TOKENIZER_FILE))
+    modelscope.save(str(out_dir / MODELSCOPE_TOKENIZER_FILE), pretty=False)
 
 
 def manifest_entry(file: str) -> dict:
