@@ -4,6 +4,7 @@ from .graphs import enhancer_graphs
 from .reference import ReferenceCodeError
 from .weights import (
     ENHANCER_SOURCE_FILES,
+    SOURCE_DIRECTORY_KEY,
     SOURCE_ORIGIN,
     CheckpointError,
     MissingSourceFilesError,
@@ -12,6 +13,7 @@ from .weights import (
 
 __all__ = [
     "ENHANCER_SOURCE_FILES",
+    "SOURCE_DIRECTORY_KEY",
     "SOURCE_ORIGIN",
     "CheckpointError",
     "MissingSourceFilesError",

@@ -2,9 +2,9 @@
 
 `modelscope` (PyPI) ships the enhancer's network code under
 `modelscope/models/multi_modal/video_to_video/modules/`. Importing that package the usual way
-fails without xformers, fairscale and rotary-embedding-torch (none has a wheel for our torch),
-so the two files we need are executed directly from their installed paths, with small stand-ins
-for those three imports:
+needs xformers (no wheel for our torch), fairscale and rotary-embedding-torch, of which the
+export calls nothing. So the two files we need are executed directly from their installed
+paths, with small stand-ins for those three imports:
 
 - `xformers.ops.memory_efficient_attention` is never reached: `MemoryEfficientCrossAttention`
   gets the forward of `attention.py` (same maths, no batch splitting above 16384 rows).
