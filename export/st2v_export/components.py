@@ -62,8 +62,7 @@ class Components:
 
     def _build(self, name: str, factory, prefix: str | None) -> nn.Module:
         with seeded(self.seed, name):
-            module = factory()
-        return self._finish(name, module, prefix)
+            return self._finish(name, factory(), prefix)
 
     @cached_property
     def text_model(self) -> nn.Module:
