@@ -100,6 +100,7 @@ def noise_fixture():
         randn_case(666, [[1, 4, 16, 32, 32], [16, 4, 32, 32]]),
         randn_case(2**32 + 5, [[40]]),
         randn_case(123456789, [[24, 4, 9, 16]]),
+        randn_case(2024, [[1, 4, 24, 45, 80], [7]]),  # large enough for the threaded transform
     ]
     torch.manual_seed(7)
     rand = floats(torch.rand(37))

@@ -8,8 +8,11 @@
 //! below sit exactly where GCC fuses; a plain multiply-then-add there changes the last bit
 //! of about one sample in a few hundred.
 
-// The constants are the header's double literals narrowed to float, as its initializers do.
-const SQRT_HALF: f32 = 0.707106781186547524_f64 as f32;
+#![allow(clippy::excessive_precision)]
+
+// The constants are the header's double literals, kept verbatim, narrowed to float as its
+// initializers do.
+const SQRT_HALF: f32 = std::f64::consts::FRAC_1_SQRT_2 as f32;
 const LOG_P: [f32; 9] = [
     7.0376836292E-2_f64 as f32,
     -1.1514610310E-1_f64 as f32,
@@ -42,6 +45,7 @@ const COS_P: [f32; 3] = [
 ];
 
 /// Natural log of a positive normal float (`log256_ps` on one lane).
+#[inline(always)]
 pub fn log(x: f32) -> f32 {
     let x = x.max(f32::MIN_POSITIVE);
     let bits = x.to_bits();
@@ -65,7 +69,8 @@ pub fn log(x: f32) -> f32 {
     e.mul_add(LOG_Q2, m + y)
 }
 
-/// (sin x, cos x) for x >= 0 (`sincos256_ps` on one lane).
+/// (sin x, cos x) for |x| < 8192 (`sincos256_ps` on one lane).
+#[inline(always)]
 pub fn sincos(x: f32) -> (f32, f32) {
     let sign_sin = x.to_bits() & 0x8000_0000;
     let x = x.abs();
