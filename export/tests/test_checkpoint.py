@@ -61,9 +61,14 @@ def _loaded(tmp_path, reference, state=None) -> Components:
     return Components(TINY, seed=0, weights=WeightSource(_write_sources(tmp_path, reference, state)))
 
 
+@pytest.fixture(scope="module")
+def loaded_components(tmp_path_factory, reference) -> Components:
+    return _loaded(tmp_path_factory.mktemp("sources"), reference)
+
+
 @pytest.mark.parametrize("attribute", [*STREAMING_COMPONENTS, "stage1_unet"])
-def test_every_component_loads_the_checkpoint_weights(tmp_path, reference, attribute):
-    loaded = getattr(_loaded(tmp_path, reference), attribute).state_dict()
+def test_every_component_loads_the_checkpoint_weights(loaded_components, reference, attribute):
+    loaded = getattr(loaded_components, attribute).state_dict()
     expected = getattr(reference, attribute).state_dict()
     assert loaded.keys() == expected.keys()
     for key, tensor in expected.items():
