@@ -252,6 +252,41 @@ mod tests {
         assert!(err.contains("vocabulary size 6"), "{err}");
     }
 
+    /// Golden ids from the two reference tokenizers, written by tests/golden/gen_tokenizer_golden.py;
+    /// the tokenizer files are the exported set's (export/st2v_export/tokenizer.py), read from
+    /// `ST2V_TOKENIZER_DIR` or models/tiny.
+    #[test]
+    fn matches_the_reference_tokenizers() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var_os("ST2V_TOKENIZER_DIR")
+            .map_or_else(|| root.join("models/tiny"), PathBuf::from);
+        let golden_text = std::fs::read_to_string(root.join("tests/golden/tokenizer_golden.json"))
+            .expect("golden file");
+        let golden: serde_json::Value = serde_json::from_str(&golden_text).expect("golden JSON");
+        let entry = |file: &str| TokenizerEntry {
+            file: file.to_owned(),
+            max_length: 77,
+            pad_id: 0,
+            bos_id: 49406,
+            eos_id: 49407,
+        };
+        let references = [
+            ("modelscope", "tokenizer_modelscope.json"),
+            ("open_clip", "tokenizer.json"),
+        ];
+        for (column, file) in references {
+            let tokenizer =
+                ClipTokenizer::from_file(&dir.join(file), entry(file)).expect("tokenizer loads");
+            let cases = golden["cases"].as_array().expect("cases");
+            for case in cases {
+                let prompt = case["prompt"].as_str().expect("prompt");
+                let expected: Vec<i64> = serde_json::from_value(case[column].clone()).expect("ids");
+                let tokens = tokenizer.encode(prompt).expect("encodes");
+                assert_eq!(tokens.ids, expected, "{column}: {prompt:?}");
+            }
+        }
+    }
+
     #[test]
     fn missing_file_names_the_path() {
         let entry = TokenizerEntry {

@@ -12,7 +12,8 @@ use ndarray::{Array, Array2, Array3, Array4, Array5};
 use streamingt2v::manifest::{DType, ModelSet, Precision};
 use streamingt2v::models::onnx::{OnnxTextEncoder, OnnxVaeDecoder, OnnxVaeEncoder, OnnxVideoUnet};
 use streamingt2v::models::{
-    LoadError, ModelError, ModelLoader, Role, TextEncoder, VaeDecoder, VaeEncoder, VideoUnet,
+    ApmResampler, Cam, CamCondEncoder, ImageEncoder, LoadError, ModelError, ModelLoader, Role,
+    StreamingModels, StreamingUnet, TextEncoder, VaeDecoder, VaeEncoder, VideoUnet,
 };
 use streamingt2v::runtime::{
     EpConfig, OrtRuntime, Placement, Provider, RuntimeError, SessionFactory,
@@ -321,6 +322,80 @@ fn per_graph_placement_applies_to_its_role_only() {
         .open(Role::Stage1Unet)
         .expect_err("cuda for the unet");
     assert!(err.to_string().contains("stage1_unet.onnx"), "{err}");
+}
+
+/// The committed tiny model set (models/tiny, written by export/): every stage loads, and the
+/// stage-2 chain CAM -> UNet treats each batch entry independently (CFG batches of 3 give the
+/// same result per entry as a batch of 1), which checks the residuals' (b f) layout.
+#[test]
+fn tiny_set_stage2_chain_is_batch_independent() {
+    let set = ModelSet::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny"))
+        .expect("tiny set");
+    let factory = factory("cpu");
+    let loader = ModelLoader::new(&set, &factory);
+    let mut m = loader.streaming(true).expect("stages 1 and 2 load");
+    assert_eq!(m.placements().len(), 8);
+    assert_eq!(
+        loader.enhancer().expect("stage 3 loads").placements().len(),
+        4
+    );
+
+    let ids = Array2::from_shape_fn((3, 77), |(b, t)| {
+        if t == 0 {
+            49406
+        } else {
+            (b * 7 + t) as i64 % 400
+        }
+    });
+    let text = m.text_encoder.encode(&ids).expect("text");
+    let images = Array4::from_shape_fn((3, 3, 64, 64), |(n, c, h, w)| {
+        ((n + c + h * w) % 17) as f32 / 8.5 - 1.0
+    });
+    let tokens = m
+        .apm_resampler
+        .tokens(&m.image_encoder.encode(&images).expect("embeds"))
+        .expect("tokens");
+    let context =
+        ndarray::concatenate(ndarray::Axis(1), &[text.view(), tokens.view()]).expect("93 tokens");
+    let cond = m
+        .cam_cond_encoder
+        .encode(
+            &images
+                .slice(ndarray::s![..1, .., .., ..])
+                .broadcast((8, 3, 64, 64))
+                .expect("8 frames")
+                .to_owned(),
+        )
+        .expect("cond");
+    let sample = Array5::from_shape_fn((3, 4, 16, 8, 8), |(b, c, f, h, w)| {
+        ((b * 31 + c * 7 + f * 3 + h + w) % 13) as f32 / 6.5 - 1.0
+    });
+    let steps = [999, 500, 1];
+
+    let run = |m: &mut StreamingModels, range: std::ops::Range<usize>| {
+        let rows = ndarray::s![range.clone(), .., .., .., ..];
+        let sample = sample.slice(rows).to_owned();
+        let first = sample.slice(ndarray::s![.., .., ..8, .., ..]).to_owned();
+        let text = text.slice(ndarray::s![range.clone(), .., ..]).to_owned();
+        let context = context.slice(ndarray::s![range.clone(), .., ..]).to_owned();
+        let residuals = m
+            .cam
+            .run(&first, &steps[range.clone()], &text, &cond)
+            .expect("cam");
+        assert_eq!(residuals.down.len(), 12);
+        assert_eq!(residuals.mid.shape()[0], range.len() * 8);
+        m.unet
+            .run(&sample, &steps[range], &context, &residuals)
+            .expect("unet")
+    };
+    let batched = run(&mut m, 0..3);
+    assert_eq!(batched.shape(), [3, 4, 16, 8, 8]);
+    assert!(batched.iter().all(|v| v.is_finite()));
+    let single = run(&mut m, 1..2);
+    assert_close(
+        &batched.slice(ndarray::s![1..2, .., .., .., ..]).to_owned(),
+        &single,
+    );
 }
 
 #[test]
