@@ -38,7 +38,10 @@ pub enum TimestepSpacing {
 /// `foreign` lists keys of sibling diffusers schedulers that are accepted and ignored (as
 /// diffusers' `from_config` does). Errors name the first field at fault: an unknown key, or a
 /// value that does not have the field's type (an unknown enum variant included).
-pub fn parse_config<C>(provided: &Map<String, Value>, foreign: &[&str]) -> Result<C, SamplingError>
+pub(crate) fn parse_config<C>(
+    provided: &Map<String, Value>,
+    foreign: &[&str],
+) -> Result<C, SamplingError>
 where
     C: Serialize + DeserializeOwned + Default,
 {
@@ -81,7 +84,7 @@ where
 }
 
 /// Rejects a field value this engine does not implement, naming what it supports.
-pub fn require<T: PartialEq + std::fmt::Debug>(
+pub(crate) fn require<T: PartialEq + std::fmt::Debug>(
     field: &str,
     value: T,
     supported: T,
@@ -98,7 +101,7 @@ pub fn require<T: PartialEq + std::fmt::Debug>(
 }
 
 /// Rejects a value outside a range, naming the range.
-pub fn require_range(
+pub(crate) fn require_range(
     field: &str,
     value: f64,
     ok: bool,

@@ -28,7 +28,7 @@ pub enum BetaSchedule {
 }
 
 /// Checks the fields every beta-schedule scheduler shares.
-pub fn validate_betas(
+pub(crate) fn validate_betas(
     num_train_timesteps: usize,
     beta_start: f64,
     beta_end: f64,
@@ -62,7 +62,7 @@ pub fn validate_betas(
 }
 
 /// The training betas of a config: `trained_betas` if given, else the named schedule.
-pub fn train_betas(
+pub(crate) fn train_betas(
     schedule: BetaSchedule,
     beta_start: f64,
     beta_end: f64,
@@ -76,7 +76,7 @@ pub fn train_betas(
 }
 
 /// Checks a requested step count against the training schedule.
-pub fn validate_steps(
+pub(crate) fn validate_steps(
     num_inference_steps: usize,
     num_train_timesteps: usize,
 ) -> Result<(), SamplingError> {
@@ -91,7 +91,10 @@ pub fn validate_steps(
 }
 
 /// Errors if a spacing produced a timestep outside the training table.
-pub fn check_timesteps(timesteps: &[i64], num_train_timesteps: usize) -> Result<(), SamplingError> {
+pub(crate) fn check_timesteps(
+    timesteps: &[i64],
+    num_train_timesteps: usize,
+) -> Result<(), SamplingError> {
     match timesteps
         .iter()
         .find(|&&t| t < 0 || t as usize >= num_train_timesteps)
@@ -245,7 +248,7 @@ fn trailing_timesteps(last: f64, ratio: f64) -> Vec<i64> {
 }
 
 /// `np.linspace(start, stop, num)` with its endpoint pinned to `stop`.
-pub fn numpy_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
+pub(crate) fn numpy_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
     if num == 1 {
         return vec![start];
     }
@@ -281,7 +284,7 @@ fn torch_linspace_f32(start: f64, end: f64, steps: usize) -> Vec<f32> {
 }
 
 /// `torch.linspace(start, end, steps, dtype=float64)` on the CPU (same fused kernel).
-pub fn torch_linspace_f64(start: f64, end: f64, steps: usize) -> Vec<f64> {
+pub(crate) fn torch_linspace_f64(start: f64, end: f64, steps: usize) -> Vec<f64> {
     if steps == 1 {
         return vec![start];
     }
@@ -315,7 +318,7 @@ fn cosine_betas(num_train_timesteps: usize, max_beta: f64) -> Vec<f32> {
 }
 
 /// numpy / torch `round`: halves go to the even neighbour.
-pub fn round_half_even(value: f64) -> i64 {
+pub(crate) fn round_half_even(value: f64) -> i64 {
     value.round_ties_even() as i64
 }
 
