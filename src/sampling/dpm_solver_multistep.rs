@@ -405,8 +405,10 @@ impl Scheduler for DpmSolverMultistep {
         Ok(sample)
     }
 
+    /// Every SDE step, the last included (where its weight is 0): diffusers draws one noise
+    /// tensor per SDE step, so the caller's random stream stays aligned with the reference.
     fn needs_noise(&self, index: usize) -> bool {
-        self.is_sde() && self.sigmas.get(index + 1).is_some_and(|&s| s > 0.0)
+        self.is_sde() && index < self.timesteps.len()
     }
 
     fn step(
