@@ -195,7 +195,7 @@ fn extends_and_enhances_a_generated_video() {
 fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
     let dir = TempDir::new().unwrap();
     let (out, events) = (dir.path().join("long.mp4"), dir.path().join("events.jsonl"));
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("st2v"))
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("st2v"))
         .args([
             "generate",
             "--models",
@@ -265,6 +265,7 @@ fn over_long_prompt_is_truncated_with_a_warning() {
 fn bad_input_is_a_clear_error_and_writes_nothing() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("x.mp4");
+    let avi = dir.path().join("x.avi");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--prompt", "  ", "--out", path_str(&out)], "--prompt"),
         (
@@ -278,15 +279,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
             ],
             "--frames",
         ),
-        (
-            vec![
-                "--prompt",
-                "a cat",
-                "--out",
-                path_str(&dir.path().join("x.avi")),
-            ],
-            "avi",
-        ),
+        (vec!["--prompt", "a cat", "--out", path_str(&avi)], "avi"),
         (
             vec!["--prompt", "a cat", "--out", "/nonexistent-dir/x.mp4"],
             "/nonexistent-dir",
