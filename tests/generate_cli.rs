@@ -76,12 +76,14 @@ fn path_str(path: &Path) -> &str {
 fn generates_a_48_frame_mp4_with_preview() {
     let dir = TempDir::new().unwrap();
     let (out, preview) = (dir.path().join("cat.mp4"), dir.path().join("preview.mp4"));
+    let latents = dir.path().join("latents");
     run(
         "generate",
         &["--prompt", "a cat running on the street", "--frames", "48"],
     )
     .args(FAST)
     .args(["--out", path_str(&out), "--preview-out", path_str(&preview)])
+    .args(["--save-latents", path_str(&latents)])
     .assert()
     .success()
     .stderr(predicate::str::contains("wrote 48 frames"));
@@ -95,6 +97,19 @@ fn generates_a_48_frame_mp4_with_preview() {
         (48, 64, 64),
         "stage-2 size of the tiny set"
     );
+    let mut saved: Vec<String> = std::fs::read_dir(&latents)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    saved.sort();
+    let expected = [
+        "stage1_chunk000",
+        "stage2_chunk001",
+        "stage2_chunk002",
+        "stage2_chunk003",
+        "stage2_chunk004",
+    ];
+    assert_eq!(saved, expected.map(|s| format!("{s}.npy")));
 }
 
 /// Also checks that an over-long prompt is truncated with a warning, not rejected.
@@ -273,6 +288,24 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
             .code(2)
             .stderr(predicate::str::contains(needle));
     }
+    let bad_noise = dir.path().join("noise.npy");
+    ndarray_npy::write_npy(&bad_noise, &ndarray::Array5::<f32>::zeros((1, 4, 16, 4, 4))).unwrap();
+    run(
+        "generate",
+        &[
+            "--prompt",
+            "a cat",
+            "--init-noise",
+            path_str(&bad_noise),
+            "--out",
+            path_str(&out),
+        ],
+    )
+    .assert()
+    .code(2)
+    .stderr(
+        predicate::str::contains("--init-noise").and(predicate::str::contains("[1, 4, 16, 8, 8]")),
+    );
     let missing_input = dir.path().join("missing.mp4");
     run(
         "enhance",

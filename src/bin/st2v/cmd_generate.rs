@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use ndarray::Array5;
 use streamingt2v::manifest::PipelineConfig;
+use streamingt2v::pipeline::stage1::stage1_latent_shape;
 use streamingt2v::pipeline::{
     AnchorMode, EnhancerGraphs, GenerateOptions, NpyLatentDir, Outputs, Pipeline, RunContext,
     StreamingGraphs,
@@ -13,7 +14,7 @@ use streamingt2v::plan::FramePlan;
 use streamingt2v::video::OutputTarget;
 
 use crate::args::{AnchorArg, GenerateArgs, StreamingArgs};
-use crate::job::{self, Workspace};
+use crate::job::{self, InvalidFlag, Workspace};
 use crate::progress_ui::CliProgress;
 
 /// The reference's default length (`--num_frames 24`).
@@ -36,7 +37,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let init_noise = args
         .init_noise
         .as_deref()
-        .map(read_init_noise)
+        .map(|path| read_init_noise(path, stage1_latent_shape(config)))
         .transpose()?;
     let mut latents = args
         .save_latents
@@ -124,14 +125,23 @@ pub fn apply_streaming_args(
     Ok(())
 }
 
-/// `--init-noise`: a float32 .npy of shape (1, C, F, h, w).
-fn read_init_noise(path: &Path) -> anyhow::Result<Array5<f32>> {
+/// `--init-noise`: a float32 .npy of stage 1's latent shape (1, C, F, h, w).
+fn read_init_noise(path: &Path, shape: [usize; 5]) -> anyhow::Result<Array5<f32>> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("--init-noise: cannot open {}", path.display()))?;
-    ndarray_npy::ReadNpyExt::read_npy(file).with_context(|| {
+    let noise: Array5<f32> = ndarray_npy::ReadNpyExt::read_npy(file).with_context(|| {
         format!(
-            "--init-noise {}: expected a float32 .npy of shape (1, C, F, h, w)",
+            "--init-noise {}: expected a float32 .npy of shape {shape:?}",
             path.display()
         )
-    })
+    })?;
+    if noise.shape() != shape {
+        return Err(InvalidFlag::new(
+            format!("--init-noise {}", path.display()),
+            format!("shape {shape:?}"),
+            format!("{:?}", noise.shape()),
+        )
+        .into());
+    }
+    Ok(noise)
 }

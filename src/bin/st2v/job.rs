@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use streamingt2v::manifest::{ModelSet, PipelineConfig};
 use streamingt2v::models::ModelLoader;
 use streamingt2v::pipeline::{
@@ -27,6 +27,29 @@ use crate::progress_ui::CliProgress;
 pub struct EmptyPrompt {
     pub flag: &'static str,
     pub actual: String,
+}
+
+/// A flag whose value cannot be used; found before any compute (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}: expected {expected}, got {actual}")]
+pub struct InvalidFlag {
+    pub flag: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl InvalidFlag {
+    pub fn new(
+        flag: impl Into<String>,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) -> Self {
+        Self {
+            flag: flag.into(),
+            expected: expected.into(),
+            actual: actual.into(),
+        }
+    }
 }
 
 /// The run was interrupted (Ctrl-C); the output holds the frames finished before.
@@ -130,7 +153,9 @@ pub fn check_prompt(prompt: &str) -> Result<(), EmptyPrompt> {
 /// Resolves `--out`/`--format` and checks the output can be created, before any compute.
 pub fn check_output(args: &OutputArgs) -> anyhow::Result<OutputTarget> {
     if args.fps == 0 {
-        bail!("--fps: expected a positive number of frames per second, got 0");
+        return Err(
+            InvalidFlag::new("--fps", "a positive number of frames per second", "0").into(),
+        );
     }
     let format = args.format.map(|f| match f {
         args::OutputFormat::Mp4 => OutputFormat::Mp4,
@@ -144,10 +169,12 @@ pub fn check_output(args: &OutputArgs) -> anyhow::Result<OutputTarget> {
 pub fn read_input(path: &Path) -> anyhow::Result<Video> {
     let video = read_video(path).context("--input")?;
     if video.frames.is_empty() {
-        bail!(
-            "--input {}: expected a video with frames, found none",
-            path.display()
-        );
+        return Err(InvalidFlag::new(
+            format!("--input {}", path.display()),
+            "a video with frames",
+            "none",
+        )
+        .into());
     }
     Ok(video)
 }
@@ -177,7 +204,12 @@ pub fn stage2_guidance(
     let default = args.guidance_scale.unwrap_or(config.stage2.guidance_scale);
     match args.guidance {
         GuidanceMode::Joint if args.text_scale.is_some() || args.anchor_scale.is_some() => {
-            bail!("--text-scale and --anchor-scale: expected together with --guidance multi, got --guidance joint")
+            Err(InvalidFlag::new(
+                "--text-scale/--anchor-scale",
+                "--guidance multi",
+                "--guidance joint",
+            )
+            .into())
         }
         GuidanceMode::Joint => Ok(Stage2Guidance::Joint { scale: default }),
         GuidanceMode::Multi => Ok(Stage2Guidance::Multi {

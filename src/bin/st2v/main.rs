@@ -99,6 +99,7 @@ fn exit_status(err: &anyhow::Error) -> u8 {
             || c.is::<config::ConfigError>()
             || c.is::<TokenizerError>()
             || c.is::<job::EmptyPrompt>()
+            || c.is::<job::InvalidFlag>()
             || c.is::<VideoError>()
             || c.is::<PlanError>()
     }) {
