@@ -381,7 +381,7 @@ fn extension_chunks(
             actual: requested.to_string(),
         });
     }
-    if requested % new_per_chunk != 0 {
+    if !requested.is_multiple_of(new_per_chunk) {
         run.emit(ProgressEvent::Warning {
             message: format!(
                 "--frames {requested} is not a multiple of {new_per_chunk}; adding {} frames",

@@ -86,7 +86,7 @@ pub fn apm_tokens(
 /// The batch entries of a stage-2 call in order; a scale of 1 needs no unconditional entry.
 pub fn stage2_conditions(guidance: Stage2Guidance) -> Vec<Condition> {
     match guidance {
-        Stage2Guidance::Joint { scale } if scale == 1.0 => vec![FULL],
+        Stage2Guidance::Joint { scale: 1.0 } => vec![FULL],
         Stage2Guidance::Joint { .. } => vec![UNCOND, FULL],
         Stage2Guidance::Multi {
             text_scale,

@@ -18,6 +18,9 @@ use crate::progress::{ProgressEvent, Stage};
 use crate::sampling::noise::frame_major_randn;
 use crate::sampling::{Guidance, Scheduler, TorchGenerator};
 
+/// One batched denoising-model call: (sample batch, timesteps) -> model output batch.
+pub type ModelCall<'m> = dyn FnMut(&Array5<f32>, &[i64]) -> Result<Array5<f32>, PipelineError> + 'm;
+
 /// Where a denoising loop sits in the run, for progress events.
 #[derive(Debug, Clone, Copy)]
 pub struct LoopPosition {
@@ -44,7 +47,7 @@ pub fn denoise(
     generator: &mut TorchGenerator,
     run: &RunContext<'_>,
     position: LoopPosition,
-    model: &mut dyn FnMut(&Array5<f32>, &[i64]) -> Result<Array5<f32>, PipelineError>,
+    model: &mut ModelCall<'_>,
 ) -> Result<Array5<f32>, PipelineError> {
     let steps = scheduler.num_steps();
     for index in 0..steps {

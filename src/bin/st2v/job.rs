@@ -162,7 +162,7 @@ pub fn check_output(args: &OutputArgs) -> anyhow::Result<OutputTarget> {
         args::OutputFormat::Gif => OutputFormat::Gif,
         args::OutputFormat::Png => OutputFormat::PngDir,
     });
-    Ok(OutputTarget::check(&args.out, format).context("--out")?)
+    OutputTarget::check(&args.out, format).context("--out")
 }
 
 /// Reads a whole input video (`--input`).
