@@ -49,7 +49,8 @@ fn help_teaches_with_examples() {
         .success()
         .stdout(contains("st2v generate --prompt"))
         .stdout(contains("tensorrt,cuda,cpu"))
-        .stdout(contains("Exit status"));
+        .stdout(contains("Exit status"))
+        .stdout(contains("130 interrupted"));
     st2v()
         .args(["generate", "--help"])
         .assert()

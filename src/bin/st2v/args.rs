@@ -21,7 +21,8 @@ Execution providers (--ep, env ST2V_EP):
   cuda,unet=tensorrt,vae=cpu          per graph: `role=` (or a role prefix) starts its own list
 
 Exit status: 0 success, 1 failure while running, 2 invalid usage or input (flags, model set),
-3 ONNX Runtime or execution provider unavailable, 4 command not implemented yet.";
+3 ONNX Runtime or execution provider unavailable, 4 command not implemented yet,
+130 interrupted (Ctrl-C; the output keeps the frames finished so far).";
 
 #[derive(Debug, Parser)]
 #[command(name = "st2v", version, about = ABOUT, after_help = EXAMPLES)]
