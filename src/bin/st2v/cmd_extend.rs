@@ -2,13 +2,11 @@
 //! anchors the APM; stage 1 is skipped. The output holds the input followed by the new frames,
 //! enhanced unless `--no-enhance`.
 
-use streamingt2v::pipeline::{
-    EnhancerGraphs, GenerateOptions, Outputs, Pipeline, RunContext, StreamingGraphs,
-};
+use streamingt2v::pipeline::{GenerateOptions, Outputs, RunContext};
 
 use crate::args::ExtendArgs;
 use crate::cmd_generate::{apply_streaming_args, DEFAULT_FRAMES};
-use crate::job::{self, Workspace};
+use crate::job::{self, StreamingJobModels, Workspace};
 use crate::progress_ui::CliProgress;
 
 pub fn run(args: &ExtendArgs) -> anyhow::Result<()> {
@@ -28,35 +26,21 @@ pub fn run(args: &ExtendArgs) -> anyhow::Result<()> {
             job::stage2_size(config)
         ));
     }
-    let text = workspace.prompts(&args.prompt, &args.streaming.negative_prompt, &ui)?;
-    let enhancer_text = match options.enhance {
-        Some(_) => {
-            Some(workspace.enhancer_prompts(&args.prompt, &args.streaming.negative_prompt, &ui)?)
-        }
-        None => None,
-    };
+    let (text, enhancer_text) = workspace.streaming_prompts(
+        &args.prompt,
+        &args.streaming.negative_prompt,
+        options.enhance.is_some(),
+        &ui,
+    )?;
 
     let factory = workspace.factory()?;
     let loader = workspace.loader(&factory);
-    let mut streaming = loader.streaming(false)?;
-    let mut enhancer = options
-        .enhance
-        .as_ref()
-        .map(|_| loader.enhancer())
-        .transpose()?;
-
-    let size = match &options.enhance {
-        Some(enhance) => job::enhanced_size(config, enhance.keep_padding),
-        None => job::stage2_size(config),
-    };
+    let mut models = StreamingJobModels::load(&loader, false, options.enhance.is_some())?;
+    let size = job::streaming_output_size(config, options.enhance.as_ref());
     let mut output = job::open_output(&out, args.output.fps, size)?;
     let cancel = job::cancel_on_ctrl_c()?;
     let mut run = RunContext::new(&ui, &cancel);
-    let mut pipeline =
-        Pipeline::new(config).with_streaming(StreamingGraphs::from_onnx(&mut streaming));
-    if let Some(enhancer) = enhancer.as_mut() {
-        pipeline = pipeline.with_enhancer(EnhancerGraphs::from_onnx(enhancer));
-    }
+    let pipeline = models.pipeline(config);
     let outputs = Outputs {
         video: &mut output,
         preview: None,

@@ -6,15 +6,12 @@ use anyhow::Context;
 use ndarray::Array5;
 use streamingt2v::manifest::PipelineConfig;
 use streamingt2v::pipeline::stage1::stage1_latent_shape;
-use streamingt2v::pipeline::{
-    AnchorMode, EnhancerGraphs, GenerateOptions, NpyLatentDir, Outputs, Pipeline, RunContext,
-    StreamingGraphs,
-};
+use streamingt2v::pipeline::{AnchorMode, GenerateOptions, NpyLatentDir, Outputs, RunContext};
 use streamingt2v::plan::FramePlan;
 use streamingt2v::video::OutputTarget;
 
 use crate::args::{AnchorArg, GenerateArgs, StreamingArgs};
-use crate::job::{self, InvalidFlag, Workspace};
+use crate::job::{self, InvalidFlag, StreamingJobModels, Workspace};
 use crate::progress_ui::CliProgress;
 
 /// The reference's default length (`--num_frames 24`).
@@ -46,27 +43,17 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         .transpose()
         .context("--save-latents")?;
     let ui = CliProgress::new(args.output.quiet, args.output.events.as_deref())?;
-    let text = workspace.prompts(&args.prompt, &args.streaming.negative_prompt, &ui)?;
-    let enhancer_text = match options.enhance {
-        Some(_) => {
-            Some(workspace.enhancer_prompts(&args.prompt, &args.streaming.negative_prompt, &ui)?)
-        }
-        None => None,
-    };
+    let (text, enhancer_text) = workspace.streaming_prompts(
+        &args.prompt,
+        &args.streaming.negative_prompt,
+        options.enhance.is_some(),
+        &ui,
+    )?;
 
     let factory = workspace.factory()?;
     let loader = workspace.loader(&factory);
-    let mut streaming = loader.streaming(true)?;
-    let mut enhancer = options
-        .enhance
-        .as_ref()
-        .map(|_| loader.enhancer())
-        .transpose()?;
-
-    let size = match &options.enhance {
-        Some(enhance) => job::enhanced_size(config, enhance.keep_padding),
-        None => job::stage2_size(config),
-    };
+    let mut models = StreamingJobModels::load(&loader, true, options.enhance.is_some())?;
+    let size = job::streaming_output_size(config, options.enhance.as_ref());
     let mut output = job::open_output(&out, args.output.fps, size)?;
     let mut preview_sink = preview
         .as_ref()
@@ -78,11 +65,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         run.latents = Some(dir);
     }
 
-    let mut pipeline =
-        Pipeline::new(config).with_streaming(StreamingGraphs::from_onnx(&mut streaming));
-    if let Some(enhancer) = enhancer.as_mut() {
-        pipeline = pipeline.with_enhancer(EnhancerGraphs::from_onnx(enhancer));
-    }
+    let pipeline = models.pipeline(config);
     let outputs = Outputs {
         video: &mut output,
         preview: preview_sink.as_mut().map(|p| p as _),

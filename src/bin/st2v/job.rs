@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use streamingt2v::manifest::{ModelSet, PipelineConfig};
-use streamingt2v::models::ModelLoader;
+use streamingt2v::models::{EnhancerModels, ModelLoader, StreamingModels};
 use streamingt2v::pipeline::{
-    EnhanceOptions, PipelineError, PromptIds, RunSummary, Stage2Guidance, TokenIds,
+    EnhanceOptions, EnhancerGraphs, Pipeline, PipelineError, PromptIds, RunSummary, Stage2Guidance,
+    StreamingGraphs, TokenIds,
 };
 use streamingt2v::progress::CancelToken;
 use streamingt2v::runtime::SessionFactory;
@@ -111,9 +112,53 @@ impl Workspace {
         tokenize_pair(&tokenizer, &format!("{prompt}, "), negative, ui)
     }
 
+    /// Tokenizes the stage-1/2 prompts, then the enhancer's when stage 3 runs.
+    pub fn streaming_prompts(
+        &self,
+        prompt: &str,
+        negative: &str,
+        enhance: bool,
+        ui: &CliProgress,
+    ) -> anyhow::Result<(PromptIds, Option<PromptIds>)> {
+        let text = self.prompts(prompt, negative, ui)?;
+        let enhancer_text = match enhance {
+            true => Some(self.enhancer_prompts(prompt, negative, ui)?),
+            false => None,
+        };
+        Ok((text, enhancer_text))
+    }
+
     /// Opens this set's graphs with `factory`.
     pub fn loader<'a>(&'a self, factory: &'a SessionFactory) -> ModelLoader<'a> {
         ModelLoader::new(&self.set, factory)
+    }
+}
+
+/// The graphs of a `generate` or `extend` run: stage 2 (with stage 1 when generating) and
+/// the enhancer when stage 3 runs.
+pub struct StreamingJobModels {
+    streaming: StreamingModels,
+    enhancer: Option<EnhancerModels>,
+}
+
+impl StreamingJobModels {
+    pub fn load(loader: &ModelLoader, with_stage1: bool, enhance: bool) -> anyhow::Result<Self> {
+        let streaming = loader.streaming(with_stage1)?;
+        let enhancer = enhance.then(|| loader.enhancer()).transpose()?;
+        Ok(Self {
+            streaming,
+            enhancer,
+        })
+    }
+
+    /// The pipeline over these graphs.
+    pub fn pipeline<'a>(&'a mut self, config: &'a PipelineConfig) -> Pipeline<'a> {
+        let pipeline =
+            Pipeline::new(config).with_streaming(StreamingGraphs::from_onnx(&mut self.streaming));
+        match self.enhancer.as_mut() {
+            Some(enhancer) => pipeline.with_enhancer(EnhancerGraphs::from_onnx(enhancer)),
+            None => pipeline,
+        }
     }
 }
 
@@ -227,6 +272,17 @@ pub fn enhance_options(args: &EnhancerArgs, config: &PipelineConfig) -> EnhanceO
     options.overlap_frames = args.overlap.unwrap_or(options.overlap_frames);
     options.keep_padding = args.keep_padding;
     options
+}
+
+/// The size of the output frames of a `generate` or `extend` run.
+pub fn streaming_output_size(
+    config: &PipelineConfig,
+    enhance: Option<&EnhanceOptions>,
+) -> FrameSize {
+    match enhance {
+        Some(enhance) => enhanced_size(config, enhance.keep_padding),
+        None => stage2_size(config),
+    }
 }
 
 /// The size of enhanced output frames.
