@@ -18,7 +18,9 @@ use super::config::{parse_config, require, PredictionType, TimestepSpacing};
 use super::schedule::{
     self, check_timesteps, train_betas, validate_betas, validate_steps, BetaSchedule,
 };
-use super::tensor::{check_same_shape, linear_combination, required_noise};
+use super::tensor::{
+    check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
+};
 use super::{SamplingError, Scheduler, StepOutput};
 
 /// `algorithm_type`: the deterministic or the stochastic data-prediction solver.
@@ -372,20 +374,6 @@ impl DpmSolverMultistep {
             )
         }
     }
-
-    fn check_index(&self, index: usize) -> Result<(), SamplingError> {
-        let len = self.timesteps.len();
-        if index >= len {
-            return Err(SamplingError::StepOutOfRange { index, len });
-        }
-        if index != 0 && index != self.next_index {
-            return Err(SamplingError::StepOrder {
-                index,
-                expected: self.next_index,
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Scheduler for DpmSolverMultistep {
@@ -428,10 +416,7 @@ impl Scheduler for DpmSolverMultistep {
         index: usize,
         sample: ArrayViewD<'_, f32>,
     ) -> Result<ArrayD<f32>, SamplingError> {
-        let len = self.timesteps.len();
-        if index >= len {
-            return Err(SamplingError::StepOutOfRange { index, len });
-        }
+        check_step(index, self.timesteps.len())?;
         check_same_shape("model output", sample.shape(), model_output.shape())?;
         let (alpha_t, sigma_t, _) = self.alpha_sigma_lambda(index);
         let prediction = self.config.prediction_type;
@@ -453,12 +438,12 @@ impl Scheduler for DpmSolverMultistep {
         sample: ArrayViewD<'_, f32>,
         noise: Option<ArrayViewD<'_, f32>>,
     ) -> Result<StepOutput, SamplingError> {
-        self.check_index(index)?;
+        check_multistep_index(index, self.timesteps.len(), self.next_index)?;
         check_same_shape("denoised", sample.shape(), denoised.shape())?;
-        let noise = match self.needs_noise(index) {
-            true => Some(required_noise(noise, index, sample.shape())?),
-            false => None,
-        };
+        let noise = self
+            .needs_noise(index)
+            .then(|| required_noise(noise, index, sample.shape()))
+            .transpose()?;
         if index == 0 {
             self.history.clear();
         }

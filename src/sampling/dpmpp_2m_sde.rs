@@ -24,7 +24,9 @@ use super::config::{parse_config, require_range, PredictionType, TimestepSpacing
 use super::dpm_solver_multistep::SolverType;
 use super::logsnr_schedule::{LogSnrParams, LogSnrSchedule};
 use super::schedule::diffuse;
-use super::tensor::{check_same_shape, linear_combination, required_noise};
+use super::tensor::{
+    check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
+};
 use super::{SamplingError, Scheduler, StepOutput};
 
 /// The enhancer's noise schedule family (only the one it uses).
@@ -206,10 +208,7 @@ impl Dpmpp2mSde {
     }
 
     fn sigma(&self, index: usize) -> Result<f64, SamplingError> {
-        let len = self.timesteps.len();
-        if index >= len {
-            return Err(SamplingError::StepOutOfRange { index, len });
-        }
+        check_step(index, self.timesteps.len())?;
         Ok(self.sigmas[index])
     }
 
@@ -262,17 +261,6 @@ impl Dpmpp2mSde {
             }
         };
         (sample_coef, phi + correction, -correction, noise_coef)
-    }
-
-    fn check_order(&self, index: usize) -> Result<(), SamplingError> {
-        self.sigma(index)?;
-        if index != 0 && index != self.next_index {
-            return Err(SamplingError::StepOrder {
-                index,
-                expected: self.next_index,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -329,12 +317,12 @@ impl Scheduler for Dpmpp2mSde {
         sample: ArrayViewD<'_, f32>,
         noise: Option<ArrayViewD<'_, f32>>,
     ) -> Result<StepOutput, SamplingError> {
-        self.check_order(index)?;
+        check_multistep_index(index, self.timesteps.len(), self.next_index)?;
         check_same_shape("denoised", sample.shape(), denoised.shape())?;
-        let noise = match self.needs_noise(index) {
-            true => Some(required_noise(noise, index, sample.shape())?),
-            false => None,
-        };
+        let noise = self
+            .needs_noise(index)
+            .then(|| required_noise(noise, index, sample.shape()))
+            .transpose()?;
         if index == 0 {
             self.previous_denoised = None;
         }

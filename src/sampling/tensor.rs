@@ -1,4 +1,4 @@
-//! Shape checks and the one elementwise kernel every scheduler update reduces to.
+//! Shape and step checks, and the one elementwise kernel every scheduler update reduces to.
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
@@ -18,6 +18,31 @@ pub fn check_same_shape(
         expected: expected.to_vec(),
         found: found.to_vec(),
     })
+}
+
+/// Errors unless `index` is a step of a schedule of `len` steps.
+pub fn check_step(index: usize, len: usize) -> Result<(), SamplingError> {
+    match index < len {
+        true => Ok(()),
+        false => Err(SamplingError::StepOutOfRange { index, len }),
+    }
+}
+
+/// Errors unless a multistep solver may take step `index` of its `len` now: the first step
+/// (which restarts its history) or the one after the last taken, `next_index`.
+pub fn check_multistep_index(
+    index: usize,
+    len: usize,
+    next_index: usize,
+) -> Result<(), SamplingError> {
+    check_step(index, len)?;
+    match index == 0 || index == next_index {
+        true => Ok(()),
+        false => Err(SamplingError::StepOrder {
+            index,
+            expected: next_index,
+        }),
+    }
 }
 
 /// `sum_k c_k * x_k` elementwise, accumulated in double and rounded once to f32.
