@@ -8,9 +8,10 @@ from pathlib import Path
 
 from .checkpoint import SOURCE_FILES, CheckpointError
 from .model_set import enhancer_errors, export_model_set, summary_table
-from .onnx_export import GraphSpecError, ParityError
+from .onnx_export import PRECISIONS, ExportOptions, GraphSpecError, ParityError
 from .presets import PRESETS, UnknownPresetError
 from .roles import UnknownRoleError
+from .simplify import SimplificationError
 
 
 def _source(text: str) -> tuple[str, Path]:
@@ -33,6 +34,14 @@ def parser() -> argparse.ArgumentParser:
         help=f"checkpoint source of the full preset ({sources_help}; and the enhancer's files)",
     )
     cli.add_argument(
+        "--no-simplify", action="store_true",
+        help="ship the exporter's graphs as traced (no onnxsim, no shape annotation)",
+    )
+    cli.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32",
+        help="fp16: float16 weights and compute, norms and softmax in fp32, float32 inputs/outputs",
+    )
+    cli.add_argument(
         "--trust-checkpoint-pickle", action="store_true",
         help="allow Python objects in streaming_t2v.ckpt (only for files you trust)",
     )
@@ -50,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             sources=dict(args.source),
             include_enhancer=not args.no_enhancer,
             trust_pickle=args.trust_checkpoint_pickle,
+            options=ExportOptions(simplify=not args.no_simplify, precision=args.precision),
             log=lambda line: print(line, flush=True),
         )
     except (
@@ -58,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         GraphSpecError,
         ParityError,
+        SimplificationError,
         *enhancer_errors(),
     ) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -133,9 +133,10 @@ def graph_entry(graph: ExportedGraph) -> dict:
     return entry
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of the export stack, plus `extra` (the graph passes used, e.g. onnxsim)."""
     versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in LIBRARIES + extra:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -144,7 +145,11 @@ def library_versions() -> dict[str, str]:
 
 
 def build_manifest(
-    preset: Preset, graphs: list[ExportedGraph], seed: int, sources: list[dict]
+    preset: Preset,
+    graphs: list[ExportedGraph],
+    seed: int,
+    sources: list[dict],
+    pass_libraries: tuple[str, ...] = (),
 ) -> dict:
     description = (
         f"StreamingT2V model set, preset {preset.name}"
@@ -167,7 +172,7 @@ def build_manifest(
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "seed": seed,
             "sources": sources,
-            "libraries": library_versions(),
+            "libraries": library_versions(pass_libraries),
         },
     }
 

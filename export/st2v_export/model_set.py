@@ -12,7 +12,7 @@ from . import manifest as manifest_module
 from . import tokenizer
 from .checkpoint import SOURCE_FILES, WeightSource, check_sources
 from .graphs import STAGE2_ROLES, enhancer_specs, stage2_specs
-from .onnx_export import ExportedGraph, export_graph, sha256_of
+from .onnx_export import ExportedGraph, ExportOptions, export_graph, sha256_of
 from .presets import Preset, get_preset
 from .roles import role_interface
 from .spec import GraphSpec
@@ -84,6 +84,7 @@ def export_model_set(
     include_enhancer: bool = True,
     trust_pickle: bool = False,
     log: Callable[[str], None] = print,
+    options: ExportOptions = ExportOptions(),
 ) -> tuple[dict, list[GraphReport]]:
     """Exports the preset's graphs (or only `roles`, keeping the other entries of an existing
     manifest in `out_dir`), writes tokenizer.json and a schema-valid manifest.json."""
@@ -100,14 +101,18 @@ def export_model_set(
     for index, spec in enumerate(specs, start=1):
         log(f"[{index}] {spec.role}: exporting")
         started = time.monotonic()
-        graph = export_graph(spec, out_dir)
+        graph = export_graph(spec, out_dir, options=options)
         size = sum((out_dir / f).stat().st_size for f in [graph.file] + [e["file"] for e in graph.external_data])
         reports.append(GraphReport(graph, time.monotonic() - started, size))
         log(f"[{index}] {spec.role}: done, max abs err {graph.parity.max_abs_err:.2e}")
 
     tokenizer.write_tokenizers(out_dir)
     manifest = manifest_module.build_manifest(
-        preset, [report.graph for report in reports], seed, _source_entries(preset, sources)
+        preset,
+        [report.graph for report in reports],
+        seed,
+        _source_entries(preset, sources),
+        options.libraries(),
     )
     if roles is not None:
         manifest["graphs"] = _existing_graphs(out_dir) | manifest["graphs"]

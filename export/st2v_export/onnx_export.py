@@ -1,8 +1,10 @@
 """PyTorch -> ONNX for one GraphSpec, with the onnxruntime-vs-PyTorch parity check.
 
 Uses the TorchScript-based exporter (`dynamo=False`) at opset 17: it traces the diffusers and
-open_clip modules as they are and keeps the named batch axes dynamic. Graphs with over 1 GB of
-weights go to a single external-data file next to the graph.
+open_clip modules as they are and keeps the named batch axes dynamic. The traced graph is then
+simplified and shape-annotated (`simplify.py`) unless disabled, and parity is measured on the
+file that ships. Graphs with over 1 GB of weights go to a single external-data file next to the
+graph.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ import onnxruntime as ort
 import torch
 
 from .roles import role_interface
+from .fp16 import convert_to_fp16
+from .simplify import annotate_shapes, simplify_file
 from .spec import GraphSpec
 
 OPSET = 17
+PRECISIONS = ("fp32", "fp16")
+FP16_RELATIVE_TOLERANCE = 1e-2
+"""fp16 parity: max abs error relative to the largest reference output magnitude."""
 PROTOBUF_LIMIT = 2**31 - 1
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -46,6 +53,18 @@ class ParityError(RuntimeError):
             f"graph {role!r}: onnxruntime differs from PyTorch by {max_abs:.3g} at batch {batch} "
             f"(tolerance {tolerance:.3g})"
         )
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    simplify: bool = True
+    """onnxsim plus symbolic shape annotation (simplify.py)."""
+    precision: str = "fp32"
+    """fp32, or fp16 (fp16.py: float16 compute, float32 norms and I/O)."""
+
+    def libraries(self) -> tuple[str, ...]:
+        """Graph-pass libraries to record in the manifest's provenance."""
+        return ("onnxsim",) if self.simplify else ()
 
 
 @dataclass
@@ -140,11 +159,21 @@ def _errors(expected: list[np.ndarray], actual: list[np.ndarray]) -> tuple[float
     return max_abs, max_rel
 
 
+def fp16_tolerance(spec: GraphSpec, example_outputs: list[np.ndarray]) -> float:
+    scale = max(float(np.abs(output).max(initial=0.0)) for output in example_outputs)
+    return max(spec.tolerance, FP16_RELATIVE_TOLERANCE * scale)
+
+
 def check_parity(
-    spec: GraphSpec, graph_path: Path, example_outputs: list[np.ndarray] | None = None
+    spec: GraphSpec,
+    graph_path: Path,
+    example_outputs: list[np.ndarray] | None = None,
+    tolerance: float | None = None,
 ) -> Parity:
     """Max abs error (and that error relative to the output's max magnitude) over all outputs,
-    at the example batch and every extra parity batch; fails above the tolerance."""
+    at the example batch and every extra parity batch; fails above the tolerance (the spec's
+    unless given)."""
+    tolerance = spec.tolerance if tolerance is None else tolerance
     session = ort.InferenceSession(str(graph_path), providers=["CPUExecutionProvider"])
     cases = [(None, spec.example_inputs)]
     cases += [(batch, inputs_at_batch(spec, batch)) for batch in spec.parity_batches]
@@ -154,10 +183,10 @@ def check_parity(
         expected = example_outputs if reuse else run_torch(spec, inputs)
         feeds = {name: tensor.numpy() for name, tensor in inputs.items()}
         max_abs, max_rel = _errors(expected, session.run(None, feeds))
-        if not max_abs <= spec.tolerance:
-            raise ParityError(spec.role, batch or _first_dim(spec), max_abs, spec.tolerance)
+        if not max_abs <= tolerance:
+            raise ParityError(spec.role, batch or _first_dim(spec), max_abs, tolerance)
         worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
-    return Parity(worst_abs, worst_rel, spec.tolerance, list(spec.parity_batches))
+    return Parity(worst_abs, worst_rel, tolerance, list(spec.parity_batches))
 
 
 def _first_dim(spec: GraphSpec) -> int:
@@ -232,27 +261,51 @@ def _save(model: onnx.ModelProto, path: Path, external: bool) -> list[dict]:
     return [{"file": data_name, "sha256": sha256_of(path.parent / data_name)}]
 
 
+def _shipped_model(
+    spec: GraphSpec, scratch: Path, opset: int, options: ExportOptions
+) -> onnx.ModelProto:
+    """Traced, then simplified, then converted to fp16, then shape-annotated, as `options` say."""
+    traced = scratch / "traced.onnx"
+    _torch_export(spec, traced, opset)
+    if options.simplify:
+        simplified = scratch / "simplified.onnx"
+        simplify_file(traced, simplified)
+        traced = simplified
+    model = onnx.load(str(traced), load_external_data=True)
+    if options.precision == "fp16":
+        convert_to_fp16(model)
+    if options.simplify:
+        annotate_shapes(model)
+    return model
+
+
 def export_graph(
-    spec: GraphSpec, out_dir: Path, opset: int = OPSET, force_external_data: bool = False
+    spec: GraphSpec,
+    out_dir: Path,
+    opset: int = OPSET,
+    force_external_data: bool = False,
+    options: ExportOptions = ExportOptions(),
 ) -> ExportedGraph:
+    """Exports one graph as `options` say, saves it and checks its parity against PyTorch."""
+    if options.precision not in PRECISIONS:
+        raise GraphSpecError(spec.role, "precision", PRECISIONS, options.precision)
     check_against_role(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.role}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-        traced = Path(scratch) / path.name
-        _torch_export(spec, traced, opset)
-        model = onnx.load(str(traced), load_external_data=True)
+        model = _shipped_model(spec, Path(scratch), opset, options)
     example_outputs = run_torch(spec, spec.example_inputs)
     _declare_io_shapes(model, spec, example_outputs)
     external = force_external_data or _weight_bytes(model) > PROTOBUF_LIMIT // 2
     external_data = _save(model, path, external)
-    parity = check_parity(spec, path, example_outputs)
+    tolerance = fp16_tolerance(spec, example_outputs) if options.precision == "fp16" else None
+    parity = check_parity(spec, path, example_outputs, tolerance)
     return ExportedGraph(
         role=spec.role,
         file=path.name,
         sha256=sha256_of(path),
         opset=opset,
-        precision="fp32",
+        precision=options.precision,
         inputs=_tensor_entries(list(model.graph.input)),
         outputs=_tensor_entries(list(model.graph.output)),
         parity=parity,
