@@ -9,7 +9,7 @@
 //! Evaluated in double with the reference's order of operations.
 
 use super::config::TimestepSpacing;
-use super::schedule::{round_half_even, torch_linspace_f64};
+use super::schedule::{round_half_even, torch_linspace};
 
 /// The variance-preserving schedule on integer timesteps 0..n, with the "k-diffusion" noise
 /// level sigma_k = sigma / alpha used by the solver.
@@ -46,7 +46,7 @@ impl LogSnrSchedule {
                 .collect()
         };
         let (low, high) = (shifted(params.scale_min), shifted(params.scale_max));
-        let t = torch_linspace_f64(1.0, 0.0, n);
+        let t = torch_linspace(1.0, 0.0, n);
         let mut sigmas: Vec<f64> = (0..n)
             .map(|i| t[i] * low[i] + (1.0 - t[i]) * high[i])
             .map(|logsnr| sigmoid(-logsnr).sqrt())
@@ -148,7 +148,7 @@ impl LogSnrSchedule {
 fn cosine_logsnrs(n: usize, logsnr_min: f64, logsnr_max: f64) -> Vec<f64> {
     let t_min = (-0.5 * logsnr_min).exp().atan();
     let t_max = (-0.5 * logsnr_max).exp().atan();
-    torch_linspace_f64(1.0, 0.0, n)
+    torch_linspace(1.0, 0.0, n)
         .into_iter()
         .map(|t| -2.0 * (t_min + t * (t_max - t_min)).tan().ln())
         .collect()
@@ -180,7 +180,7 @@ fn discretize(steps: usize, t_max: f64, t_min: f64, spacing: TimestepSpacing) ->
             t.reverse();
             t
         }
-        TimestepSpacing::Linspace => torch_linspace_f64(t_max, t_min, steps),
+        TimestepSpacing::Linspace => torch_linspace(t_max, t_min, steps),
         TimestepSpacing::Trailing => torch_arange(t_max, t_min - 1.0, -(span / steps as f64)),
     };
     raw.into_iter().map(|t| t.clamp(t_min, t_max)).collect()

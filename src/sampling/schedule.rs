@@ -8,6 +8,8 @@
 //! in double, and numpy's `round` rounds half to even. The cosine schedule is evaluated in
 //! floating point (integer division there yields 999 zero betas, a bug of other ports).
 
+use std::ops::{Div, Neg, Sub};
+
 use ndarray::{ArrayD, ArrayViewD, Zip};
 use serde::{Deserialize, Serialize};
 
@@ -116,13 +118,17 @@ pub fn betas(
     num_train_timesteps: usize,
 ) -> Vec<f32> {
     match schedule {
-        BetaSchedule::Linear => torch_linspace_f32(beta_start, beta_end, num_train_timesteps),
-        BetaSchedule::ScaledLinear => {
-            torch_linspace_f32(beta_start.sqrt(), beta_end.sqrt(), num_train_timesteps)
-                .into_iter()
-                .map(|b| b * b)
-                .collect()
+        BetaSchedule::Linear => {
+            torch_linspace(beta_start as f32, beta_end as f32, num_train_timesteps)
         }
+        BetaSchedule::ScaledLinear => torch_linspace(
+            beta_start.sqrt() as f32,
+            beta_end.sqrt() as f32,
+            num_train_timesteps,
+        )
+        .into_iter()
+        .map(|b| b * b)
+        .collect(),
         BetaSchedule::SquaredcosCapV2 => cosine_betas(num_train_timesteps, 0.999),
     }
 }
@@ -264,41 +270,53 @@ pub(crate) fn numpy_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
         .collect()
 }
 
-/// `torch.linspace(start, end, steps, dtype=float32)` on the CPU.
-fn torch_linspace_f32(start: f64, end: f64, steps: usize) -> Vec<f32> {
-    let (start, end) = (start as f32, end as f32);
+/// `torch.linspace(start, end, steps)` on the CPU, in the precision of `T` (float32 or float64):
+/// the first half steps up from `start`, the second half down from `end`, each point one fused
+/// multiply-add.
+pub(crate) fn torch_linspace<T: LinspaceFloat>(start: T, end: T, steps: usize) -> Vec<T> {
     if steps == 1 {
         return vec![start];
     }
-    let step = (end - start) / (steps - 1) as f32;
+    let step = (end - start) / T::from_count(steps - 1);
     let halfway = steps / 2;
     (0..steps)
         .map(|i| {
             if i < halfway {
-                step.mul_add(i as f32, start)
+                step.fused_mul_add(T::from_count(i), start)
             } else {
-                (-step).mul_add((steps - i - 1) as f32, end)
+                (-step).fused_mul_add(T::from_count(steps - i - 1), end)
             }
         })
         .collect()
 }
 
-/// `torch.linspace(start, end, steps, dtype=float64)` on the CPU (same fused kernel).
-pub(crate) fn torch_linspace_f64(start: f64, end: f64, steps: usize) -> Vec<f64> {
-    if steps == 1 {
-        return vec![start];
+/// What [`torch_linspace`] needs of f32 and f64.
+pub(crate) trait LinspaceFloat:
+    Copy + Sub<Output = Self> + Div<Output = Self> + Neg<Output = Self>
+{
+    fn from_count(count: usize) -> Self;
+    /// `self * a + b`, rounded once.
+    fn fused_mul_add(self, a: Self, b: Self) -> Self;
+}
+
+impl LinspaceFloat for f32 {
+    fn from_count(count: usize) -> Self {
+        count as f32
     }
-    let step = (end - start) / (steps - 1) as f64;
-    let halfway = steps / 2;
-    (0..steps)
-        .map(|i| {
-            if i < halfway {
-                step.mul_add(i as f64, start)
-            } else {
-                (-step).mul_add((steps - i - 1) as f64, end)
-            }
-        })
-        .collect()
+
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
+    }
+}
+
+impl LinspaceFloat for f64 {
+    fn from_count(count: usize) -> Self {
+        count as f64
+    }
+
+    fn fused_mul_add(self, a: Self, b: Self) -> Self {
+        self.mul_add(a, b)
+    }
 }
 
 /// Betas discretizing alpha_bar(t) = cos²((t + 0.008) / 1.008 · π/2), capped at `max_beta`.
