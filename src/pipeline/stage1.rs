@@ -9,7 +9,7 @@ use super::conditioning::{text_conditions, text_context, TextEmbeddings};
 use super::denoise::{decode_chunk, denoise, initial_latents, LoopPosition};
 use super::options::Stage1Options;
 use super::run::RunContext;
-use super::tensor::expect_shape;
+use super::tensor::{chunk_latent_shape, expect_shape};
 use super::PipelineError;
 use crate::manifest::PipelineConfig;
 use crate::models::{VaeDecoder, VideoUnet};
@@ -25,13 +25,7 @@ pub struct Stage1Models<'a> {
 /// The (1, C, F, h, w) latent shape of one stage-1 chunk.
 pub fn stage1_latent_shape(config: &PipelineConfig) -> [usize; 5] {
     let s = &config.stage1;
-    [
-        1,
-        config.latent_channels,
-        s.num_frames,
-        s.height / config.vae_scale_factor,
-        s.width / config.vae_scale_factor,
-    ]
+    chunk_latent_shape(config, s.num_frames, s.height, s.width)
 }
 
 /// Generates the first chunk: (F, 3, H, W) frames in [0, 1].

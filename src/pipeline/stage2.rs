@@ -18,7 +18,9 @@ use super::conditioning::{
 use super::denoise::{decode_chunk, denoise, initial_latents, LoopPosition};
 use super::options::{AnchorMode, Stage2Options};
 use super::run::RunContext;
-use super::tensor::{expect_shape, leading_frames, single_frame_batch, unit_to_signed};
+use super::tensor::{
+    chunk_latent_shape, expect_shape, leading_frames, single_frame_batch, unit_to_signed,
+};
 use super::PipelineError;
 use crate::manifest::PipelineConfig;
 use crate::models::{ApmResampler, Cam, CamCondEncoder, ImageEncoder, StreamingUnet, VaeDecoder};
@@ -208,11 +210,5 @@ fn last_frame(frames: &Array4<f32>) -> Array3<f32> {
 /// The (1, C, F, h, w) latent shape of one stage-2 chunk.
 pub fn stage2_latent_shape(config: &PipelineConfig) -> [usize; 5] {
     let s = &config.stage2;
-    [
-        1,
-        config.latent_channels,
-        s.chunk_frames,
-        s.height / config.vae_scale_factor,
-        s.width / config.vae_scale_factor,
-    ]
+    chunk_latent_shape(config, s.chunk_frames, s.height, s.width)
 }

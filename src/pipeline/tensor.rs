@@ -4,6 +4,24 @@
 use ndarray::{s, Array3, Array4, Array5, ArrayD, ArrayView4, ArrayView5, Axis, Ix5};
 
 use super::PipelineError;
+use crate::manifest::PipelineConfig;
+
+/// The (1, C, F, h, w) latent shape of one chunk of `frames` frames of `height` x `width` pixels.
+pub fn chunk_latent_shape(
+    config: &PipelineConfig,
+    frames: usize,
+    height: usize,
+    width: usize,
+) -> [usize; 5] {
+    let scale = config.vae_scale_factor;
+    [
+        1,
+        config.latent_channels,
+        frames,
+        height / scale,
+        width / scale,
+    ]
+}
 
 /// Stacks `batch` copies of a (1, C, F, h, w) sample along the batch axis (CFG batches).
 pub fn repeat_batch(sample: ArrayView5<'_, f32>, batch: usize) -> Array5<f32> {
