@@ -40,6 +40,7 @@ def graphs(tiny_manifest) -> Stage2Graphs:
 def test_manifest_validates_against_the_schema(tiny_manifest):
     jsonschema.validate(tiny_manifest, SCHEMA)
     assert tiny_manifest["preset"] == "tiny"
+    assert "onnxsim" in tiny_manifest["provenance"]["libraries"]
 
 
 def test_manifest_has_every_role_with_its_interface(tiny_manifest):
