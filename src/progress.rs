@@ -45,10 +45,17 @@ pub enum ProgressEvent {
         frames: usize,
     },
     /// Frames written to the output so far.
-    FramesWritten { total: usize },
-    StageFinished { stage: Stage, seconds: f64 },
+    FramesWritten {
+        total: usize,
+    },
+    StageFinished {
+        stage: Stage,
+        seconds: f64,
+    },
     /// A non-fatal notice (rounded frame count, truncated prompt, ...).
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
 }
 
 /// Receives progress events. Implemented for closures.
