@@ -68,6 +68,16 @@ fn probe(path: &Path) -> (usize, usize, usize) {
     (fields[2], fields[0], fields[1])
 }
 
+/// The sorted names in a directory.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
@@ -144,6 +154,11 @@ fn same_seed_gives_identical_frames() {
     let first = write("a");
     assert_eq!(first.len(), 24);
     assert_eq!(first, write("b"));
+    assert_eq!(
+        entries(dir.path()),
+        ["a", "b"],
+        "a successful enhanced run leaves no stage-2 side directory"
+    );
 }
 
 #[test]
@@ -187,6 +202,10 @@ fn extends_and_enhances_a_generated_video() {
         (40, 80, 80),
         "24 input frames + 16 new, enhanced"
     );
+    assert!(
+        !dir.path().join("longer.stage2.mp4").exists(),
+        "a successful enhanced run leaves no stage-2 side file"
+    );
 
     let sharp = dir.path().join("sharp.gif");
     run(
@@ -205,18 +224,12 @@ fn extends_and_enhances_a_generated_video() {
     .stderr(predicate::str::contains("wrote 24 frames (128x80)"));
 }
 
-#[test]
-fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
-    let dir = TempDir::new().unwrap();
-    let (out, events) = (dir.path().join("long.mp4"), dir.path().join("events.jsonl"));
+/// Starts a long `generate` with `--events`, sends SIGINT once an event line contains
+/// `marker`, and returns its status code and stderr.
+fn interrupt_generate(extra: &[&str], out: &Path, events: &Path, marker: &str) -> (i32, String) {
     let child = StdCommand::new(assert_cmd::cargo::cargo_bin("st2v"))
-        .args([
-            "generate",
-            "--models",
-            path_str(&tiny()),
-            "--quiet",
-            "--no-enhance",
-        ])
+        .args(["generate", "--models", path_str(&tiny()), "--quiet"])
+        .args(extra)
         .args([
             "--prompt",
             "a long road",
@@ -227,16 +240,16 @@ fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
             "--stage1-steps",
             "2",
         ])
-        .args(["--out", path_str(&out), "--events", path_str(&events)])
+        .args(["--out", path_str(out), "--events", path_str(events)])
         .stderr(Stdio::piped())
         .spawn()
         .expect("st2v starts");
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !std::fs::read_to_string(&events)
+    while !std::fs::read_to_string(events)
         .unwrap_or_default()
-        .contains("frames_written")
+        .contains(marker)
     {
-        assert!(Instant::now() < deadline, "no frame was written in time");
+        assert!(Instant::now() < deadline, "no `{marker}` event in time");
         std::thread::sleep(Duration::from_millis(100));
     }
     let pid = child.id().to_string();
@@ -246,8 +259,16 @@ fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
         .unwrap()
         .success());
     let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().expect("st2v exits"), stderr)
+}
+
+#[test]
+fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
+    let dir = TempDir::new().unwrap();
+    let (out, events) = (dir.path().join("long.mp4"), dir.path().join("events.jsonl"));
+    let (code, stderr) = interrupt_generate(&["--no-enhance"], &out, &events, "frames_written");
+    assert_eq!(code, 130, "{stderr}");
     assert!(
         stderr.contains("interrupted") && stderr.contains("finished frames were written"),
         "{stderr}"
@@ -255,6 +276,33 @@ fn ctrl_c_leaves_a_playable_file_with_the_frames_so_far() {
     let (frames, width, height) = probe(&out);
     assert!((16..400).contains(&frames), "{frames} frames kept");
     assert_eq!((width, height), (64, 64));
+    assert!(
+        !dir.path().join("long.stage2.mp4").exists(),
+        "no side file without stage 3"
+    );
+}
+
+#[test]
+fn ctrl_c_while_enhancing_keeps_the_stage2_frames_in_a_side_file() {
+    let dir = TempDir::new().unwrap();
+    let (out, events) = (dir.path().join("long.mp4"), dir.path().join("events.jsonl"));
+    let first_stage2_chunk = r#""event":"chunk_done","stage":"streaming""#;
+    let (code, stderr) =
+        interrupt_generate(&["--enhance-steps", "2"], &out, &events, first_stage2_chunk);
+    assert_eq!(code, 130, "{stderr}");
+    let side = dir.path().join("long.stage2.mp4");
+    assert!(
+        stderr.contains("enhanced frames were written to")
+            && stderr.contains("stage-2 frames (not enhanced) were kept in")
+            && stderr.contains(path_str(&side)),
+        "{stderr}"
+    );
+    let (frames, width, height) = probe(&side);
+    assert!(
+        (24..400).contains(&frames),
+        "{frames} stage-2 frames kept: stage 1's 16 and at least the first stage-2 chunk's 8"
+    );
+    assert_eq!((width, height), (64, 64), "stage-2 size of the tiny set");
 }
 
 #[test]

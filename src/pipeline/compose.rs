@@ -443,15 +443,24 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
         }
     }
 
-    /// Hands on (F, 3, H, W) frames in [0, 1].
+    /// Hands on (F, 3, H, W) frames in [0, 1]. The whole chunk reaches the preview before the
+    /// enhancer runs, so a run cancelled while enhancing still keeps every stage-2 frame.
     fn push_chunk(
         &mut self,
         frames: &Array4<f32>,
         run: &RunContext<'_>,
     ) -> Result<(), PipelineError> {
-        for chw in frames.outer_iter() {
-            let frame = Frame::from_chw(chw, SampleRange::Unit)?;
-            self.push_frame(&frame, run)?;
+        let frames = frames
+            .outer_iter()
+            .map(|chw| Frame::from_chw(chw, SampleRange::Unit))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(preview) = self.preview.as_deref_mut() {
+            for frame in &frames {
+                preview.push(frame)?;
+            }
+        }
+        for frame in &frames {
+            self.process(frame, run)?;
         }
         Ok(())
     }
@@ -460,6 +469,11 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
         if let Some(preview) = self.preview.as_deref_mut() {
             preview.push(frame)?;
         }
+        self.process(frame, run)
+    }
+
+    /// Enhances `frame` or hands it to the output.
+    fn process(&mut self, frame: &Frame, run: &RunContext<'_>) -> Result<(), PipelineError> {
         self.stage2_frames += 1;
         match &mut self.enhancer {
             Some(enhancer) => enhancer.push(frame, run, &mut self.video),

@@ -12,6 +12,7 @@ use crate::progress_ui::CliProgress;
 pub fn run(args: &ExtendArgs) -> anyhow::Result<()> {
     job::check_prompt(&args.prompt)?;
     let out = job::check_output(&args.output)?;
+    let stage2_copy = job::Stage2Copy::check(&out, None, !args.no_enhance)?;
     let input = job::read_input(&args.input)?;
     let workspace = Workspace::open(&args.runtime)?;
     let config = workspace.config();
@@ -38,12 +39,15 @@ pub fn run(args: &ExtendArgs) -> anyhow::Result<()> {
     let mut models = StreamingJobModels::load(&loader, false, options.enhance.is_some())?;
     let size = job::streaming_output_size(config, options.enhance.as_ref());
     let mut output = job::open_output(&out, args.output.fps, size)?;
+    let mut stage2_writer = stage2_copy
+        .map(|copy| copy.open(args.output.fps, job::stage2_size(config)))
+        .transpose()?;
     let cancel = job::cancel_on_ctrl_c()?;
     let mut run = RunContext::new(&ui, &cancel);
     let pipeline = models.pipeline(config);
     let outputs = Outputs {
         video: &mut output,
-        preview: None,
+        preview: stage2_writer.as_mut().map(|w| &mut w.sink as _),
     };
     let result = pipeline.extend(
         &input.frames,
@@ -53,5 +57,5 @@ pub fn run(args: &ExtendArgs) -> anyhow::Result<()> {
         &mut run,
         outputs,
     );
-    job::conclude(result, &out.path, output, None, &ui)
+    job::conclude(result, &out.path, output, stage2_writer, &ui)
 }

@@ -8,7 +8,6 @@ use streamingt2v::manifest::PipelineConfig;
 use streamingt2v::pipeline::stage1::stage1_latent_shape;
 use streamingt2v::pipeline::{AnchorMode, GenerateOptions, NpyLatentDir, Outputs, RunContext};
 use streamingt2v::plan::FramePlan;
-use streamingt2v::video::OutputTarget;
 
 use crate::args::{AnchorArg, GenerateArgs, StreamingArgs};
 use crate::job::{self, InvalidFlag, StreamingJobModels, Workspace};
@@ -21,11 +20,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     // Every check that needs no model comes first, so bad input fails fast.
     job::check_prompt(&args.prompt)?;
     let out = job::check_output(&args.output)?;
-    let preview = args
-        .preview_out
-        .as_deref()
-        .map(|path| OutputTarget::check(path, None).context("--preview-out"))
-        .transpose()?;
+    let stage2_copy = job::Stage2Copy::check(&out, args.preview_out.as_deref(), !args.no_enhance)?;
     let workspace = Workspace::open(&args.runtime)?;
     let config = workspace.config();
     let options = generate_options(args, config)?;
@@ -55,9 +50,8 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let mut models = StreamingJobModels::load(&loader, true, options.enhance.is_some())?;
     let size = job::streaming_output_size(config, options.enhance.as_ref());
     let mut output = job::open_output(&out, args.output.fps, size)?;
-    let mut preview_sink = preview
-        .as_ref()
-        .map(|target| job::open_output(target, args.output.fps, job::stage2_size(config)))
+    let mut stage2_writer = stage2_copy
+        .map(|copy| copy.open(args.output.fps, job::stage2_size(config)))
         .transpose()?;
     let cancel = job::cancel_on_ctrl_c()?;
     let mut run = RunContext::new(&ui, &cancel);
@@ -68,7 +62,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let pipeline = models.pipeline(config);
     let outputs = Outputs {
         video: &mut output,
-        preview: preview_sink.as_mut().map(|p| p as _),
+        preview: stage2_writer.as_mut().map(|w| &mut w.sink as _),
     };
     let result = pipeline.generate(
         &text,
@@ -78,7 +72,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         &mut run,
         outputs,
     );
-    job::conclude(result, &out.path, output, preview_sink, &ui)
+    job::conclude(result, &out.path, output, stage2_writer, &ui)
 }
 
 fn generate_options(

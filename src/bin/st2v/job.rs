@@ -1,7 +1,10 @@
 //! What `generate`, `extend` and `enhance` share: checking inputs before any compute,
 //! tokenizing prompts, opening outputs, Ctrl-C, and finishing outputs so that an interrupted
-//! or failed run still leaves a playable file with every frame finished so far.
+//! or failed run still leaves a playable file with every frame finished so far (and, when
+//! stage 3 runs, a side file with the stage-2 frames it had not enhanced yet).
 
+use std::ffi::OsString;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -15,7 +18,7 @@ use streamingt2v::progress::CancelToken;
 use streamingt2v::runtime::SessionFactory;
 use streamingt2v::tokenizer::ClipTokenizer;
 use streamingt2v::video::{
-    open_sink, read_video, FrameSink, FrameSize, OutputFormat, OutputTarget, Video,
+    open_sink, read_video, FrameSink, FrameSize, OutputFormat, OutputTarget, Summary, Video,
 };
 
 use crate::args::{self, EnhancerArgs, GuidanceMode, OutputArgs, RuntimeArgs, StreamingArgs};
@@ -54,11 +57,169 @@ impl InvalidFlag {
 }
 
 /// The run was interrupted (Ctrl-C); the output holds the frames finished before.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted: {frames} finished frames were written to {path}")]
+#[derive(Debug)]
 pub struct Interrupted {
     pub frames: usize,
     pub path: PathBuf,
+    /// The stage-2 side file, when stage 3 ran without `--preview-out`.
+    pub stage2: Option<Summary>,
+}
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = describe_kept(self.frames, &self.path, self.stage2.as_ref());
+        write!(f, "interrupted: {kept}")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Where a run also writes its stage-2 frames: `--preview-out`, or (stage 3 on, no preview)
+/// a side file next to the output that is kept only if the run ends early, so the frames
+/// stage 3 had not enhanced yet are not lost.
+pub struct Stage2Copy {
+    target: OutputTarget,
+    side_file: bool,
+}
+
+impl Stage2Copy {
+    /// Resolves and checks the path before any compute, like `--out`.
+    pub fn check(
+        out: &OutputTarget,
+        preview: Option<&Path>,
+        enhance: bool,
+    ) -> anyhow::Result<Option<Self>> {
+        if let Some(path) = preview {
+            let target = OutputTarget::check(path, None).context("--preview-out")?;
+            return Ok(Some(Self {
+                target,
+                side_file: false,
+            }));
+        }
+        if !enhance {
+            return Ok(None);
+        }
+        let target = OutputTarget::check(&side_path(out), Some(out.format))
+            .context("--out (its stage-2 side file, kept if the run ends early)")?;
+        Ok(Some(Self {
+            target,
+            side_file: true,
+        }))
+    }
+
+    pub fn open(self, fps: u32, size: FrameSize) -> anyhow::Result<Stage2Writer> {
+        let sink = open_output(&self.target, fps, size)?;
+        Ok(Stage2Writer {
+            sink,
+            side_file: self.side_file.then_some(self.target),
+        })
+    }
+}
+
+/// The open sink of a [`Stage2Copy`].
+pub struct Stage2Writer {
+    pub sink: Box<dyn FrameSink>,
+    /// `None` for `--preview-out`.
+    side_file: Option<OutputTarget>,
+}
+
+impl Stage2Writer {
+    /// Finishes the file. A side file is removed after a successful run and returned after an
+    /// early end, to be named in the message; a preview is reported here.
+    fn conclude(self, succeeded: bool, ui: &CliProgress) -> anyhow::Result<Option<Summary>> {
+        let finished = self.sink.finish();
+        match (self.side_file, succeeded) {
+            (Some(side), true) => {
+                remove_side_file(&side, ui);
+                Ok(None)
+            }
+            (Some(_), false) => Ok(Some(finished.context("finishing the stage-2 side file")?)),
+            (None, _) => {
+                let summary = finished.context("finishing --preview-out")?;
+                ui.note(&format!(
+                    "preview: {} frames ({}) in {}",
+                    summary.frames,
+                    summary.size,
+                    summary.path.display()
+                ));
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// `<stem>.stage2.<ext>` next to a file output; `<dir>.stage2` next to a PNG directory.
+fn side_path(out: &OutputTarget) -> PathBuf {
+    let path = &out.path;
+    let mut name = match out.format.is_directory() {
+        true => path.file_name(),
+        false => path.file_stem(),
+    }
+    .map(OsString::from)
+    .unwrap_or_else(|| OsString::from("output"));
+    name.push(".stage2");
+    if let (false, Some(ext)) = (out.format.is_directory(), path.extension()) {
+        name.push(".");
+        name.push(ext);
+    }
+    path.with_file_name(name)
+}
+
+/// Best effort (whether or not it finished cleanly): a leftover side file costs disk space,
+/// not the successful run.
+fn remove_side_file(side: &OutputTarget, ui: &CliProgress) {
+    let removed = match side.format.is_directory() {
+        true => remove_png_frames(&side.path),
+        false => std::fs::remove_file(&side.path),
+    };
+    match removed {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => ui.note(&format!(
+            "warning: could not remove the stage-2 side file {}: {err}",
+            side.path.display()
+        )),
+        _ => {}
+    }
+}
+
+/// Removes the `frame_*.png` files of a PNG directory, then the directory if that emptied it
+/// (files of the user's in it are left alone).
+fn remove_png_frames(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("frame_") && name.ends_with(".png") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(err) if err.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        other => other,
+    }
+}
+
+/// What a run that ended early left: the output's frames, and the stage-2 side file's.
+fn describe_kept(frames: usize, out: &Path, stage2: Option<&Summary>) -> String {
+    let finished = match stage2 {
+        Some(_) => "enhanced",
+        None => "finished",
+    };
+    format!(
+        "{frames} {finished} frames were written to {}{}",
+        out.display(),
+        stage2_note(stage2)
+    )
+}
+
+fn stage2_note(stage2: Option<&Summary>) -> String {
+    match stage2 {
+        None => String::new(),
+        Some(side) if side.frames == 0 => "; no stage-2 frame was finished".to_owned(),
+        Some(side) => format!(
+            "; {} stage-2 frames (not enhanced) were kept in {}",
+            side.frames,
+            side.path.display()
+        ),
+    }
 }
 
 /// The model set, its checked engine settings and its pipeline configuration.
@@ -304,22 +465,17 @@ pub fn conclude(
     result: Result<RunSummary, PipelineError>,
     out_path: &Path,
     output: Box<dyn FrameSink>,
-    preview: Option<Box<dyn FrameSink>>,
+    stage2: Option<Stage2Writer>,
     ui: &CliProgress,
 ) -> anyhow::Result<()> {
     ui.close();
     let written = output.frames_written();
     let path = out_path.to_owned();
     let finished = output.finish();
-    if let Some(preview) = preview {
-        let summary = preview.finish().context("finishing --preview-out")?;
-        ui.note(&format!(
-            "preview: {} frames ({}) in {}",
-            summary.frames,
-            summary.size,
-            summary.path.display()
-        ));
-    }
+    let stage2 = stage2
+        .map(|writer| writer.conclude(result.is_ok(), ui))
+        .transpose()?
+        .flatten();
     match result {
         Ok(_) => {
             let summary = finished.context("finishing --out")?;
@@ -336,16 +492,20 @@ pub fn conclude(
             Err(Interrupted {
                 frames: written,
                 path,
+                stage2,
             }
             .into())
         }
         Err(err) => {
             let kept = match finished {
-                Ok(_) if written > 0 => {
-                    format!("{written} finished frames were kept in {}", path.display())
+                Ok(_) if written > 0 || stage2.is_some() => {
+                    describe_kept(written, &path, stage2.as_ref())
                 }
                 Ok(_) => "no frame was finished, nothing was written".to_owned(),
-                Err(finish) => format!("the output could not be finished either: {finish}"),
+                Err(finish) => format!(
+                    "the output could not be finished either: {finish}{}",
+                    stage2_note(stage2.as_ref())
+                ),
             };
             Err(anyhow::Error::new(err).context(format!("generation stopped; {kept}")))
         }
