@@ -269,18 +269,6 @@ impl Scheduler for Ddim {
         &self.timesteps_f64
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(
-        &self,
-        sample: ArrayD<f32>,
-        _index: usize,
-    ) -> Result<ArrayD<f32>, SamplingError> {
-        Ok(sample)
-    }
-
     fn needs_noise(&self, _index: usize) -> bool {
         self.eta > 0.0
     }

@@ -381,33 +381,10 @@ impl Scheduler for DpmSolverMultistep {
         &self.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(
-        &self,
-        sample: ArrayD<f32>,
-        _index: usize,
-    ) -> Result<ArrayD<f32>, SamplingError> {
-        Ok(sample)
-    }
-
     /// Every SDE step, the last included (where its weight is 0): diffusers draws one noise
     /// tensor per SDE step, so the caller's random stream stays aligned with the reference.
     fn needs_noise(&self, index: usize) -> bool {
         self.is_sde() && index < self.timesteps.len()
-    }
-
-    fn step(
-        &mut self,
-        model_output: ArrayViewD<'_, f32>,
-        index: usize,
-        sample: ArrayViewD<'_, f32>,
-        noise: Option<ArrayViewD<'_, f32>>,
-    ) -> Result<StepOutput, SamplingError> {
-        let denoised = self.predict_original(model_output, index, sample.view())?;
-        self.step_denoised(denoised.view(), index, sample, noise)
     }
 
     fn predict_original(

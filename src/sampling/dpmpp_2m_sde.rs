@@ -289,17 +289,6 @@ impl Scheduler for Dpmpp2mSde {
             && self.sigmas.get(index + 1).is_some_and(|&s| s > 0.0)
     }
 
-    fn step(
-        &mut self,
-        model_output: ArrayViewD<'_, f32>,
-        index: usize,
-        sample: ArrayViewD<'_, f32>,
-        noise: Option<ArrayViewD<'_, f32>>,
-    ) -> Result<StepOutput, SamplingError> {
-        let denoised = self.predict_original(model_output, index, sample.view())?;
-        self.step_denoised(denoised.view(), index, sample, noise)
-    }
-
     fn predict_original(
         &self,
         model_output: ArrayViewD<'_, f32>,

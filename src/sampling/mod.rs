@@ -82,27 +82,35 @@ pub trait Scheduler: Send {
     /// Timesteps handed to the model, one per step, noisiest first.
     fn timesteps(&self) -> &[f64];
 
-    /// Standard deviation of the initial noise.
-    fn init_noise_sigma(&self) -> f32;
+    /// Standard deviation of the initial noise (1 for the variance-preserving samplers).
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
 
     /// Scales the denoising model input at step `index` (identity for DDIM and DPM-Solver++).
     fn scale_model_input(
         &self,
         sample: ArrayD<f32>,
-        index: usize,
-    ) -> Result<ArrayD<f32>, SamplingError>;
+        _index: usize,
+    ) -> Result<ArrayD<f32>, SamplingError> {
+        Ok(sample)
+    }
 
     /// Whether `step(index, ..)` consumes a noise tensor shaped like the sample.
     fn needs_noise(&self, index: usize) -> bool;
 
-    /// Advances the sample by one step from the model output at step `index`.
+    /// Advances the sample by one step from the model output at step `index`: by default the
+    /// x0 prediction followed by [`Scheduler::step_denoised`].
     fn step(
         &mut self,
         model_output: ArrayViewD<'_, f32>,
         index: usize,
         sample: ArrayViewD<'_, f32>,
         noise: Option<ArrayViewD<'_, f32>>,
-    ) -> Result<StepOutput, SamplingError>;
+    ) -> Result<StepOutput, SamplingError> {
+        let denoised = self.predict_original(model_output, index, sample.view())?;
+        self.step_denoised(denoised.view(), index, sample, noise)
+    }
 
     /// The model's x0 prediction at step `index`, without advancing the schedule.
     ///
