@@ -37,11 +37,13 @@ pub fn run(args: &ExtendArgs) -> anyhow::Result<()> {
     let factory = workspace.factory()?;
     let loader = workspace.loader(&factory);
     let mut models = StreamingJobModels::load(&loader, false, options.enhance.is_some())?;
-    let size = job::streaming_output_size(config, options.enhance.as_ref());
-    let mut output = job::open_output(&out, args.output.fps, size)?;
-    let mut stage2_writer = stage2_copy
-        .map(|copy| copy.open(args.output.fps, job::stage2_size(config)))
-        .transpose()?;
+    let (mut output, mut stage2_writer) = job::open_streaming_outputs(
+        &out,
+        stage2_copy,
+        args.output.fps,
+        config,
+        options.enhance.as_ref(),
+    )?;
     let cancel = job::cancel_on_ctrl_c()?;
     let mut run = RunContext::new(&ui, &cancel);
     let pipeline = models.pipeline(config);

@@ -436,10 +436,7 @@ pub fn enhance_options(args: &EnhancerArgs, config: &PipelineConfig) -> EnhanceO
 }
 
 /// The size of the output frames of a `generate` or `extend` run.
-pub fn streaming_output_size(
-    config: &PipelineConfig,
-    enhance: Option<&EnhanceOptions>,
-) -> FrameSize {
+fn streaming_output_size(config: &PipelineConfig, enhance: Option<&EnhanceOptions>) -> FrameSize {
     match enhance {
         Some(enhance) => enhanced_size(config, enhance.keep_padding),
         None => stage2_size(config),
@@ -453,6 +450,22 @@ pub fn enhanced_size(config: &PipelineConfig, keep_padding: bool) -> FrameSize {
         true => FrameSize::new(s3.width, s3.height),
         false => FrameSize::new(s3.content_width, s3.content_height),
     }
+}
+
+/// Opens the video output and the stage-2 copy (`--preview-out` or the side file) of a
+/// streaming job, in that order.
+pub fn open_streaming_outputs(
+    out: &OutputTarget,
+    stage2_copy: Option<Stage2Copy>,
+    fps: u32,
+    config: &PipelineConfig,
+    enhance: Option<&EnhanceOptions>,
+) -> anyhow::Result<(Box<dyn FrameSink>, Option<Stage2Writer>)> {
+    let output = open_output(out, fps, streaming_output_size(config, enhance))?;
+    let stage2 = stage2_copy
+        .map(|copy| copy.open(fps, stage2_size(config)))
+        .transpose()?;
+    Ok((output, stage2))
 }
 
 pub fn stage2_size(config: &PipelineConfig) -> FrameSize {
