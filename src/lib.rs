@@ -7,9 +7,12 @@
 //! - [`manifest`] and [`models`]: the model set on disk and typed graph wrappers.
 //! - [`pipeline`]: the three stages composed, with progress events and cancellation.
 //! - [`video`]: frame sinks and sources (MP4, GIF, PNG directories).
+//! - [`engine`]: one opened model set running validated requests; every shell (the `st2v`
+//!   command line, the server, the benchmark) runs its jobs through it.
 //!
 //! The `st2v` binary is a thin shell over this library.
 
+pub mod engine;
 pub mod manifest;
 pub mod models;
 pub mod pipeline;

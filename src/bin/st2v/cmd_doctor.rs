@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde::Serialize;
+use streamingt2v::engine::RuntimeSettings;
 use streamingt2v::manifest::ModelSet;
 use streamingt2v::runtime::{
     EpConfig, LibraryInfo, OrtRuntime, Provider, Rejection, RuntimeError, SessionFactory,
@@ -12,7 +13,7 @@ use streamingt2v::tokenizer::{ClipTokenizer, TokenizerError};
 
 use crate::args::DoctorArgs;
 use crate::checks::{self, GraphCheck};
-use crate::config::{models_dir, EngineConfig};
+use crate::config::{models_dir, runtime_settings};
 
 /// The report; field names are stable (scripts read `--json`).
 #[derive(Debug, Serialize)]
@@ -77,7 +78,7 @@ pub struct ModelSetReport {
 pub struct DoctorFailed;
 
 pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
-    let engine = EngineConfig::from_args(&args.runtime.engine)?;
+    let engine = runtime_settings(&args.runtime.engine)?;
     let runtime = engine.runtime();
     let onnxruntime = ort_report(&runtime);
     let providers = match &runtime {
@@ -114,7 +115,7 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<()> {
 }
 
 /// Graphs are checked on CPU (always available) with the user's other session options.
-fn cpu_config(engine: &EngineConfig) -> EpConfig {
+fn cpu_config(engine: &RuntimeSettings) -> EpConfig {
     EpConfig {
         placement: EpConfig::cpu().placement,
         ..engine.eps.clone()

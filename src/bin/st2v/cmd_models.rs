@@ -10,7 +10,7 @@ use streamingt2v::manifest::{
 
 use crate::args::{InspectArgs, ModelsCommand};
 use crate::checks::{self, GraphCheck};
-use crate::config::EngineConfig;
+use crate::config::runtime_settings;
 
 /// Stable JSON of `--json`.
 #[derive(Debug, Serialize)]
@@ -38,7 +38,7 @@ pub fn run(command: &ModelsCommand) -> anyhow::Result<()> {
 }
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    let engine = EngineConfig::from_args(&args.engine)?;
+    let engine = runtime_settings(&args.engine)?;
     let set = ModelSet::open(&args.dir)?;
     let factory = engine.factory()?;
     let (graphs, graph_error) = checks::open_all(&set, &factory);

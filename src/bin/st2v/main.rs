@@ -16,13 +16,7 @@ mod progress_ui;
 use std::process::ExitCode;
 
 use clap::Parser;
-use streamingt2v::manifest::ManifestError;
-use streamingt2v::models::LoadError;
-use streamingt2v::pipeline::PipelineError;
-use streamingt2v::plan::PlanError;
-use streamingt2v::runtime::RuntimeError;
-use streamingt2v::tokenizer::TokenizerError;
-use streamingt2v::video::VideoError;
+use streamingt2v::engine::{classify, ErrorKind};
 
 use args::{Cli, Command};
 
@@ -70,59 +64,16 @@ fn init_logging() {
 
 /// Exit status (documented in `st2v --help`): 1 failure while running, 2 invalid usage or input,
 /// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet, 130 interrupted
-/// (Ctrl-C; the output keeps the frames finished before). The most specific
-/// cause in the chain decides.
+/// (Ctrl-C; the output keeps the frames finished before). The outermost library error in the
+/// chain decides, through the library's one classification.
 fn exit_status(err: &anyhow::Error) -> u8 {
-    let causes = || err.chain();
-    if causes().any(|c| c.is::<cmd_pending::NotImplemented>()) {
+    if err.chain().any(|c| c.is::<cmd_pending::NotImplemented>()) {
         return 4;
     }
-    for cause in causes() {
-        if cause.is::<job::Interrupted>() {
-            return 130;
-        }
-        if let Some(pipeline) = cause.downcast_ref::<PipelineError>() {
-            return pipeline_status(pipeline);
-        }
-        if let Some(runtime) = cause.downcast_ref::<RuntimeError>() {
-            return runtime_status(runtime);
-        }
-        if let Some(load) = cause.downcast_ref::<LoadError>() {
-            return match load {
-                LoadError::Runtime(runtime) => runtime_status(runtime),
-                _ => 2,
-            };
-        }
-    }
-    if causes().any(|c| {
-        c.is::<ManifestError>()
-            || c.is::<config::ConfigError>()
-            || c.is::<TokenizerError>()
-            || c.is::<job::EmptyPrompt>()
-            || c.is::<job::InvalidFlag>()
-            || c.is::<VideoError>()
-            || c.is::<PlanError>()
-    }) {
-        return 2;
-    }
-    1
-}
-
-/// Bad input found by the pipeline is invalid usage; the rest are failures while running.
-fn pipeline_status(err: &PipelineError) -> u8 {
-    match err {
-        PipelineError::Invalid { .. }
-        | PipelineError::Plan(_)
-        | PipelineError::MissingGraph { .. } => 2,
-        PipelineError::Cancelled => 130,
-        _ => 1,
-    }
-}
-
-fn runtime_status(err: &RuntimeError) -> u8 {
-    match err {
-        RuntimeError::EpSpec { .. } | RuntimeError::Option { .. } => 2,
-        RuntimeError::Session { .. } => 1,
-        _ => 3,
+    match err.chain().find_map(classify) {
+        Some(ErrorKind::InvalidInput) => 2,
+        Some(ErrorKind::Unavailable) => 3,
+        Some(ErrorKind::Cancelled) => 130,
+        Some(ErrorKind::Failed) | None => 1,
     }
 }

@@ -1,0 +1,323 @@
+//! The library engine every shell (CLI, server, benchmark, evaluation) runs jobs through.
+//!
+//! An [`Engine`] owns one opened model set: its manifest, its tokenizers and its ONNX Runtime
+//! sessions, loaded lazily per stage the first time a request needs them and reused by every
+//! later request. Requests are built from plain values ([`params`]) by constructors that check
+//! everything short of running a model ([`GenerateRequest::new`] and friends) and name the
+//! field at fault, so a flag and a JSON field give the same error.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use streamingt2v::engine::{Engine, GenerateParams, GenerateRequest, RuntimeSettings};
+//! use streamingt2v::progress::{CancelToken, NoProgress};
+//!
+//! let mut engine = Engine::open("models/tiny".as_ref(), RuntimeSettings::cpu())?;
+//! let mut params = GenerateParams::new("a cat running on the street", "cat.mp4");
+//! params.frames = Some(48);
+//! let request = GenerateRequest::new(&params, engine.model_set())?;
+//! let written = engine.run_to_files(&request.into(), &NoProgress, &CancelToken::new())?;
+//! println!("{} frames in {}", written.output.frames, written.output.path.display());
+//! # Ok(()) }
+//! ```
+
+mod checks;
+pub mod error;
+pub mod field;
+pub mod outputs;
+pub mod params;
+pub mod request;
+pub mod settings;
+
+use std::path::Path;
+
+use crate::manifest::{ModelSet, PipelineConfig};
+use crate::models::{
+    EnhancerModels, GraphPlacement, ModelLoader, Role, StreamingModels,
+};
+use crate::models::onnx::OnnxVideoUnet;
+use crate::pipeline::{
+    EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds, RunContext,
+    RunSummary, StreamingGraphs, TokenIds,
+};
+use crate::progress::{CancelToken, ProgressEvent, ProgressSink};
+use crate::runtime::SessionFactory;
+use crate::tokenizer::ClipTokenizer;
+use crate::video::FrameSize;
+
+pub use error::{classify, EngineError, ErrorKind, KeptFrames, RequestError};
+pub use field::Field;
+pub use outputs::{OpenOutputs, OutputPlan, Stage2Copy, WrittenFiles};
+pub use params::{
+    EnhanceParams, ExtendParams, GenerateParams, GuidanceKind, GuidanceParams, OutputParams,
+    Stage3Params, StreamingParams,
+};
+pub use request::{
+    EnhanceRequest, ExtendRequest, GenerateRequest, PromptText, Request, DEFAULT_FRAMES,
+};
+pub use settings::{models_dir, RuntimeSettings, DEFAULT_MODELS};
+
+/// One model set, opened once, running validated requests.
+pub struct Engine {
+    set: ModelSet,
+    settings: RuntimeSettings,
+    factory: Option<SessionFactory>,
+    text_tokenizer: Option<ClipTokenizer>,
+    enhancer_tokenizer: Option<ClipTokenizer>,
+    streaming: Option<StreamingModels>,
+    enhancer: Option<EnhancerModels>,
+    sessions_opened: usize,
+}
+
+/// Token ids of a request's prompts for each text encoder it runs.
+struct Tokenized {
+    text: Option<PromptIds>,
+    enhancer: Option<PromptIds>,
+}
+
+impl Engine {
+    /// Opens the model set in `dir` (its manifest and schema checks); loads no graph yet.
+    pub fn open(dir: &Path, settings: RuntimeSettings) -> Result<Self, EngineError> {
+        Ok(Self::new(ModelSet::open(dir)?, settings))
+    }
+
+    pub fn new(set: ModelSet, settings: RuntimeSettings) -> Self {
+        Self {
+            set,
+            settings,
+            factory: None,
+            text_tokenizer: None,
+            enhancer_tokenizer: None,
+            streaming: None,
+            enhancer: None,
+            sessions_opened: 0,
+        }
+    }
+
+    pub fn model_set(&self) -> &ModelSet {
+        &self.set
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.set.manifest.pipeline
+    }
+
+    pub fn settings(&self) -> &RuntimeSettings {
+        &self.settings
+    }
+
+    /// Graph sessions this engine has created so far (each graph is opened at most once).
+    pub fn sessions_opened(&self) -> usize {
+        self.sessions_opened
+    }
+
+    /// Where each loaded graph runs.
+    pub fn placements(&self) -> Vec<GraphPlacement> {
+        let streaming = self.streaming.iter().flat_map(StreamingModels::placements);
+        let enhancer = self.enhancer.iter().flat_map(EnhancerModels::placements);
+        streaming.chain(enhancer).collect()
+    }
+
+    /// Loads ONNX Runtime and every graph `request` needs that is not loaded yet.
+    pub fn load(&mut self, request: &Request) -> Result<(), EngineError> {
+        let with_stage1 = matches!(request, Request::Generate(_));
+        let streaming = !matches!(request, Request::Enhance(_));
+        let factory = match self.factory.take() {
+            Some(factory) => factory,
+            None => self.settings.factory()?,
+        };
+        let loaded = self.load_with(&factory, streaming, with_stage1, request.enhances());
+        self.factory = Some(factory);
+        loaded
+    }
+
+    fn load_with(
+        &mut self,
+        factory: &SessionFactory,
+        streaming: bool,
+        with_stage1: bool,
+        enhance: bool,
+    ) -> Result<(), EngineError> {
+        let loader = ModelLoader::new(&self.set, factory);
+        match (&mut self.streaming, streaming) {
+            (None, true) => {
+                let models = loader.streaming(with_stage1)?;
+                self.sessions_opened += models.placements().len();
+                self.streaming = Some(models);
+            }
+            (Some(models), true) if with_stage1 && models.stage1_unet.is_none() => {
+                let needed_by = "text-to-video generation (stage 1)";
+                loader.require(&[Role::Stage1Unet], needed_by)?;
+                let unet = OnnxVideoUnet::new(loader.open(Role::Stage1Unet)?)?;
+                models.stage1_unet = Some(unet);
+                self.sessions_opened += 1;
+            }
+            _ => {}
+        }
+        if enhance && self.enhancer.is_none() {
+            let models = loader.enhancer()?;
+            self.sessions_opened += models.placements().len();
+            self.enhancer = Some(models);
+        }
+        Ok(())
+    }
+
+    /// Runs `request` into `outputs` (any frame sinks; a stage-2 preview is ignored by an
+    /// enhance job). Loads what it needs first.
+    pub fn run(
+        &mut self,
+        request: &Request,
+        outputs: Outputs<'_>,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<RunSummary, EngineError> {
+        let tokens = self.tokenize(request, progress)?;
+        self.load(request)?;
+        Ok(self.execute(request, &tokens, outputs, progress, cancel)?)
+    }
+
+    /// Runs `request` into the files it names. Every file is finished whatever way the run
+    /// ends: an interrupted or failed run keeps every frame finished before
+    /// ([`EngineError::Interrupted`], [`EngineError::Stopped`] say which).
+    pub fn run_to_files(
+        &mut self,
+        request: &Request,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<WrittenFiles, EngineError> {
+        let tokens = self.tokenize(request, progress)?;
+        self.load(request)?;
+        let mut files = OpenOutputs::open(request.output())?;
+        let result = self.execute(request, &tokens, files.outputs(), progress, cancel);
+        files.conclude(result, progress)
+    }
+
+    /// Tokenizes the prompts of `request` (a truncated prompt is a warning).
+    fn tokenize(
+        &mut self,
+        request: &Request,
+        progress: &dyn ProgressSink,
+    ) -> Result<Tokenized, EngineError> {
+        let (text, streaming) = match request {
+            Request::Generate(r) => (r.text(), true),
+            Request::Extend(r) => (r.text(), true),
+            Request::Enhance(r) => (r.text(), false),
+        };
+        let tokenizers = &self.set.manifest.tokenizers;
+        let streaming_ids = match streaming {
+            true => {
+                let tokenizer = cached(&mut self.text_tokenizer, &self.set, &tokenizers.text)?;
+                Some(tokenize_pair(tokenizer, &text.prompt, &text.negative, progress)?)
+            }
+            false => None,
+        };
+        let enhancer_ids = match request.enhances() {
+            true => {
+                let entry = tokenizers.enhancer_text.as_ref().unwrap_or(&tokenizers.text);
+                let tokenizer = cached(&mut self.enhancer_tokenizer, &self.set, entry)?;
+                // The reference conditions the enhancer on "<prompt>, ".
+                let caption = format!("{}, ", text.prompt);
+                Some(tokenize_pair(tokenizer, &caption, &text.negative, progress)?)
+            }
+            false => None,
+        };
+        Ok(Tokenized {
+            text: streaming_ids,
+            enhancer: enhancer_ids,
+        })
+    }
+
+    /// Runs a loaded request.
+    fn execute(
+        &mut self,
+        request: &Request,
+        tokens: &Tokenized,
+        outputs: Outputs<'_>,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<RunSummary, PipelineError> {
+        let config = &self.set.manifest.pipeline;
+        let mut run = RunContext::new(progress, cancel);
+        let enhancer = match request.enhances() {
+            true => self.enhancer.as_mut().map(EnhancerGraphs::from_onnx),
+            false => None,
+        };
+        let streaming = self.streaming.as_mut().map(StreamingGraphs::from_onnx);
+        let mut pipeline = Pipeline::new(config);
+        if let Some(graphs) = streaming {
+            pipeline = pipeline.with_streaming(graphs);
+        }
+        if let Some(graphs) = enhancer {
+            pipeline = pipeline.with_enhancer(graphs);
+        }
+        let text = tokens.text.as_ref();
+        let enhancer_text = tokens.enhancer.as_ref();
+        match request {
+            Request::Generate(r) => {
+                let mut latents = r.save_latents().map(NpyLatentDir::create).transpose()?;
+                if let Some(dir) = latents.as_mut() {
+                    run.latents = Some(dir);
+                }
+                let noise = r.init_noise().cloned();
+                let text = text.expect("generate tokenizes its prompt");
+                pipeline.generate(text, enhancer_text, r.options(), noise, &mut run, outputs)
+            }
+            Request::Extend(r) => {
+                let stage2 = FrameSize::new(config.stage2.width, config.stage2.height);
+                if r.input_info().size != stage2 {
+                    run.emit(ProgressEvent::Warning {
+                        message: format!(
+                            "resizing the input from {} to the stage-2 size {stage2}",
+                            r.input_info().size
+                        ),
+                    });
+                }
+                let text = text.expect("extend tokenizes its prompt");
+                let options = r.options();
+                pipeline.extend(r.input(), text, enhancer_text, options, &mut run, outputs)
+            }
+            Request::Enhance(r) => {
+                let text = enhancer_text.expect("enhance tokenizes its prompt");
+                let (options, seed) = (r.options(), r.seed());
+                pipeline.enhance(r.input(), text, options, seed, &mut run, outputs.video)
+            }
+        }
+    }
+}
+
+/// The tokenizer in `slot`, opened from the model set on first use.
+fn cached<'a>(
+    slot: &'a mut Option<ClipTokenizer>,
+    set: &ModelSet,
+    entry: &crate::manifest::TokenizerEntry,
+) -> Result<&'a ClipTokenizer, EngineError> {
+    if slot.is_none() {
+        *slot = Some(ClipTokenizer::open(set, entry)?);
+    }
+    Ok(slot.as_ref().expect("just opened"))
+}
+
+fn tokenize_pair(
+    tokenizer: &ClipTokenizer,
+    prompt: &str,
+    negative: &str,
+    progress: &dyn ProgressSink,
+) -> Result<PromptIds, EngineError> {
+    let encode = |field: Field, text: &str| -> Result<TokenIds, EngineError> {
+        let tokens = tokenizer.encode(text)?;
+        if let Some(cut) = tokens.truncation {
+            progress.emit(&ProgressEvent::Warning {
+                message: format!(
+                    "{} is {} tokens long; only the first {} are used",
+                    field.flag(),
+                    cut.tokens,
+                    cut.kept
+                ),
+            });
+        }
+        Ok(TokenIds(tokens.ids))
+    };
+    Ok(PromptIds {
+        prompt: encode(Field::Prompt, prompt)?,
+        negative: encode(Field::NegativePrompt, negative)?,
+    })
+}

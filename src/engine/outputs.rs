@@ -1,0 +1,259 @@
+//! A job's output files: the video, and its stage-2 copy (the preview, or a side file kept
+//! only when a run ends early, so the frames stage 3 had not enhanced yet are not lost).
+//! Every sink is finished whatever way the run ends, so each file is valid and playable.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::pipeline::{FrameOutput, Outputs, PipelineError, RunSummary};
+use crate::progress::{ProgressEvent, ProgressSink};
+use crate::video::{open_sink, FrameSink, FrameSize, OutputTarget, Summary, VideoError};
+
+use super::error::{EngineError, KeptFrames, RequestError};
+use super::field::Field;
+
+/// Where a run also writes its stage-2 frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage2Copy {
+    pub target: OutputTarget,
+    /// A side file (removed after a successful run), not a preview the user asked for.
+    pub side_file: bool,
+}
+
+impl Stage2Copy {
+    /// `preview` if given; else, when stage 3 runs, `<out>.stage2.<ext>`. Checked like `out`.
+    pub fn check(
+        out: &OutputTarget,
+        preview: Option<&Path>,
+        enhance: bool,
+    ) -> Result<Option<Self>, RequestError> {
+        if let Some(path) = preview {
+            let target = OutputTarget::check(path, None).map_err(|source| RequestError::File {
+                field: Field::PreviewOut,
+                source,
+            })?;
+            return Ok(Some(Self {
+                target,
+                side_file: false,
+            }));
+        }
+        if !enhance {
+            return Ok(None);
+        }
+        let target = OutputTarget::check(&side_path(out), Some(out.format))
+            .map_err(|source| RequestError::File {
+                field: Field::Out,
+                source,
+            })?;
+        Ok(Some(Self {
+            target,
+            side_file: true,
+        }))
+    }
+}
+
+/// The checked outputs of a request: the video and its stage-2 copy, with their frame sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    pub target: OutputTarget,
+    pub fps: u32,
+    pub size: FrameSize,
+    /// `None` when no stage-2 frame is written apart from the video.
+    pub stage2: Option<(Stage2Copy, FrameSize)>,
+}
+
+/// What a successful run wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFiles {
+    pub output: Summary,
+    /// The preview asked for, if any.
+    pub preview: Option<Summary>,
+    pub run: RunSummary,
+}
+
+/// The open sinks of an [`OutputPlan`].
+pub struct OpenOutputs {
+    plan: OutputPlan,
+    video: Box<dyn FrameSink>,
+    stage2: Option<Box<dyn FrameSink>>,
+}
+
+impl OpenOutputs {
+    /// Creates the files (the video first, then its stage-2 copy).
+    pub fn open(plan: &OutputPlan) -> Result<Self, EngineError> {
+        let video = open(&plan.target, plan.fps, plan.size, "opening the output")?;
+        let stage2 = plan
+            .stage2
+            .as_ref()
+            .map(|(copy, size)| open(&copy.target, plan.fps, *size, "opening the stage-2 copy"))
+            .transpose()?;
+        Ok(Self {
+            plan: plan.clone(),
+            video,
+            stage2,
+        })
+    }
+
+    /// The sinks, as the pipeline takes them.
+    pub fn outputs(&mut self) -> Outputs<'_> {
+        Outputs {
+            video: &mut self.video as &mut dyn FrameOutput,
+            preview: self.stage2.as_mut().map(|s| s as &mut dyn FrameOutput),
+        }
+    }
+
+    /// Finishes every sink, then reports what was written, or why the run stopped and which
+    /// frames were kept. A side file is removed after a success (a failure to remove it is a
+    /// warning: it costs disk space, not the run).
+    pub fn conclude(
+        self,
+        result: Result<RunSummary, PipelineError>,
+        progress: &dyn ProgressSink,
+    ) -> Result<WrittenFiles, EngineError> {
+        let written = self.video.frames_written();
+        let finished = self.video.finish();
+        let side_file = self.plan.stage2.as_ref().is_some_and(|(c, _)| c.side_file);
+        let stage2 = self.stage2.map(|sink| sink.finish());
+        let stage2 = match (stage2, side_file, result.is_ok()) {
+            (Some(_), true, true) => {
+                let (copy, _) = self.plan.stage2.as_ref().expect("a side file was planned");
+                remove_side_file(&copy.target, progress);
+                None
+            }
+            (Some(finished), _, _) => Some(finished.map_err(|source| EngineError::Output {
+                what: "finishing the stage-2 copy".into(),
+                source,
+            })?),
+            (None, _, _) => None,
+        };
+        let kept = KeptFrames {
+            frames: written,
+            path: self.plan.target.path.clone(),
+            stage2: stage2.clone(),
+            stage2_is_side_file: side_file,
+        };
+        match result {
+            Ok(run) => Ok(WrittenFiles {
+                output: finished.map_err(|source| EngineError::Output {
+                    what: "finishing the output".into(),
+                    source,
+                })?,
+                preview: stage2.clone(),
+                run,
+            }),
+            Err(PipelineError::Cancelled) => {
+                finished.map_err(|source| EngineError::Output {
+                    what: "finishing the output".into(),
+                    source,
+                })?;
+                Err(EngineError::Interrupted { kept })
+            }
+            Err(source) => {
+                let kept = match finished {
+                    Ok(_) if kept.is_empty() => {
+                        "no frame was finished, nothing was written".to_owned()
+                    }
+                    Ok(_) => kept.to_string(),
+                    Err(err) => format!("the output could not be finished either: {err}"),
+                };
+                Err(EngineError::Stopped { kept, source })
+            }
+        }
+    }
+}
+
+fn open(
+    target: &OutputTarget,
+    fps: u32,
+    size: FrameSize,
+    what: &str,
+) -> Result<Box<dyn FrameSink>, EngineError> {
+    open_sink(&target.path, Some(target.format), fps, size).map_err(|source| {
+        EngineError::Output {
+            what: format!("{what} {}", target.path.display()),
+            source,
+        }
+    })
+}
+
+/// `<stem>.stage2.<ext>` next to a file output; `<dir>.stage2` next to a PNG directory.
+fn side_path(out: &OutputTarget) -> PathBuf {
+    let path = &out.path;
+    let mut name = match out.format.is_directory() {
+        true => path.file_name(),
+        false => path.file_stem(),
+    }
+    .map(OsString::from)
+    .unwrap_or_else(|| OsString::from("output"));
+    name.push(".stage2");
+    if let (false, Some(ext)) = (out.format.is_directory(), path.extension()) {
+        name.push(".");
+        name.push(ext);
+    }
+    path.with_file_name(name)
+}
+
+/// Best effort, whether or not the side file finished cleanly.
+fn remove_side_file(side: &OutputTarget, progress: &dyn ProgressSink) {
+    let removed = match side.format.is_directory() {
+        true => remove_png_frames(&side.path),
+        false => std::fs::remove_file(&side.path),
+    };
+    match removed {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            progress.emit(&ProgressEvent::Warning {
+                message: format!(
+                    "could not remove the stage-2 side file {}: {err}",
+                    side.path.display()
+                ),
+            })
+        }
+        _ => {}
+    }
+}
+
+/// Removes the `frame_*.png` files of a PNG directory, then the directory if that emptied it
+/// (files of the user's in it are left alone).
+fn remove_png_frames(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with("frame_") && name.ends_with(".png") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(err) if err.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        other => other,
+    }
+}
+
+impl From<VideoError> for EngineError {
+    fn from(source: VideoError) -> Self {
+        EngineError::Output {
+            what: "writing the output".into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::OutputFormat;
+
+    fn target(path: &str, format: OutputFormat) -> OutputTarget {
+        OutputTarget {
+            path: PathBuf::from(path),
+            format,
+        }
+    }
+
+    #[test]
+    fn side_file_sits_next_to_the_output() {
+        let mp4 = side_path(&target("/tmp/a/cat.mp4", OutputFormat::Mp4));
+        assert_eq!(mp4, PathBuf::from("/tmp/a/cat.stage2.mp4"));
+        let png = side_path(&target("/tmp/a/frames", OutputFormat::PngDir));
+        assert_eq!(png, PathBuf::from("/tmp/a/frames.stage2"));
+    }
+}

@@ -1,0 +1,128 @@
+//! The library engine on the embedded tiny model set (needs ONNX Runtime, as `st2v` finds it):
+//! sessions load lazily per stage, once per engine, and a second run on the same engine gives
+//! the frames a fresh engine gives.
+
+use std::path::{Path, PathBuf};
+
+use streamingt2v::engine::{
+    EnhanceParams, EnhanceRequest, Engine, GenerateParams, GenerateRequest, Request,
+    RuntimeSettings,
+};
+use streamingt2v::pipeline::Outputs;
+use streamingt2v::progress::{CancelToken, NoProgress};
+use streamingt2v::video::{Frame, VideoError};
+use tempfile::TempDir;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny")
+}
+
+fn engine() -> Engine {
+    Engine::open(&tiny(), RuntimeSettings::cpu()).expect("the tiny set opens")
+}
+
+/// A 24-frame request at 2 steps per stage.
+fn generate_params(out: &Path, enhance: bool) -> GenerateParams {
+    let mut params = GenerateParams::new("a red ball bouncing", out);
+    params.frames = Some(24);
+    params.stage1_steps = Some(2);
+    params.streaming.steps = Some(2);
+    params.streaming.seed = 5;
+    match enhance {
+        true => params.enhance.as_mut().unwrap().steps = Some(2),
+        false => params.enhance = None,
+    }
+    params
+}
+
+/// Runs `request` and returns the output frames and the preview frames, in memory.
+fn frames_of(engine: &mut Engine, request: &Request) -> (Vec<Frame>, Vec<Frame>) {
+    let mut video = Vec::new();
+    let mut preview = Vec::new();
+    let mut push_video = |f: &Frame| -> Result<(), VideoError> {
+        video.push(f.clone());
+        Ok(())
+    };
+    let mut push_preview = |f: &Frame| -> Result<(), VideoError> {
+        preview.push(f.clone());
+        Ok(())
+    };
+    let outputs = Outputs {
+        video: &mut push_video,
+        preview: Some(&mut push_preview),
+    };
+    let summary = engine
+        .run(request, outputs, &NoProgress, &CancelToken::new())
+        .expect("the run succeeds");
+    assert_eq!(summary.frames_written, video.len());
+    (video, preview)
+}
+
+#[test]
+fn a_second_run_reuses_the_sessions_and_equals_a_fresh_engine() {
+    let dir = TempDir::new().unwrap();
+    let params = generate_params(&dir.path().join("unused.mp4"), true);
+    let mut first = engine();
+    assert_eq!(first.sessions_opened(), 0, "opening a model set loads no graph");
+    let request: Request = GenerateRequest::new(&params, first.model_set())
+        .unwrap()
+        .into();
+    let (video_a, preview_a) = frames_of(&mut first, &request);
+    let opened = first.sessions_opened();
+    assert_eq!(opened, 12, "stages 1, 2 and 3: every graph but the stage-2 VAE encoder");
+    let (video_b, preview_b) = frames_of(&mut first, &request);
+    assert_eq!(first.sessions_opened(), opened, "no session is loaded twice");
+
+    let mut fresh = engine();
+    let (video_c, preview_c) = frames_of(&mut fresh, &request);
+    assert_eq!((video_a.len(), preview_a.len()), (24, 24));
+    assert!(video_a == video_b, "second run on one engine differs from the first");
+    assert!(video_a == video_c, "a reused engine differs from a fresh one");
+    assert!(preview_a == preview_b && preview_a == preview_c);
+}
+
+#[test]
+fn stages_load_lazily_and_files_are_written() {
+    let dir = TempDir::new().unwrap();
+    let mut engine = engine();
+    let frames_dir = dir.path().join("stage2");
+    let request: Request = GenerateRequest::new(
+        &generate_params(&frames_dir, false),
+        engine.model_set(),
+    )
+    .unwrap()
+    .into();
+    let written = engine
+        .run_to_files(&request, &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(written.output.frames, 24);
+    assert_eq!(written.output.path, frames_dir);
+    assert_eq!(engine.sessions_opened(), 8, "stages 1 and 2 only");
+
+    let mut params = EnhanceParams::new(&frames_dir, "a red ball bouncing", dir.path().join("x.gif"));
+    params.stage3.steps = Some(2);
+    let enhance: Request = EnhanceRequest::new(&params, engine.model_set())
+        .unwrap()
+        .into();
+    let written = engine
+        .run_to_files(&enhance, &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(written.output.frames, 24);
+    assert!(written.preview.is_none());
+    assert_eq!(engine.sessions_opened(), 12, "the enhancer's four graphs added");
+
+    let enhanced: Request = GenerateRequest::new(
+        &generate_params(&dir.path().join("y.mp4"), true),
+        engine.model_set(),
+    )
+    .unwrap()
+    .into();
+    engine
+        .run_to_files(&enhanced, &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(engine.sessions_opened(), 12, "everything was loaded already");
+    assert!(
+        !dir.path().join("y.stage2.mp4").exists(),
+        "the side file is removed after a successful run"
+    );
+}
