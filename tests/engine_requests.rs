@@ -64,15 +64,31 @@ fn every_generate_field_is_checked_before_any_model_loads() {
 
     type Edit = Box<dyn Fn(&mut GenerateParams)>;
     let cases: Vec<(&str, Field, Edit)> = vec![
-        ("blank prompt", Field::Prompt, Box::new(|p| p.prompt = " \t".into())),
-        ("too few frames", Field::Frames, Box::new(|p| p.frames = Some(8))),
-        ("zero steps", Field::Steps, Box::new(|p| p.streaming.steps = Some(0))),
+        (
+            "blank prompt",
+            Field::Prompt,
+            Box::new(|p| p.prompt = " \t".into()),
+        ),
+        (
+            "too few frames",
+            Field::Frames,
+            Box::new(|p| p.frames = Some(8)),
+        ),
+        (
+            "zero steps",
+            Field::Steps,
+            Box::new(|p| p.streaming.steps = Some(0)),
+        ),
         (
             "more steps than training timesteps",
             Field::Steps,
             Box::new(|p| p.streaming.steps = Some(5000)),
         ),
-        ("zero stage-1 steps", Field::Stage1Steps, Box::new(|p| p.stage1_steps = Some(0))),
+        (
+            "zero stage-1 steps",
+            Field::Stage1Steps,
+            Box::new(|p| p.stage1_steps = Some(0)),
+        ),
         (
             "zero enhancer steps",
             Field::EnhanceSteps,
@@ -190,7 +206,10 @@ fn valid_generate_values_become_the_pipeline_options() {
         "the anchor scale defaults to the manifest's joint scale"
     );
     assert!(options.enhance.is_none());
-    assert!(request.output().stage2.is_none(), "no side file without stage 3");
+    assert!(
+        request.output().stage2.is_none(),
+        "no side file without stage 3"
+    );
     assert_eq!(request.output().size, FrameSize::new(64, 64));
 
     params.enhance = Some(Stage3Params::default());
@@ -199,7 +218,11 @@ fn valid_generate_values_become_the_pipeline_options() {
     assert!(side.side_file);
     assert_eq!(side.target.path, dir.path().join("cat.stage2.gif"));
     assert_eq!(size, FrameSize::new(64, 64));
-    assert_eq!(request.output().size, FrameSize::new(80, 80), "content size");
+    assert_eq!(
+        request.output().size,
+        FrameSize::new(80, 80),
+        "content size"
+    );
 }
 
 #[test]
@@ -221,7 +244,11 @@ fn extend_and_enhance_check_their_inputs() {
             Field::Input,
             ExtendParams::new(&short, "a cat", &out),
         ),
-        ("blank prompt", Field::Prompt, ExtendParams::new(&video, "", &out)),
+        (
+            "blank prompt",
+            Field::Prompt,
+            ExtendParams::new(&video, "", &out),
+        ),
         ("less than one chunk", Field::Frames, {
             let mut p = ExtendParams::new(&video, "a cat", &out);
             p.frames = Some(4);
@@ -236,12 +263,20 @@ fn extend_and_enhance_check_their_inputs() {
 
     let mut params = EnhanceParams::new(&video, "a cat", &out);
     params.stage3.overlap = Some(30);
-    assert_refused(EnhanceRequest::new(&params, &set), Field::Overlap, "overlap");
+    assert_refused(
+        EnhanceRequest::new(&params, &set),
+        Field::Overlap,
+        "overlap",
+    );
     params.stage3.overlap = None;
     params.output.fps = 0;
     assert_refused(EnhanceRequest::new(&params, &set), Field::Fps, "fps");
     params.output.fps = 8;
     let request = EnhanceRequest::new(&params, &set).unwrap();
-    assert_eq!(request.output().stage2, None, "enhance writes no stage-2 copy");
+    assert_eq!(
+        request.output().stage2,
+        None,
+        "enhance writes no stage-2 copy"
+    );
     assert!(!out.exists());
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use streamingt2v::engine::{
-    EnhanceParams, EnhanceRequest, Engine, GenerateParams, GenerateRequest, Request,
+    Engine, EnhanceParams, EnhanceRequest, GenerateParams, GenerateRequest, Request,
     RuntimeSettings,
 };
 use streamingt2v::pipeline::Outputs;
@@ -63,21 +63,38 @@ fn a_second_run_reuses_the_sessions_and_equals_a_fresh_engine() {
     let dir = TempDir::new().unwrap();
     let params = generate_params(&dir.path().join("unused.mp4"), true);
     let mut first = engine();
-    assert_eq!(first.sessions_opened(), 0, "opening a model set loads no graph");
+    assert_eq!(
+        first.sessions_opened(),
+        0,
+        "opening a model set loads no graph"
+    );
     let request: Request = GenerateRequest::new(&params, first.model_set())
         .unwrap()
         .into();
     let (video_a, preview_a) = frames_of(&mut first, &request);
     let opened = first.sessions_opened();
-    assert_eq!(opened, 12, "stages 1, 2 and 3: every graph but the stage-2 VAE encoder");
+    assert_eq!(
+        opened, 12,
+        "stages 1, 2 and 3: every graph but the stage-2 VAE encoder"
+    );
     let (video_b, preview_b) = frames_of(&mut first, &request);
-    assert_eq!(first.sessions_opened(), opened, "no session is loaded twice");
+    assert_eq!(
+        first.sessions_opened(),
+        opened,
+        "no session is loaded twice"
+    );
 
     let mut fresh = engine();
     let (video_c, preview_c) = frames_of(&mut fresh, &request);
     assert_eq!((video_a.len(), preview_a.len()), (24, 24));
-    assert!(video_a == video_b, "second run on one engine differs from the first");
-    assert!(video_a == video_c, "a reused engine differs from a fresh one");
+    assert!(
+        video_a == video_b,
+        "second run on one engine differs from the first"
+    );
+    assert!(
+        video_a == video_c,
+        "a reused engine differs from a fresh one"
+    );
     assert!(preview_a == preview_b && preview_a == preview_c);
 }
 
@@ -86,12 +103,10 @@ fn stages_load_lazily_and_files_are_written() {
     let dir = TempDir::new().unwrap();
     let mut engine = engine();
     let frames_dir = dir.path().join("stage2");
-    let request: Request = GenerateRequest::new(
-        &generate_params(&frames_dir, false),
-        engine.model_set(),
-    )
-    .unwrap()
-    .into();
+    let request: Request =
+        GenerateRequest::new(&generate_params(&frames_dir, false), engine.model_set())
+            .unwrap()
+            .into();
     let written = engine
         .run_to_files(&request, &NoProgress, &CancelToken::new())
         .unwrap();
@@ -99,7 +114,8 @@ fn stages_load_lazily_and_files_are_written() {
     assert_eq!(written.output.path, frames_dir);
     assert_eq!(engine.sessions_opened(), 8, "stages 1 and 2 only");
 
-    let mut params = EnhanceParams::new(&frames_dir, "a red ball bouncing", dir.path().join("x.gif"));
+    let mut params =
+        EnhanceParams::new(&frames_dir, "a red ball bouncing", dir.path().join("x.gif"));
     params.stage3.steps = Some(2);
     let enhance: Request = EnhanceRequest::new(&params, engine.model_set())
         .unwrap()
@@ -109,7 +125,11 @@ fn stages_load_lazily_and_files_are_written() {
         .unwrap();
     assert_eq!(written.output.frames, 24);
     assert!(written.preview.is_none());
-    assert_eq!(engine.sessions_opened(), 12, "the enhancer's four graphs added");
+    assert_eq!(
+        engine.sessions_opened(),
+        12,
+        "the enhancer's four graphs added"
+    );
 
     let enhanced: Request = GenerateRequest::new(
         &generate_params(&dir.path().join("y.mp4"), true),
@@ -120,7 +140,11 @@ fn stages_load_lazily_and_files_are_written() {
     engine
         .run_to_files(&enhanced, &NoProgress, &CancelToken::new())
         .unwrap();
-    assert_eq!(engine.sessions_opened(), 12, "everything was loaded already");
+    assert_eq!(
+        engine.sessions_opened(),
+        12,
+        "everything was loaded already"
+    );
     assert!(
         !dir.path().join("y.stage2.mp4").exists(),
         "the side file is removed after a successful run"

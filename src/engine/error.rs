@@ -126,17 +126,17 @@ pub enum EngineError {
     Output {
         what: String,
         #[source]
-        source: VideoError,
+        source: Box<VideoError>,
     },
     /// The run was cancelled; the outputs keep the frames finished before.
     #[error("interrupted: {kept}")]
-    Interrupted { kept: KeptFrames },
+    Interrupted { kept: Box<KeptFrames> },
     /// The run failed part-way; the outputs keep the frames finished before.
     #[error("generation stopped; {kept}")]
     Stopped {
         kept: String,
         #[source]
-        source: PipelineError,
+        source: Box<PipelineError>,
     },
     /// A failure before any output was opened (bad input found while running, a model error).
     #[error(transparent)]

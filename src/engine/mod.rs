@@ -31,10 +31,8 @@ pub mod settings;
 use std::path::Path;
 
 use crate::manifest::{ModelSet, PipelineConfig};
-use crate::models::{
-    EnhancerModels, GraphPlacement, ModelLoader, Role, StreamingModels,
-};
 use crate::models::onnx::OnnxVideoUnet;
+use crate::models::{EnhancerModels, GraphPlacement, ModelLoader, Role, StreamingModels};
 use crate::pipeline::{
     EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds, RunContext,
     RunSummary, StreamingGraphs, TokenIds,
@@ -206,17 +204,30 @@ impl Engine {
         let streaming_ids = match streaming {
             true => {
                 let tokenizer = cached(&mut self.text_tokenizer, &self.set, &tokenizers.text)?;
-                Some(tokenize_pair(tokenizer, &text.prompt, &text.negative, progress)?)
+                Some(tokenize_pair(
+                    tokenizer,
+                    &text.prompt,
+                    &text.negative,
+                    progress,
+                )?)
             }
             false => None,
         };
         let enhancer_ids = match request.enhances() {
             true => {
-                let entry = tokenizers.enhancer_text.as_ref().unwrap_or(&tokenizers.text);
+                let entry = tokenizers
+                    .enhancer_text
+                    .as_ref()
+                    .unwrap_or(&tokenizers.text);
                 let tokenizer = cached(&mut self.enhancer_tokenizer, &self.set, entry)?;
                 // The reference conditions the enhancer on "<prompt>, ".
                 let caption = format!("{}, ", text.prompt);
-                Some(tokenize_pair(tokenizer, &caption, &text.negative, progress)?)
+                Some(tokenize_pair(
+                    tokenizer,
+                    &caption,
+                    &text.negative,
+                    progress,
+                )?)
             }
             false => None,
         };

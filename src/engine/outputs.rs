@@ -40,11 +40,12 @@ impl Stage2Copy {
         if !enhance {
             return Ok(None);
         }
-        let target = OutputTarget::check(&side_path(out), Some(out.format))
-            .map_err(|source| RequestError::File {
+        let target = OutputTarget::check(&side_path(out), Some(out.format)).map_err(|source| {
+            RequestError::File {
                 field: Field::Out,
                 source,
-            })?;
+            }
+        })?;
         Ok(Some(Self {
             target,
             side_file: true,
@@ -122,7 +123,7 @@ impl OpenOutputs {
             }
             (Some(finished), _, _) => Some(finished.map_err(|source| EngineError::Output {
                 what: "finishing the stage-2 copy".into(),
-                source,
+                source: Box::new(source),
             })?),
             (None, _, _) => None,
         };
@@ -136,7 +137,7 @@ impl OpenOutputs {
             Ok(run) => Ok(WrittenFiles {
                 output: finished.map_err(|source| EngineError::Output {
                     what: "finishing the output".into(),
-                    source,
+                    source: Box::new(source),
                 })?,
                 preview: stage2.clone(),
                 run,
@@ -144,9 +145,11 @@ impl OpenOutputs {
             Err(PipelineError::Cancelled) => {
                 finished.map_err(|source| EngineError::Output {
                     what: "finishing the output".into(),
-                    source,
+                    source: Box::new(source),
                 })?;
-                Err(EngineError::Interrupted { kept })
+                Err(EngineError::Interrupted {
+                    kept: Box::new(kept),
+                })
             }
             Err(source) => {
                 let kept = match finished {
@@ -156,7 +159,10 @@ impl OpenOutputs {
                     Ok(_) => kept.to_string(),
                     Err(err) => format!("the output could not be finished either: {err}"),
                 };
-                Err(EngineError::Stopped { kept, source })
+                Err(EngineError::Stopped {
+                    kept,
+                    source: Box::new(source),
+                })
             }
         }
     }
@@ -168,11 +174,9 @@ fn open(
     size: FrameSize,
     what: &str,
 ) -> Result<Box<dyn FrameSink>, EngineError> {
-    open_sink(&target.path, Some(target.format), fps, size).map_err(|source| {
-        EngineError::Output {
-            what: format!("{what} {}", target.path.display()),
-            source,
-        }
+    open_sink(&target.path, Some(target.format), fps, size).map_err(|source| EngineError::Output {
+        what: format!("{what} {}", target.path.display()),
+        source: Box::new(source),
     })
 }
 
@@ -232,7 +236,7 @@ impl From<VideoError> for EngineError {
     fn from(source: VideoError) -> Self {
         EngineError::Output {
             what: "writing the output".into(),
-            source,
+            source: Box::new(source),
         }
     }
 }

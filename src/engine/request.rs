@@ -12,13 +12,15 @@ use crate::manifest::{ModelSet, PipelineConfig};
 use crate::pipeline::stage1::stage1_latent_shape;
 use crate::pipeline::{EnhanceOptions, GenerateOptions};
 use crate::plan::FramePlan;
-use crate::video::{Frame, FrameSize, OutputTarget, VideoInfo};
+use crate::video::{Frame, FrameSize, VideoInfo};
 
 use super::checks;
 use super::error::RequestError;
 use super::field::Field;
 use super::outputs::{OutputPlan, Stage2Copy};
-use super::params::{EnhanceParams, ExtendParams, GenerateParams, OutputParams, StreamingParams};
+use super::params::{
+    EnhanceParams, ExtendParams, GenerateParams, OutputParams, Stage3Params, StreamingParams,
+};
 
 /// The reference's default length (`--num_frames 24`), also the default extension.
 pub const DEFAULT_FRAMES: usize = 24;
@@ -72,23 +74,24 @@ pub enum Request {
 impl GenerateRequest {
     pub fn new(params: &GenerateParams, set: &ModelSet) -> Result<Self, RequestError> {
         let config = &set.manifest.pipeline;
-        let prompt = checks::prompt(Field::Prompt, &params.prompt)?;
-        let target = checks::output(&params.output)?;
-        let enhance = stage3(params.enhance.as_ref(), set)?;
-        let stage2_copy =
-            Stage2Copy::check(&target, params.preview_out.as_deref(), enhance.is_some())?;
         let frames = params.frames.unwrap_or(DEFAULT_FRAMES);
+        let mut job = StreamingJob::new(
+            &params.prompt,
+            frames,
+            &params.streaming,
+            params.enhance.as_ref(),
+            &params.output,
+            params.preview_out.as_deref(),
+            set,
+        )?;
         let plan = FramePlan::for_stage2(frames, &config.stage2)
             .map_err(|err| RequestError::value(Field::Frames, err.expected, err.actual))?;
-        let mut options = GenerateOptions::from_config(config, frames);
-        options.stage1.steps = checks::steps(
+        job.options.stage1.steps = checks::steps(
             Field::Stage1Steps,
             &config.stage1.scheduler,
-            params.stage1_steps.unwrap_or(options.stage1.steps),
+            params.stage1_steps.unwrap_or(job.options.stage1.steps),
             None,
         )?;
-        apply_streaming(&mut options, &params.streaming, config)?;
-        options.enhance = enhance;
         let init_noise = params
             .init_noise
             .as_deref()
@@ -98,12 +101,9 @@ impl GenerateRequest {
             checks::latent_dir(dir)?;
         }
         Ok(Self {
-            text: PromptText {
-                prompt,
-                negative: params.streaming.negative_prompt.clone(),
-            },
-            output: streaming_output(target, &params.output, stage2_copy, config, &options),
-            options,
+            text: job.text,
+            options: job.options,
+            output: job.output,
             plan,
             init_noise,
             save_latents: params.save_latents.clone(),
@@ -138,13 +138,17 @@ impl GenerateRequest {
 
 impl ExtendRequest {
     pub fn new(params: &ExtendParams, set: &ModelSet) -> Result<Self, RequestError> {
-        let config = &set.manifest.pipeline;
-        let s2 = &config.stage2;
-        let prompt = checks::prompt(Field::Prompt, &params.prompt)?;
-        let target = checks::output(&params.output)?;
-        let enhance = stage3(params.enhance.as_ref(), set)?;
-        let stage2_copy = Stage2Copy::check(&target, None, enhance.is_some())?;
+        let s2 = &set.manifest.pipeline.stage2;
         let frames = params.frames.unwrap_or(DEFAULT_FRAMES);
+        let job = StreamingJob::new(
+            &params.prompt,
+            frames,
+            &params.streaming,
+            params.enhance.as_ref(),
+            &params.output,
+            None,
+            set,
+        )?;
         let new_per_chunk = s2.chunk_frames - s2.cond_frames;
         if frames < new_per_chunk {
             return Err(RequestError::value(
@@ -153,17 +157,11 @@ impl ExtendRequest {
                 frames,
             ));
         }
-        let mut options = GenerateOptions::from_config(config, frames);
-        apply_streaming(&mut options, &params.streaming, config)?;
-        options.enhance = enhance;
         let video = checks::input_video(&params.input, s2.cond_frames)?;
         Ok(Self {
-            text: PromptText {
-                prompt,
-                negative: params.streaming.negative_prompt.clone(),
-            },
-            output: streaming_output(target, &params.output, stage2_copy, config, &options),
-            options,
+            text: job.text,
+            options: job.options,
+            output: job.output,
             input: video.frames,
             input_info: video.info,
         })
@@ -272,50 +270,62 @@ impl From<EnhanceRequest> for Request {
     }
 }
 
-fn stage3(
-    params: Option<&super::params::Stage3Params>,
-    set: &ModelSet,
-) -> Result<Option<EnhanceOptions>, RequestError> {
-    params.map(|p| checks::stage3_options(p, set)).transpose()
+/// What generate and extend share: the prompts, the options and the outputs.
+struct StreamingJob {
+    text: PromptText,
+    options: GenerateOptions,
+    output: OutputPlan,
 }
 
-/// Seed, stage-2 steps, guidance and anchor (shared by generate and extend).
-fn apply_streaming(
-    options: &mut GenerateOptions,
-    params: &StreamingParams,
-    config: &PipelineConfig,
-) -> Result<(), RequestError> {
-    let s2 = &config.stage2;
-    options.seed = params.seed;
-    options.stage2.steps = checks::steps(
-        Field::Steps,
-        &s2.scheduler,
-        params.steps.unwrap_or(options.stage2.steps),
-        Some(s2.eta),
-    )?;
-    options.stage2.guidance = checks::stage2_guidance(&params.guidance, config)?;
-    options.stage2.anchor = params.anchor;
-    Ok(())
-}
-
-/// The outputs of a generate or extend job: enhanced (or stage-2) frames, and the stage-2 copy.
-fn streaming_output(
-    target: OutputTarget,
-    params: &OutputParams,
-    stage2_copy: Option<Stage2Copy>,
-    config: &PipelineConfig,
-    options: &GenerateOptions,
-) -> OutputPlan {
-    let stage2_size = FrameSize::new(config.stage2.width, config.stage2.height);
-    let size = match &options.enhance {
-        Some(enhance) => enhanced_size(config, enhance.keep_padding),
-        None => stage2_size,
-    };
-    OutputPlan {
-        target,
-        fps: params.fps,
-        size,
-        stage2: stage2_copy.map(|copy| (copy, stage2_size)),
+impl StreamingJob {
+    /// The prompt; seed, stage-2 steps, guidance and anchor over the set's defaults; stage 3
+    /// (unless `enhance` is `None`); the output and its stage-2 copy (the preview, or the side
+    /// file kept when a run with stage 3 ends early).
+    fn new(
+        prompt: &str,
+        frames: usize,
+        params: &StreamingParams,
+        enhance: Option<&Stage3Params>,
+        output: &OutputParams,
+        preview: Option<&Path>,
+        set: &ModelSet,
+    ) -> Result<Self, RequestError> {
+        let config = &set.manifest.pipeline;
+        let s2 = &config.stage2;
+        let prompt = checks::prompt(Field::Prompt, prompt)?;
+        let target = checks::output(output)?;
+        let mut options = GenerateOptions::from_config(config, frames);
+        options.enhance = enhance
+            .map(|p| checks::stage3_options(p, set))
+            .transpose()?;
+        let stage2_copy = Stage2Copy::check(&target, preview, options.enhance.is_some())?;
+        options.seed = params.seed;
+        options.stage2.steps = checks::steps(
+            Field::Steps,
+            &s2.scheduler,
+            params.steps.unwrap_or(options.stage2.steps),
+            Some(s2.eta),
+        )?;
+        options.stage2.guidance = checks::stage2_guidance(&params.guidance, config)?;
+        options.stage2.anchor = params.anchor;
+        let stage2_size = FrameSize::new(s2.width, s2.height);
+        let size = match &options.enhance {
+            Some(enhance) => enhanced_size(config, enhance.keep_padding),
+            None => stage2_size,
+        };
+        Ok(Self {
+            text: PromptText {
+                prompt,
+                negative: params.negative_prompt.clone(),
+            },
+            options,
+            output: OutputPlan {
+                target,
+                fps: output.fps,
+                size,
+                stage2: stage2_copy.map(|copy| (copy, stage2_size)),
+            },
+        })
     }
 }
 

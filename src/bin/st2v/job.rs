@@ -83,7 +83,7 @@ pub fn streaming_params(args: &StreamingArgs) -> StreamingParams {
 
 /// Enhancer flags; `None` with `--no-enhance`.
 pub fn stage3_params(args: &EnhancerArgs, no_enhance: bool) -> Option<Stage3Params> {
-    (!no_enhance).then(|| Stage3Params {
+    (!no_enhance).then_some(Stage3Params {
         steps: args.enhance_steps,
         chunk: args.chunk,
         overlap: args.overlap,
