@@ -150,3 +150,30 @@ fn stages_load_lazily_and_files_are_written() {
         "the side file is removed after a successful run"
     );
 }
+
+#[test]
+fn stage2_seed_reseeds_stage_2_alone() {
+    let dir = TempDir::new().unwrap();
+    let mut engine = engine();
+    let mut run_with = |stage2_seed: Option<u64>| {
+        let mut params = generate_params(&dir.path().join("unused.gif"), false);
+        params.streaming.stage2_seed = stage2_seed;
+        let request: Request = GenerateRequest::new(&params, engine.model_set())
+            .unwrap()
+            .into();
+        frames_of(&mut engine, &request).0
+    };
+    let default = run_with(None);
+    let same = run_with(Some(5));
+    let reference = run_with(Some(33));
+    assert!(default == same, "the stage-2 seed defaults to --seed (5)");
+    assert_eq!(default.len(), 24);
+    assert!(
+        default[..16] == reference[..16],
+        "stage 1 (the first 16 frames) keeps --seed"
+    );
+    assert!(
+        default[16..] != reference[16..],
+        "stage 2's frames follow its own seed"
+    );
+}

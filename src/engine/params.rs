@@ -36,6 +36,8 @@ pub struct StreamingParams {
     pub negative_prompt: String,
     /// Seeds every stage's randomness (see the README's "Randomness" section).
     pub seed: u64,
+    /// Seeds stage 2 alone; `None` uses `seed`. `Some(33)` is the reference's seeding.
+    pub stage2_seed: Option<u64>,
     pub steps: Option<usize>,
     pub guidance: GuidanceParams,
     pub anchor: AnchorMode,
@@ -46,6 +48,7 @@ impl Default for StreamingParams {
         Self {
             negative_prompt: String::new(),
             seed: DEFAULT_SEED,
+            stage2_seed: None,
             steps: None,
             guidance: GuidanceParams::default(),
             anchor: AnchorMode::First,

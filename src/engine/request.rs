@@ -300,6 +300,7 @@ impl StreamingJob {
             .transpose()?;
         let stage2_copy = Stage2Copy::check(&target, preview, options.enhance.is_some())?;
         options.seed = params.seed;
+        options.stage2.seed = params.stage2_seed;
         options.stage2.steps = checks::steps(
             Field::Steps,
             &s2.scheduler,

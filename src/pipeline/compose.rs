@@ -167,7 +167,7 @@ impl<'a> Pipeline<'a> {
             options.stage2.clone(),
             text,
             start,
-            options.seed,
+            options.stage2_seed(),
         )?;
         stream(
             streamer,
@@ -209,7 +209,7 @@ impl<'a> Pipeline<'a> {
             options.stage2.clone(),
             text,
             start,
-            options.seed,
+            options.stage2_seed(),
         )?;
         stream(
             streamer,

@@ -42,6 +42,9 @@ pub struct Stage2Options {
     pub steps: usize,
     pub guidance: Stage2Guidance,
     pub anchor: AnchorMode,
+    /// Seeds stage 2's generator; `None` uses the video's seed. The reference seeds stage 2
+    /// with 33 (its `InferenceParams.seed`) whatever the stage-1 seed: `Some(33)` reproduces it.
+    pub seed: Option<u64>,
 }
 
 /// Stage-3 settings (the enhancer with randomized blending).
@@ -61,6 +64,8 @@ pub struct EnhanceOptions {
 pub struct GenerateOptions {
     /// Requested length; rounded to what the chunk arithmetic can produce.
     pub frames: usize,
+    /// Seeds stage 1's initial noise, stage 3's noise and blending offsets, and stage 2 unless
+    /// `stage2.seed` is set.
     pub seed: u64,
     pub stage1: Stage1Options,
     pub stage2: Stage2Options,
@@ -85,6 +90,7 @@ impl Stage2Options {
                 scale: config.stage2.guidance_scale,
             },
             anchor: AnchorMode::First,
+            seed: None,
         }
     }
 }
@@ -103,6 +109,11 @@ impl EnhanceOptions {
 }
 
 impl GenerateOptions {
+    /// The seed of stage 2's generator.
+    pub fn stage2_seed(&self) -> u64 {
+        self.stage2.seed.unwrap_or(self.seed)
+    }
+
     /// The reference defaults of a model set, for `frames` frames.
     pub fn from_config(config: &PipelineConfig, frames: usize) -> Self {
         Self {

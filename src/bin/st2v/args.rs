@@ -130,9 +130,13 @@ pub struct StreamingArgs {
     /// Negative prompt for classifier-free guidance.
     #[arg(long, default_value = "", value_name = "TEXT")]
     pub negative_prompt: String,
-    /// Random seed.
+    /// Random seed of every stage (stage 1 noise, stage 2 chunks, stage 3 noise and blending).
     #[arg(long, default_value_t = 33, value_name = "S")]
     pub seed: u64,
+    /// Seed stage 2 alone [default: --seed]. The reference seeds stage 2 with 33 whatever its
+    /// --seed: `--stage2-seed 33` reproduces it.
+    #[arg(long, value_name = "S")]
+    pub stage2_seed: Option<u64>,
     /// Stage-2 denoising steps [default: from the manifest, 50].
     #[arg(long, value_name = "N")]
     pub steps: Option<usize>,

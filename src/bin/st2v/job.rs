@@ -64,6 +64,7 @@ pub fn streaming_params(args: &StreamingArgs) -> StreamingParams {
     StreamingParams {
         negative_prompt: args.negative_prompt.clone(),
         seed: args.seed,
+        stage2_seed: args.stage2_seed,
         steps: args.steps,
         guidance: GuidanceParams {
             kind: match args.guidance {
