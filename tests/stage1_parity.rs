@@ -156,7 +156,7 @@ fn stage1_matches_diffusers_text_to_video_pipeline() {
     for (reference, &index) in expected_frames.outer_iter().zip(&indices) {
         let frame = video[index].pixels();
         assert_eq!(frame.shape(), reference.shape(), "frame {index}");
-        worst = worst.max(max_abs_diff(&frame, &reference));
+        worst = worst.max(max_abs_diff(frame, reference));
     }
     eprintln!("decoded frames {indices:?}: max abs diff {worst:.3e}");
     assert!(

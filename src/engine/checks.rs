@@ -13,6 +13,7 @@ use crate::video::{read_video, OutputTarget, Video};
 use super::error::RequestError;
 use super::field::Field;
 use super::params::{GuidanceKind, GuidanceParams, OutputParams, Stage3Params};
+use super::paths::check_replaceable;
 
 /// A prompt with visible text.
 pub fn prompt(field: Field, text: &str) -> Result<String, RequestError> {
@@ -141,7 +142,8 @@ fn enhancer_frame_axis(set: &ModelSet) -> Option<i64> {
     }
 }
 
-/// The output file or directory, its format and frame rate.
+/// The output file or directory, its format and frame rate; an existing output only with
+/// `force`.
 pub fn output(params: &OutputParams) -> Result<OutputTarget, RequestError> {
     if params.fps == 0 {
         return Err(RequestError::value(
@@ -150,10 +152,13 @@ pub fn output(params: &OutputParams) -> Result<OutputTarget, RequestError> {
             0,
         ));
     }
-    OutputTarget::check(&params.out, params.format).map_err(|source| RequestError::File {
-        field: Field::Out,
-        source,
-    })
+    let target =
+        OutputTarget::check(&params.out, params.format).map_err(|source| RequestError::File {
+            field: Field::Out,
+            source,
+        })?;
+    check_replaceable(Field::Out, &target, params.force)?;
+    Ok(target)
 }
 
 /// A float32 `.npy` of `shape` holding finite values.
@@ -181,18 +186,6 @@ pub fn init_noise(path: &Path, shape: [usize; 5]) -> Result<Array5<f32>, Request
         ));
     }
     Ok(noise)
-}
-
-/// A directory for latents: absent (created when the run starts) or a directory.
-pub fn latent_dir(path: &Path) -> Result<(), RequestError> {
-    match path.exists() && !path.is_dir() {
-        true => Err(RequestError::value(
-            Field::SaveLatents,
-            "a directory",
-            format!("{} (an existing file)", path.display()),
-        )),
-        false => Ok(()),
-    }
 }
 
 /// A readable video with at least `min_frames` frames.

@@ -163,7 +163,10 @@ impl EngineError {
             Self::Request(_) | Self::NoDefaultModels { .. } | Self::Manifest(_) => {
                 ErrorKind::InvalidInput
             }
-            Self::Tokenizer(_) | Self::Output { .. } => ErrorKind::InvalidInput,
+            Self::Tokenizer(_) => ErrorKind::InvalidInput,
+            // Paths were checked before any compute: a file that cannot be written now (a
+            // full disk) is a failure while running.
+            Self::Output { .. } => ErrorKind::Failed,
             Self::Runtime(err) => runtime_kind(err),
             Self::Load(err) => load_kind(err),
             Self::Interrupted { .. } => ErrorKind::Cancelled,

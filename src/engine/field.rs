@@ -21,10 +21,11 @@ pub enum Field {
     InitNoise,
     SaveLatents,
     Input,
+    Events,
 }
 
 impl Field {
-    pub const ALL: [Field; 17] = [
+    pub const ALL: [Field; 18] = [
         Field::Prompt,
         Field::NegativePrompt,
         Field::Frames,
@@ -42,6 +43,7 @@ impl Field {
         Field::InitNoise,
         Field::SaveLatents,
         Field::Input,
+        Field::Events,
     ];
 
     /// The JSON key (snake_case), as an HTTP request spells it.
@@ -64,6 +66,7 @@ impl Field {
             Field::InitNoise => "init_noise",
             Field::SaveLatents => "save_latents",
             Field::Input => "input",
+            Field::Events => "events",
         }
     }
 
@@ -87,6 +90,7 @@ impl Field {
             Field::InitNoise => "--init-noise",
             Field::SaveLatents => "--save-latents",
             Field::Input => "--input",
+            Field::Events => "--events",
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod field;
 pub mod outputs;
 pub mod params;
+pub mod paths;
 pub mod request;
 pub mod settings;
 
@@ -49,6 +50,7 @@ pub use params::{
     EnhanceParams, ExtendParams, GenerateParams, GuidanceKind, GuidanceParams, OutputParams,
     Stage3Params, StreamingParams,
 };
+pub use paths::{check_distinct, check_replaceable, RunPath};
 pub use request::{
     EnhanceRequest, ExtendRequest, GenerateRequest, PromptText, Request, DEFAULT_FRAMES,
 };

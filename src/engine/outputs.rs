@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 
 use crate::pipeline::{FrameOutput, Outputs, PipelineError, RunSummary};
 use crate::progress::{ProgressEvent, ProgressSink};
-use crate::video::{open_sink, FrameSink, FrameSize, OutputTarget, Summary, VideoError};
+use crate::video::{
+    open_sink, partial_path, FrameSink, FrameSize, OutputTarget, Summary, VideoError,
+};
 
 use super::error::{EngineError, KeptFrames, RequestError};
 use super::field::Field;
+use super::paths::{check_replaceable, png_frames, RunPath};
 
 /// Where a run also writes its stage-2 frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +29,14 @@ impl Stage2Copy {
         out: &OutputTarget,
         preview: Option<&Path>,
         enhance: bool,
+        force: bool,
     ) -> Result<Option<Self>, RequestError> {
         if let Some(path) = preview {
             let target = OutputTarget::check(path, None).map_err(|source| RequestError::File {
                 field: Field::PreviewOut,
                 source,
             })?;
+            check_replaceable(Field::PreviewOut, &target, force)?;
             return Ok(Some(Self {
                 target,
                 side_file: false,
@@ -46,6 +51,7 @@ impl Stage2Copy {
                 source,
             }
         })?;
+        check_replaceable(Field::Out, &target, force)?;
         Ok(Some(Self {
             target,
             side_file: true,
@@ -61,6 +67,28 @@ pub struct OutputPlan {
     pub size: FrameSize,
     /// `None` when no stage-2 frame is written apart from the video.
     pub stage2: Option<(Stage2Copy, FrameSize)>,
+}
+
+impl OutputPlan {
+    /// Every path the outputs write, with the partial files of file outputs.
+    pub fn paths(&self) -> Vec<RunPath> {
+        let mut targets = vec![(Field::Out, &self.target)];
+        if let Some((copy, _)) = &self.stage2 {
+            let field = match copy.side_file {
+                true => Field::Out,
+                false => Field::PreviewOut,
+            };
+            targets.push((field, &copy.target));
+        }
+        let mut paths = Vec::new();
+        for (field, target) in targets {
+            paths.push(RunPath::written(field, &target.path));
+            if !target.format.is_directory() {
+                paths.push(RunPath::written(field, &partial_path(&target.path)));
+            }
+        }
+        paths
+    }
 }
 
 /// What a successful run wrote.
@@ -80,8 +108,16 @@ pub struct OpenOutputs {
 }
 
 impl OpenOutputs {
-    /// Creates the files (the video first, then its stage-2 copy).
+    /// Creates the files (the video first, then its stage-2 copy). A PNG directory's old
+    /// frames are removed first: the request was validated, so they are frames the caller
+    /// agreed to replace (`force`), and left mixed with the new ones they would mislead.
     pub fn open(plan: &OutputPlan) -> Result<Self, EngineError> {
+        let copy = plan.stage2.as_ref().map(|(copy, _)| &copy.target);
+        for target in std::iter::once(&plan.target).chain(copy) {
+            if target.format.is_directory() {
+                remove_stale_frames(&target.path)?;
+            }
+        }
         let video = open(&plan.target, plan.fps, plan.size, "opening the output")?;
         let stage2 = plan
             .stage2
@@ -115,16 +151,24 @@ impl OpenOutputs {
         let finished = self.video.finish();
         let side_file = self.plan.stage2.as_ref().is_some_and(|(c, _)| c.side_file);
         let stage2 = self.stage2.map(|sink| sink.finish());
-        let stage2 = match (stage2, side_file, result.is_ok()) {
+        // The side file goes only when the run and the video both finished: after a full disk
+        // at the end, it may hold the only complete copy of the frames.
+        let succeeded = result.is_ok() && finished.is_ok();
+        let stage2 = match (stage2, side_file, succeeded) {
             (Some(_), true, true) => {
                 let (copy, _) = self.plan.stage2.as_ref().expect("a side file was planned");
                 remove_side_file(&copy.target, progress);
                 None
             }
-            (Some(finished), _, _) => Some(finished.map_err(|source| EngineError::Output {
-                what: "finishing the stage-2 copy".into(),
-                source: Box::new(source),
-            })?),
+            (Some(Ok(summary)), _, _) => Some(summary),
+            (Some(Err(source)), _, _) if succeeded => {
+                return Err(EngineError::Output {
+                    what: "finishing the stage-2 copy".into(),
+                    source: Box::new(source),
+                })
+            }
+            // The run's own error (or the video's) is the one to report.
+            (Some(Err(_)), _, _) => None,
             (None, _, _) => None,
         };
         let kept = KeptFrames {
@@ -133,25 +177,22 @@ impl OpenOutputs {
             stage2: stage2.clone(),
             stage2_is_side_file: side_file,
         };
-        match result {
-            Ok(run) => Ok(WrittenFiles {
-                output: finished.map_err(|source| EngineError::Output {
-                    what: "finishing the output".into(),
-                    source: Box::new(source),
-                })?,
-                preview: stage2.clone(),
+        // A video that cannot be finished (a full disk) still holds every fragment written.
+        let unfinished = |source: VideoError| EngineError::Output {
+            what: format!("finishing the output failed; {kept}"),
+            source: Box::new(source),
+        };
+        match (result, finished) {
+            (Ok(run), Ok(output)) => Ok(WrittenFiles {
+                output,
+                preview: stage2,
                 run,
             }),
-            Err(PipelineError::Cancelled) => {
-                finished.map_err(|source| EngineError::Output {
-                    what: "finishing the output".into(),
-                    source: Box::new(source),
-                })?;
-                Err(EngineError::Interrupted {
-                    kept: Box::new(kept),
-                })
-            }
-            Err(source) => {
+            (Ok(_) | Err(PipelineError::Cancelled), Err(source)) => Err(unfinished(source)),
+            (Err(PipelineError::Cancelled), Ok(_)) => Err(EngineError::Interrupted {
+                kept: Box::new(kept),
+            }),
+            (Err(source), finished) => {
                 let kept = match finished {
                     Ok(_) if kept.is_empty() => {
                         "no frame was finished, nothing was written".to_owned()
@@ -178,6 +219,20 @@ fn open(
         what: format!("{what} {}", target.path.display()),
         source: Box::new(source),
     })
+}
+
+fn remove_stale_frames(dir: &Path) -> Result<(), EngineError> {
+    for frame in png_frames(dir) {
+        std::fs::remove_file(&frame).map_err(|source| EngineError::Output {
+            what: format!("removing the old frame {}", frame.display()),
+            source: Box::new(VideoError::Io {
+                path: frame.clone(),
+                operation: "removing an old frame",
+                source,
+            }),
+        })?;
+    }
+    Ok(())
 }
 
 /// `<stem>.stage2.<ext>` next to a file output; `<dir>.stage2` next to a PNG directory.
@@ -219,12 +274,8 @@ fn remove_side_file(side: &OutputTarget, progress: &dyn ProgressSink) {
 /// Removes the `frame_*.png` files of a PNG directory, then the directory if that emptied it
 /// (files of the user's in it are left alone).
 fn remove_png_frames(dir: &Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with("frame_") && name.ends_with(".png") {
-            std::fs::remove_file(&path)?;
-        }
+    for frame in png_frames(dir) {
+        std::fs::remove_file(&frame)?;
     }
     match std::fs::remove_dir(dir) {
         Err(err) if err.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),

@@ -76,6 +76,8 @@ pub struct OutputParams {
     /// Overrides the format `out`'s extension implies.
     pub format: Option<OutputFormat>,
     pub fps: u32,
+    /// Replace existing outputs (the video, its preview or side file, latents, events).
+    pub force: bool,
 }
 
 impl OutputParams {
@@ -84,6 +86,7 @@ impl OutputParams {
             out: out.into(),
             format: None,
             fps: DEFAULT_FPS,
+            force: false,
         }
     }
 }

@@ -21,6 +21,7 @@ use super::outputs::{OutputPlan, Stage2Copy};
 use super::params::{
     EnhanceParams, ExtendParams, GenerateParams, OutputParams, Stage3Params, StreamingParams,
 };
+use super::paths::{check_distinct, check_latent_dir, RunPath};
 
 /// The reference's default length (`--num_frames 24`), also the default extension.
 pub const DEFAULT_FRAMES: usize = 24;
@@ -60,6 +61,7 @@ pub struct EnhanceRequest {
     options: EnhanceOptions,
     seed: u64,
     input: Vec<Frame>,
+    input_path: PathBuf,
     output: OutputPlan,
 }
 
@@ -97,9 +99,15 @@ impl GenerateRequest {
             .as_deref()
             .map(|path| checks::init_noise(path, stage1_latent_shape(config)))
             .transpose()?;
+        let mut paths = job.output.paths();
         if let Some(dir) = &params.save_latents {
-            checks::latent_dir(dir)?;
+            check_latent_dir(dir, params.output.force)?;
+            paths.push(RunPath::written(Field::SaveLatents, dir));
         }
+        if let Some(noise) = &params.init_noise {
+            paths.push(RunPath::read(Field::InitNoise, noise));
+        }
+        check_distinct(&paths, &set.dir)?;
         Ok(Self {
             text: job.text,
             options: job.options,
@@ -157,6 +165,9 @@ impl ExtendRequest {
                 frames,
             ));
         }
+        let mut paths = job.output.paths();
+        paths.push(RunPath::read(Field::Input, &params.input));
+        check_distinct(&paths, &set.dir)?;
         let video = checks::input_video(&params.input, s2.cond_frames)?;
         Ok(Self {
             text: job.text,
@@ -194,21 +205,26 @@ impl EnhanceRequest {
         let prompt = checks::prompt(Field::Prompt, &params.prompt)?;
         let target = checks::output(&params.output)?;
         let options = checks::stage3_options(&params.stage3, set)?;
+        let output = OutputPlan {
+            target,
+            fps: params.output.fps,
+            size: enhanced_size(config, options.keep_padding),
+            stage2: None,
+        };
+        let mut paths = output.paths();
+        paths.push(RunPath::read(Field::Input, &params.input));
+        check_distinct(&paths, &set.dir)?;
         let video = checks::input_video(&params.input, 1)?;
         Ok(Self {
             text: PromptText {
                 prompt,
                 negative: params.negative_prompt.clone(),
             },
-            output: OutputPlan {
-                target,
-                fps: params.output.fps,
-                size: enhanced_size(config, options.keep_padding),
-                stage2: None,
-            },
+            output,
             options,
             seed: params.seed,
             input: video.frames,
+            input_path: params.input.clone(),
         })
     }
 
@@ -234,6 +250,23 @@ impl EnhanceRequest {
 }
 
 impl Request {
+    /// Every path the run reads or writes, for a shell to check its own files against
+    /// (`--events`) with [`super::paths::check_distinct`].
+    pub fn paths(&self) -> Vec<RunPath> {
+        let mut paths = self.output().paths();
+        match self {
+            Request::Generate(r) => {
+                paths.extend(
+                    r.save_latents()
+                        .map(|d| RunPath::written(Field::SaveLatents, d)),
+                );
+            }
+            Request::Extend(r) => paths.push(RunPath::read(Field::Input, &r.input_info.path)),
+            Request::Enhance(r) => paths.push(RunPath::read(Field::Input, &r.input_path)),
+        }
+        paths
+    }
+
     pub fn output(&self) -> &OutputPlan {
         match self {
             Request::Generate(r) => r.output(),
@@ -298,7 +331,8 @@ impl StreamingJob {
         options.enhance = enhance
             .map(|p| checks::stage3_options(p, set))
             .transpose()?;
-        let stage2_copy = Stage2Copy::check(&target, preview, options.enhance.is_some())?;
+        let enhance = options.enhance.is_some();
+        let stage2_copy = Stage2Copy::check(&target, preview, enhance, output.force)?;
         options.seed = params.seed;
         options.stage2.seed = params.stage2_seed;
         options.stage2.steps = checks::steps(

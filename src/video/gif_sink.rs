@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
-use super::sink::{invalid, remove_empty_output, SinkSpec};
+use super::sink::{invalid, SinkSpec};
 use super::{Frame, FrameSink, Summary, VideoError};
 
 /// NeuQuant sampling factor (1 = best, 30 = fastest); 10 keeps 1280x720 frames well under a
@@ -24,8 +24,8 @@ pub(super) struct GifSink {
 impl GifSink {
     pub fn create(spec: SinkSpec) -> Result<Self, VideoError> {
         let (width, height) = gif_dimensions(&spec)?;
-        let file = File::create(spec.path()).map_err(|source| VideoError::Io {
-            path: spec.path().to_owned(),
+        let file = File::create(spec.partial()).map_err(|source| VideoError::Io {
+            path: spec.partial(),
             operation: "creating the GIF file",
             source,
         })?;
@@ -47,17 +47,24 @@ impl GifSink {
         })
     }
 
-    /// Writes the trailer and flushes; a sink with no frame removes its file.
+    /// Writes the trailer, flushes and renames the file into place (also when the trailer
+    /// fails: the frames before it still decode); a sink with no frame removes its file.
     fn close(&mut self) -> Result<(), VideoError> {
         let Some(encoder) = self.encoder.take() else {
             return Ok(());
         };
-        if self.frames == 0 {
-            drop(encoder);
-            remove_empty_output(self.spec.path());
-            return Ok(());
-        }
-        let path = self.spec.path().to_owned();
+        let finished = match self.frames {
+            0 => {
+                drop(encoder);
+                Ok(())
+            }
+            _ => Self::write_trailer(encoder, self.spec.partial()),
+        };
+        self.spec.commit(self.frames)?;
+        finished
+    }
+
+    fn write_trailer(encoder: GifEncoder, path: std::path::PathBuf) -> Result<(), VideoError> {
         let mut writer = encoder.into_inner().map_err(|source| VideoError::Gif {
             path: path.clone(),
             source,

@@ -19,5 +19,5 @@ mod source;
 pub use error::VideoError;
 pub use format::{InputFormat, OutputFormat, OutputTarget};
 pub use frame::{quantize, Frame, FrameSize, SampleRange};
-pub use sink::{open_sink, FrameSink, Summary, DEFAULT_FPS};
+pub use sink::{open_sink, partial_path, FrameSink, Summary, DEFAULT_FPS};
 pub use source::{open_source, read_video, FrameSource, Video, VideoInfo};

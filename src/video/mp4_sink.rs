@@ -14,7 +14,7 @@ use ffmpeg::software::scaling;
 use ffmpeg::{codec, encoder, format, frame, Dictionary, Packet, Rational};
 use video_rs::ffmpeg;
 
-use super::sink::{invalid, remove_empty_output, SinkSpec};
+use super::sink::{invalid, SinkSpec};
 use super::{Frame, FrameSink, Summary, VideoError};
 
 const STREAM_INDEX: usize = 0;
@@ -88,7 +88,7 @@ impl Mp4Sink {
                 &spec.fps.to_string(),
             )
         })?;
-        let muxer = Muxer::open(spec.path(), width, height, fps)?;
+        let muxer = Muxer::open(&spec.partial(), width, height, fps)?;
         Ok(Self {
             spec,
             muxer: Some(muxer),
@@ -96,17 +96,20 @@ impl Mp4Sink {
         })
     }
 
-    /// Flushes the encoder and writes the trailer; a sink with no frame removes its file.
+    /// Flushes the encoder, writes the trailer and renames the file into place (also when
+    /// the trailer fails: the fragments written so far still play); a sink with no frame
+    /// removes its file.
     fn close(&mut self) -> Result<(), VideoError> {
         let Some(mut muxer) = self.muxer.take() else {
             return Ok(());
         };
-        if self.frames == 0 {
-            drop(muxer);
-            remove_empty_output(self.spec.path());
-            return Ok(());
-        }
-        muxer.finish(self.spec.path())
+        let finished = match self.frames {
+            0 => Ok(()),
+            _ => muxer.finish(&self.spec.partial()),
+        };
+        drop(muxer);
+        self.spec.commit(self.frames)?;
+        finished
     }
 }
 
@@ -138,8 +141,12 @@ impl Muxer {
         {
             config.set_flags(codec::Flags::GLOBAL_HEADER);
         }
+        // A keyframe (and so a new fragment) every `fps` frames, and no frame held back for
+        // lookahead or B-frames: each fragment reaches the disk as soon as it is complete.
+        config.set_gop(fps.unsigned_abs());
         let mut options = Dictionary::new();
         options.set("preset", "medium");
+        options.set("tune", "zerolatency");
         let encoder = config
             .open_as_with(codec, options)
             .map_err(ffmpeg_error(path, "opening the H.264 encoder"))?;
@@ -150,7 +157,7 @@ impl Muxer {
         stream.set_time_base(time_base);
         stream.set_avg_frame_rate(Rational::new(fps, 1));
         output
-            .write_header()
+            .write_header_with(fragmented_mp4_options())
             .map_err(ffmpeg_error(path, "writing the MP4 header"))?;
         let scaler = scaling::Context::get(
             Pixel::RGB24,
@@ -224,13 +231,23 @@ impl Muxer {
     }
 }
 
+/// Fragmented MP4 (an empty `moov` up front, then one `moof`+`mdat` per keyframe interval),
+/// flushed packet by packet: a run killed at any point leaves a file that plays up to its last
+/// complete fragment, and browsers can play it while it grows.
+fn fragmented_mp4_options() -> Dictionary<'static> {
+    let mut options = Dictionary::new();
+    options.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    options.set("flush_packets", "1");
+    options
+}
+
 impl FrameSink for Mp4Sink {
     fn write(&mut self, frame: &Frame) -> Result<(), VideoError> {
         self.spec.check_frame(frame)?;
         let Some(muxer) = self.muxer.as_mut() else {
             return Err(invalid(self.spec.path(), "sink state", "open", "finished"));
         };
-        muxer.encode(self.spec.path(), frame, self.frames)?;
+        muxer.encode(&self.spec.partial(), frame, self.frames)?;
         self.frames += 1;
         Ok(())
     }

@@ -114,7 +114,38 @@ pub(super) fn invalid(path: &Path, what: &str, expected: &str, actual: &str) -> 
     }
 }
 
-/// Removes the file of a sink that never received a frame; best effort.
-pub(super) fn remove_empty_output(path: &Path) {
-    let _ = std::fs::remove_file(path);
+/// Where a file sink writes until it is finished: `<stem>.partial.<ext>` next to the output.
+/// A finished (or interrupted, or failed) run renames it into place; a killed run leaves it,
+/// playable up to its last fragment.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_stem().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    if let Some(ext) = path.extension() {
+        name.push(".");
+        name.push(ext);
+    }
+    path.with_file_name(name)
+}
+
+impl SinkSpec {
+    /// The file a file sink writes into until it is finished.
+    pub fn partial(&self) -> PathBuf {
+        partial_path(self.path())
+    }
+
+    /// Renames the partial file into place (replacing an output the caller agreed to
+    /// replace), or removes it when no frame was written.
+    pub fn commit(&self, frames: usize) -> Result<(), VideoError> {
+        let partial = self.partial();
+        if frames == 0 {
+            // Best effort: the file holds no frame.
+            let _ = std::fs::remove_file(&partial);
+            return Ok(());
+        }
+        std::fs::rename(&partial, self.path()).map_err(|source| VideoError::Io {
+            path: partial,
+            operation: "renaming the finished file into place",
+            source,
+        })
+    }
 }

@@ -20,9 +20,10 @@ Execution providers (--ep, env ST2V_EP):
   tensorrt,cuda,cpu                   tried in order, each fallback is reported
   cuda,unet=tensorrt,vae=cpu          per graph: `role=` (or a role prefix) starts its own list
 
-Exit status: 0 success, 1 failure while running, 2 invalid usage or input (flags, model set),
-3 ONNX Runtime or execution provider unavailable, 4 command not implemented yet,
-130 interrupted (Ctrl-C; the output keeps the frames finished so far).";
+Exit status: 0 success, 1 failure while running (a full disk included), 2 invalid usage or
+input found before any compute (flags, paths, model set), 3 ONNX Runtime or execution provider
+unavailable, 4 command not implemented yet, 128+N stopped by signal N: 130 interrupted (Ctrl-C),
+143 SIGTERM, 129 SIGHUP (the outputs keep every frame finished so far).";
 
 #[derive(Debug, Parser)]
 #[command(name = "st2v", version, about = ABOUT, after_help = EXAMPLES)]
@@ -192,6 +193,10 @@ pub struct OutputArgs {
     /// Write progress events as JSON lines to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
+    /// Replace existing outputs (--out, --preview-out, the stage-2 side file, --save-latents,
+    /// --events). Without it an existing output is an error and nothing is written.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,11 +1,16 @@
 //! What `generate`, `extend` and `enhance` share in the shell: flags mapped to the engine's
-//! plain request values, the engine opened, Ctrl-C, the progress UI and the closing message.
+//! plain request values, the engine opened, signals, the progress UI and the closing message.
 //! Validation, loading, running and keeping partial outputs are the library engine's.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use anyhow::Context;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use streamingt2v::engine::{
-    Engine, GuidanceKind, GuidanceParams, OutputParams, Request, RequestError, Stage3Params,
-    StreamingParams,
+    check_distinct, Engine, Field, GuidanceKind, GuidanceParams, OutputParams, Request,
+    RequestError, RunPath, Stage3Params, StreamingParams,
 };
 use streamingt2v::manifest::ModelSet;
 use streamingt2v::pipeline::AnchorMode;
@@ -18,6 +23,17 @@ use crate::args::{
 use crate::config::{models_dir, runtime_settings};
 use crate::progress_ui::CliProgress;
 
+/// The signal that stopped the run (0: none yet).
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// The signal (SIGINT, SIGTERM, SIGHUP) that asked the run to stop, if any.
+pub fn stopping_signal() -> Option<i32> {
+    match STOPPED_BY.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
 /// Opens the model set, validates the request `build` makes from it (before any model
 /// loads), runs it into its files and reports what was written or kept.
 pub fn run(
@@ -28,11 +44,20 @@ pub fn run(
     let settings = runtime_settings(&runtime.engine)?;
     let mut engine = Engine::open(&models_dir(&runtime.models)?, settings)?;
     let request = build(engine.model_set())?;
+    if let Some(events) = output.events.as_deref().filter(|p| *p != Path::new("-")) {
+        check_events_path(events, &request, engine.model_set(), output.force)?;
+    }
     let ui = CliProgress::new(output.quiet, output.events.as_deref())?;
-    let cancel = cancel_on_ctrl_c()?;
+    let cancel = cancel_on_signals()?;
     let result = engine.run_to_files(&request, &ui, &cancel);
     ui.close();
-    let written = result?;
+    let written = match (result, stopping_signal()) {
+        (Ok(written), _) => written,
+        (Err(err), Some(signal)) => {
+            return Err(anyhow::Error::new(err).context(format!("stopped by {}", name(signal))))
+        }
+        (Err(err), None) => return Err(err.into()),
+    };
     if let Some(preview) = &written.preview {
         ui.note(&format!(
             "preview: {} frames ({}) in {}",
@@ -51,12 +76,53 @@ pub fn run(
     Ok(())
 }
 
-/// Cancels the run on Ctrl-C (the pipeline stops at its next model call).
-fn cancel_on_ctrl_c() -> anyhow::Result<CancelToken> {
+/// `--events FILE` is written like an output: not over an existing file (unless `--force`)
+/// nor over any path the run reads or writes.
+fn check_events_path(
+    events: &Path,
+    request: &Request,
+    set: &ModelSet,
+    force: bool,
+) -> Result<(), RequestError> {
+    if events.exists() && !force {
+        return Err(RequestError::value(
+            Field::Events,
+            "a path that does not exist yet (pass --force to replace it)",
+            format!("{} exists", events.display()),
+        ));
+    }
+    let mut paths = request.paths();
+    paths.insert(0, RunPath::written(Field::Events, events));
+    check_distinct(&paths, &set.dir)
+}
+
+/// Asks the run to stop on SIGINT (Ctrl-C), SIGTERM (`timeout`, systemd, Kubernetes) and
+/// SIGHUP (a closed terminal): the pipeline stops at its next model call and every output
+/// keeps the frames finished so far. A second signal exits at once.
+fn cancel_on_signals() -> anyhow::Result<CancelToken> {
     let cancel = CancelToken::new();
-    let handler = cancel.clone();
-    ctrlc::set_handler(move || handler.cancel()).context("installing the Ctrl-C handler")?;
+    let token = cancel.clone();
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing the signal handlers")?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if STOPPED_BY.swap(signal, Ordering::SeqCst) != 0 {
+                eprintln!("{}: stopping at once", name(signal));
+                std::process::exit(128 + signal);
+            }
+            token.cancel();
+        }
+    });
     Ok(cancel)
+}
+
+fn name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT (Ctrl-C)",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
 }
 
 /// Seed, steps, guidance and anchor flags (generate and extend).
@@ -102,5 +168,6 @@ pub fn output_params(args: &OutputArgs) -> OutputParams {
             args::OutputFormat::Png => OutputFormat::PngDir,
         }),
         fps: args.fps,
+        force: args.force,
     }
 }

@@ -63,8 +63,8 @@ fn init_logging() {
 }
 
 /// Exit status (documented in `st2v --help`): 1 failure while running, 2 invalid usage or input,
-/// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet, 130 interrupted
-/// (Ctrl-C; the output keeps the frames finished before). The outermost library error in the
+/// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet, 128+N stopped by
+/// signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the outputs keep the frames finished before). The outermost library error in the
 /// chain decides, through the library's one classification.
 fn exit_status(err: &anyhow::Error) -> u8 {
     if err.chain().any(|c| c.is::<cmd_pending::NotImplemented>()) {
@@ -73,7 +73,9 @@ fn exit_status(err: &anyhow::Error) -> u8 {
     match err.chain().find_map(classify) {
         Some(ErrorKind::InvalidInput) => 2,
         Some(ErrorKind::Unavailable) => 3,
-        Some(ErrorKind::Cancelled) => 130,
+        Some(ErrorKind::Cancelled) => {
+            job::stopping_signal().map_or(130, |signal| u8::try_from(128 + signal).unwrap_or(130))
+        }
         Some(ErrorKind::Failed) | None => 1,
     }
 }
