@@ -1,12 +1,13 @@
 //! Manifest parsing and validation: the fixture manifest (tests/fixtures/set/, written by
 //! tests/fixtures/make_fixtures.py) validates against models/manifest.schema.json and opens;
 //! a table of malformed variants each fails with an error naming the field, the expected value
-//! and the actual one; hashes are verified by streaming.
+//! and the actual one; any well-formed preset name (custom presets) is accepted with its
+//! recorded dimensions, a malformed one refused; hashes are verified by streaming.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use streamingt2v::manifest::{Manifest, ManifestError, ModelSet, SCHEMA_JSON};
+use streamingt2v::manifest::{Manifest, ManifestError, ModelSet, Preset, SCHEMA_JSON};
 use streamingt2v::models::roles::check_set;
 
 fn fixture_dir() -> PathBuf {
@@ -98,9 +99,13 @@ fn malformed_manifests_fail_with_field_expected_and_actual() {
             &["unknown field `checksum`"],
         ),
         (
-            "bad preset",
-            edited("/preset", Some(json!("huge"))),
-            &["unknown variant `huge`"],
+            "bad preset name",
+            edited("/preset", Some(json!("toy/v1"))),
+            &[
+                "invalid field `preset`",
+                "a preset name of 1 to 64 characters",
+                "found \"toy/v1\"",
+            ],
         ),
         (
             "short sha256",
@@ -199,6 +204,11 @@ fn schema_and_engine_agree_on_structural_errors() {
         edited("/graphs/text_encoder/sha256", Some(json!("abc123"))),
         edited("/graphs/vae_decoder/inputs/0/shape/1", Some(json!(0))),
         edited("/tokenizers/text/max_length", Some(json!(1))),
+        edited("/preset", Some(json!(""))),
+        edited("/preset", Some(json!("a/b"))),
+        with_dimensions(|d| d["unet"]["layers"] = json!({"nested": 1})),
+        with_dimensions(|d| d["resolutions"]["stage2"]["height"] = json!(0)),
+        with_dimensions(|d| d["depth"] = json!(3)),
         edited(
             "/graphs/transformer",
             Some(good_manifest()["graphs"]["vae_decoder"].clone()),
@@ -209,6 +219,162 @@ fn schema_and_engine_agree_on_structural_errors() {
         let dir = set_dir(&manifest);
         let rejected = ModelSet::open(dir.path()).map(|set| check_set(&set).is_err());
         assert!(!matches!(rejected, Ok(false)), "engine accepts {manifest}");
+    }
+}
+
+/// The fixture's sizes as `preset_dimensions` (what export writes), edited by `edit`.
+fn with_dimensions(edit: impl FnOnce(&mut Value)) -> Value {
+    let resolution = |height: u32, width: u32| json!({ "height": height, "width": width });
+    let mut dimensions = json!({
+        "text": { "hidden_size": 8, "num_hidden_layers": 1, "hidden_act": "gelu", "layer_norm_eps": 1e-5 },
+        "vision": { "image_size": 32, "layers": 1, "width": 16, "mlp_ratio": 2.0 },
+        "image_embed_dim": 16,
+        "unet": { "block_out_channels": [8, 8, 8, 8], "layers_per_block": 2, "norm_num_groups": 4 },
+        "merger_head_dim": 8,
+        "merger_norm_groups": 4,
+        "resampler_inner_dim": 32,
+        "cond_embedding_channels": [4, 8, 8, 16],
+        "vae": { "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"], "scaling_factor": 0.18215 },
+        "resolutions": {
+            "stage1": resolution(64, 64),
+            "stage2": resolution(64, 64),
+            "stage3": resolution(64, 112),
+            "stage3_content": resolution(64, 64),
+        },
+        "enhancer": { "architecture": "tiny", "unet": { "dim": 32, "dim_mult": [1, 1, 1, 1] } },
+    });
+    edit(&mut dimensions);
+    let mut manifest = edited("/preset", Some(json!("toy-world.v2_1")));
+    manifest["preset_dimensions"] = dimensions;
+    manifest
+}
+
+#[test]
+fn custom_preset_names_and_their_dimensions_are_accepted() {
+    let manifest = with_dimensions(|_| {});
+    assert!(schema_accepts(&manifest));
+    let dir = set_dir(&manifest);
+    let set = ModelSet::open(dir.path()).expect("a custom preset opens");
+    check_set(&set).expect("follows roles.json");
+    let m = &set.manifest;
+    assert_eq!(m.preset.as_str(), "toy-world.v2_1");
+    assert_eq!(m.preset.to_string(), "toy-world.v2_1");
+    assert!(!m.preset.is_builtin());
+    let dimensions = m.preset_dimensions.as_ref().expect("dimensions parsed");
+    assert_eq!(dimensions.unet["block_out_channels"], json!([8, 8, 8, 8]));
+    assert_eq!(dimensions.resolutions.stage3.to_string(), "64x112");
+    assert_eq!(dimensions.enhancer.architecture, "tiny");
+    // Written back, the manifest keeps the name and the dimensions and still follows the schema.
+    let round_trip = serde_json::to_value(m).expect("serialize");
+    assert!(schema_accepts(&round_trip));
+    assert_eq!(round_trip["preset"], json!("toy-world.v2_1"));
+    assert_eq!(
+        round_trip["preset_dimensions"],
+        manifest["preset_dimensions"]
+    );
+
+    // The built-in names are presets like any other; a manifest without dimensions still opens.
+    assert_eq!("full-random".parse::<Preset>(), Ok(Preset::FULL_RANDOM));
+    assert!(Preset::TINY.is_builtin());
+    let set = ModelSet::open(fixture_dir()).expect("opens");
+    assert_eq!(set.manifest.preset, Preset::TINY);
+    assert!(set.manifest.preset_dimensions.is_none());
+    let longest = "a".repeat(64);
+    assert_eq!(
+        longest.parse::<Preset>().map(|p| p.to_string()),
+        Ok(longest.clone())
+    );
+    assert!(schema_accepts(&edited("/preset", Some(json!(longest)))));
+}
+
+#[test]
+fn bad_preset_names_are_refused_by_schema_and_engine_with_the_rule() {
+    let too_long = "a".repeat(65);
+    for name in [
+        "",
+        "a/b",
+        "../x",
+        "Tiny",
+        "-x",
+        ".x",
+        "toy world",
+        "toy\n",
+        "tøy",
+        too_long.as_str(),
+    ] {
+        let manifest = edited("/preset", Some(json!(name)));
+        assert!(!schema_accepts(&manifest), "schema accepts {name:?}");
+        let dir = set_dir(&manifest);
+        let err = ModelSet::open(dir.path()).expect_err(name).to_string();
+        for fragment in [
+            "manifest.json",
+            "invalid field `preset`",
+            "1 to 64 characters from a-z, 0-9, `.`, `_` and `-`, starting with a letter or a digit",
+            &format!("found {name:?}"),
+        ] {
+            assert!(
+                err.contains(fragment),
+                "{name:?}: `{fragment}` not in: {err}"
+            );
+        }
+        let parsed = name.parse::<Preset>().expect_err(name).to_string();
+        assert!(parsed.contains("invalid field `preset`"), "{parsed}");
+    }
+    let not_a_string = edited("/preset", Some(json!(3)));
+    assert!(!schema_accepts(&not_a_string));
+    let dir = set_dir(&not_a_string);
+    assert!(ModelSet::open(dir.path()).is_err());
+}
+
+#[test]
+fn preset_dimensions_must_agree_with_the_pipeline() {
+    let manifest =
+        with_dimensions(|d| d["resolutions"]["stage3"] = json!({ "height": 80, "width": 128 }));
+    // The schema cannot compare two fields: the engine does.
+    assert!(schema_accepts(&manifest));
+    let dir = set_dir(&manifest);
+    let err = ModelSet::open(dir.path())
+        .expect_err("mismatch")
+        .to_string();
+    for fragment in [
+        "preset_dimensions.resolutions.stage3",
+        "the pipeline's stage3 size 64x112",
+        "found 80x128",
+    ] {
+        assert!(err.contains(fragment), "`{fragment}` not in: {err}");
+    }
+
+    let cases: Vec<(&str, Value, &[&str])> = vec![
+        (
+            "nested keyword argument",
+            with_dimensions(|d| d["unet"]["layers"] = json!({ "nested": 1 })),
+            &["preset_dimensions.unet.layers", "a list of numbers"],
+        ),
+        (
+            "zero size",
+            with_dimensions(|d| d["merger_head_dim"] = json!(0)),
+            &["preset_dimensions.merger_head_dim", "at least 1", "found 0"],
+        ),
+        (
+            "unknown dimension",
+            with_dimensions(|d| d["depth"] = json!(3)),
+            &["unknown field `depth`"],
+        ),
+        (
+            "missing enhancer",
+            with_dimensions(|d| {
+                d.as_object_mut().expect("object").remove("enhancer");
+            }),
+            &["missing field `enhancer`"],
+        ),
+    ];
+    for (name, manifest, expected) in cases {
+        assert!(!schema_accepts(&manifest), "schema accepts {name}");
+        let dir = set_dir(&manifest);
+        let err = ModelSet::open(dir.path()).expect_err(name).to_string();
+        for fragment in expected {
+            assert!(err.contains(fragment), "{name}: `{fragment}` not in: {err}");
+        }
     }
 }
 

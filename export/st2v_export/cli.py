@@ -1,4 +1,5 @@
-"""Command line: `python -m st2v_export --preset tiny --out models/tiny`."""
+"""Command line: `python -m st2v_export --preset tiny --out models/tiny` (or
+`--preset-file toy.json` for a custom preset)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from .checkpoint import SOURCE_FILES, CheckpointError
 from .model_set import enhancer_errors, export_model_set, summary_table
 from .onnx_export import PRECISIONS, ExportOptions, GraphSpecError, ParityError
-from .presets import PRESETS, UnknownPresetError
+from .presets import PRESETS, PresetError, load_preset_file
 from .roles import UnknownRoleError
 from .simplify import SimplificationError
 
@@ -24,7 +25,13 @@ def _source(text: str) -> tuple[str, Path]:
 def parser() -> argparse.ArgumentParser:
     sources_help = "; ".join(f"{name}: {where}" for name, where in sorted(SOURCE_FILES.items()))
     cli = argparse.ArgumentParser(prog="st2v_export", description=__doc__)
-    cli.add_argument("--preset", default="tiny", help=f"one of {sorted(PRESETS)} (default tiny)")
+    which = cli.add_mutually_exclusive_group()
+    which.add_argument("--preset", help=f"one of {sorted(PRESETS)} (default tiny)")
+    which.add_argument(
+        "--preset-file", type=Path, metavar="JSON",
+        help='a custom preset: {"name": ..., "base": "tiny", ...dimensions that differ} '
+        "(see export/README.md)",
+    )
     cli.add_argument("--out", type=Path, required=True, help="output model-set directory")
     cli.add_argument("--seed", type=int, default=0, help="weight and example-input seed")
     cli.add_argument("--only", nargs="+", metavar="GRAPH", help="export only these graphs")
@@ -51,8 +58,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        preset = load_preset_file(args.preset_file) if args.preset_file else args.preset or "tiny"
         manifest, reports = export_model_set(
-            args.preset,
+            preset,
             args.out,
             seed=args.seed,
             roles=args.only,
@@ -63,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             log=lambda line: print(line, flush=True),
         )
     except (
-        UnknownPresetError,
+        PresetError,
         UnknownRoleError,
         CheckpointError,
         GraphSpecError,

@@ -229,4 +229,4 @@ def enhancer_specs(preset: Preset, seed: int, sources: dict[str, Path] | None):
         from .enhancer import enhancer_graphs
     except ImportError:
         return []
-    return enhancer_graphs(preset.name, seed, sources)
+    return enhancer_graphs(preset, seed, sources)

@@ -144,12 +144,22 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return versions
 
 
+def preset_dimensions(preset: Preset, enhancer_dimensions: dict | None = None) -> dict:
+    """The manifest's `preset_dimensions`. `enhancer_dimensions`: the enhancer's widths
+    (st2v_export.enhancer's `architecture_dimensions`); without them only its architecture name
+    is recorded."""
+    dimensions = preset.dimensions()
+    dimensions["enhancer"] = enhancer_dimensions or {"architecture": preset.enhancer}
+    return dimensions
+
+
 def build_manifest(
     preset: Preset,
     graphs: list[ExportedGraph],
     seed: int,
     sources: list[dict],
     pass_libraries: tuple[str, ...] = (),
+    enhancer_dimensions: dict | None = None,
 ) -> dict:
     description = (
         f"StreamingT2V model set, preset {preset.name}"
@@ -159,6 +169,7 @@ def build_manifest(
         "schema_version": 1,
         "name": f"streamingt2v-{preset.name}",
         "preset": preset.name,
+        "preset_dimensions": preset_dimensions(preset, enhancer_dimensions),
         "description": description,
         "graphs": {graph.role: graph_entry(graph) for graph in graphs},
         "tokenizers": {

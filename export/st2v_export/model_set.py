@@ -13,7 +13,7 @@ from . import tokenizer
 from .checkpoint import SOURCE_FILES, WeightSource, check_sources
 from .graphs import STAGE2_ROLES, enhancer_specs, stage2_specs
 from .onnx_export import ExportedGraph, ExportOptions, export_graph, sha256_of
-from .presets import Preset, get_preset
+from .presets import Preset, PresetError, resolve_preset
 from .roles import role_interface
 from .spec import GraphSpec
 
@@ -32,6 +32,18 @@ def enhancer_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return ()
     return (CheckpointError, MissingSourceFilesError, ReferenceCodeError)
+
+
+def enhancer_dimensions(preset: Preset, check: bool = False) -> dict | None:
+    """The widths of the preset's enhancer, or None while `st2v_export.enhancer` cannot load.
+    `check`: first make sure the enhancer can run at the preset's stage-3 size (PresetError)."""
+    try:
+        from .enhancer.configs import architecture_dimensions, check_stage3
+    except ImportError:
+        return None
+    if check:
+        check_stage3(preset)
+    return architecture_dimensions(preset.enhancer)
 
 
 def _selected(roles: list[str] | None) -> list[str] | None:
@@ -70,13 +82,28 @@ def _source_entries(preset: Preset, sources: dict[str, Path] | None) -> list[dic
     return entries
 
 
-def _existing_graphs(out_dir: Path) -> dict:
+def _existing_graphs(out_dir: Path, preset: Preset, dimensions: dict) -> dict:
+    """The graphs of the manifest already in `out_dir`, refused when it was exported from another
+    preset (or from other dimensions under the same custom name): the sets would mix."""
     path = out_dir / manifest_module.MANIFEST_FILE
-    return json.loads(path.read_text())["graphs"] if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    existing = json.loads(path.read_text())
+    if existing.get("preset") != preset.name:
+        differs = f"preset {existing.get('preset')!r}"
+    elif existing.get("preset_dimensions", dimensions) != dimensions:
+        differs = f"other dimensions of preset {preset.name!r}"
+    else:
+        return existing["graphs"]
+    raise PresetError(
+        f"{path} was exported with {differs}: re-exporting only some graphs with preset "
+        f"{preset.name!r} would mix two model sets; export every graph (no --only) or write to "
+        "another directory"
+    )
 
 
 def export_model_set(
-    preset_name: str,
+    preset: str | Preset,
     out_dir: Path,
     seed: int = 0,
     roles: list[str] | None = None,
@@ -87,9 +114,17 @@ def export_model_set(
     options: ExportOptions = ExportOptions(),
 ) -> tuple[dict, list[GraphReport]]:
     """Exports the preset's graphs (or only `roles`, keeping the other entries of an existing
-    manifest in `out_dir`), writes tokenizer.json and a schema-valid manifest.json."""
-    preset = get_preset(preset_name)
+    manifest of the same preset in `out_dir`), writes tokenizer.json and a schema-valid
+    manifest.json. `preset`: a registered preset's name or any Preset (custom ones included)."""
+    preset = resolve_preset(preset)
     roles = _selected(roles)
+    exports_enhancer = include_enhancer and (roles is None or any(r not in STAGE2_ROLES for r in roles))
+    enhancer = enhancer_dimensions(preset, check=exports_enhancer)
+    # Checked before exporting: a refused partial re-export costs nothing.
+    existing = {}
+    if roles is not None:
+        dimensions = manifest_module.preset_dimensions(preset, enhancer)
+        existing = _existing_graphs(out_dir, preset, dimensions)
     weights = None
     if not preset.seeded_random:
         check_sources(sources or {}, SOURCE_FILES)
@@ -113,9 +148,9 @@ def export_model_set(
         seed,
         _source_entries(preset, sources),
         options.libraries(),
+        enhancer,
     )
-    if roles is not None:
-        manifest["graphs"] = _existing_graphs(out_dir) | manifest["graphs"]
+    manifest["graphs"] = existing | manifest["graphs"]
     manifest_module.validate_manifest(manifest)
     manifest_module.write_manifest(manifest, out_dir)
     return manifest, reports

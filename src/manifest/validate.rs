@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{
-    Dim, GraphEntry, Manifest, ManifestError, ModelSet, PipelineConfig, TensorSpec, TokenizerEntry,
+    Dim, GraphEntry, KwArgs, Manifest, ManifestError, ModelSet, PipelineConfig, PresetDimensions,
+    Resolution, TensorSpec, TokenizerEntry,
 };
 
 /// Bytes read per step when hashing; model files are gigabytes and must not be read whole.
@@ -77,7 +78,11 @@ impl Manifest {
         if let Some(enhancer) = &self.tokenizers.enhancer_text {
             check_tokenizer(&check, "tokenizers.enhancer_text", enhancer)?;
         }
-        check_pipeline(&check, &self.pipeline)
+        check_pipeline(&check, &self.pipeline)?;
+        if let Some(dimensions) = &self.preset_dimensions {
+            check_dimensions(&check, dimensions, &self.pipeline)?;
+        }
+        Ok(())
     }
 }
 
@@ -227,6 +232,97 @@ fn check_pipeline(check: &Checker<'_>, p: &PipelineConfig) -> Result<(), Manifes
         "between 0 and 1",
         s3.guide_rescale,
     )
+}
+
+/// What the schema allows as a constructor argument: a scalar or a flat list of scalars.
+fn is_kwarg(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .all(|item| matches!(item, Value::Bool(_) | Value::Number(_) | Value::String(_))),
+        Value::Object(_) => false,
+        _ => true,
+    }
+}
+
+fn check_kwargs(check: &Checker<'_>, field: &str, kwargs: &KwArgs) -> Result<(), ManifestError> {
+    for (key, value) in kwargs {
+        check.ensure(
+            is_kwarg(value),
+            || format!("{field}.{key}"),
+            "a number, string, boolean, null or a list of numbers, strings or booleans",
+            value,
+        )?;
+    }
+    Ok(())
+}
+
+/// The preset's dimensions: positive sizes, schema-shaped keyword arguments, and resolutions
+/// that agree with the pipeline's (the engine runs the pipeline's).
+fn check_dimensions(
+    check: &Checker<'_>,
+    d: &PresetDimensions,
+    p: &PipelineConfig,
+) -> Result<(), ManifestError> {
+    let field = |name: &str| format!("preset_dimensions.{name}");
+    let sizes = [
+        ("image_embed_dim", d.image_embed_dim),
+        ("merger_head_dim", d.merger_head_dim),
+        ("merger_norm_groups", d.merger_norm_groups),
+        ("resampler_inner_dim", d.resampler_inner_dim),
+    ]
+    .into_iter()
+    .chain(
+        d.cond_embedding_channels
+            .iter()
+            .map(|&c| ("cond_embedding_channels[]", c)),
+    );
+    for (name, size) in sizes {
+        check.ensure(size >= 1, || field(name), "at least 1", size)?;
+    }
+    let kwargs = [
+        ("text", Some(&d.text)),
+        ("vision", Some(&d.vision)),
+        ("unet", Some(&d.unet)),
+        ("vae", Some(&d.vae)),
+        ("enhancer.unet", d.enhancer.unet.as_ref()),
+        ("enhancer.vae", d.enhancer.vae.as_ref()),
+        ("enhancer.text", d.enhancer.text.as_ref()),
+    ];
+    for (name, args) in kwargs {
+        if let Some(args) = args {
+            check_kwargs(check, &field(name), args)?;
+        }
+    }
+    check.ensure(
+        !d.enhancer.architecture.is_empty(),
+        || field("enhancer.architecture"),
+        "an architecture name",
+        "\"\"",
+    )?;
+    let r = &d.resolutions;
+    let pairs = [
+        ("stage1", r.stage1, p.stage1.height, p.stage1.width),
+        ("stage2", r.stage2, p.stage2.height, p.stage2.width),
+        ("stage3", r.stage3, p.stage3.height, p.stage3.width),
+        (
+            "stage3_content",
+            r.stage3_content,
+            p.stage3.content_height,
+            p.stage3.content_width,
+        ),
+    ];
+    for (stage, resolution, height, width) in pairs {
+        let pipeline = Resolution { height, width };
+        check.ensure(
+            resolution == pipeline,
+            || field(&format!("resolutions.{stage}")),
+            &format!("the pipeline's {stage} size {pipeline}"),
+            resolution,
+        )?;
+    }
+    Ok(())
 }
 
 /// One file whose hash was checked.

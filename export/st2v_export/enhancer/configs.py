@@ -9,9 +9,19 @@ spatial + temporal transformers, 8x VAE factor, penultimate text layer) at small
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from ..presets import CLIP_VOCAB_SIZE, LATENT_CHANNELS, TEXT_TOKENS, VAE_SCALE_FACTOR, get_preset
+from ..presets import (
+    CLIP_VOCAB_SIZE,
+    LATENT_CHANNELS,
+    TEXT_TOKENS,
+    VAE_SCALE_FACTOR,
+    Preset,
+    PresetError,
+    Resolution,
+    get_preset,
+)
 
 CHUNK_FRAMES = 24
 """Frames per enhancer chunk (`chunk_size=24` of the randomized-blending sampler)."""
@@ -101,11 +111,13 @@ class EnhancerConfig:
     """Batch of the traced example: 2 (CFG) so the exporter cannot specialise the axis to 1."""
     parity_batches: list[int] = field(default_factory=lambda: [1, 3])
     tolerance: float = 1e-4
+    stage3: Resolution | None = None
+    """The stage-3 frame size; None: the `stage3` of the registered preset named `preset`."""
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(H, W) of a stage-3 frame, black side bars included (1280x720 for the real model)."""
-        resolution = get_preset(self.preset).stage3
+        resolution = self.stage3 or get_preset(self.preset).stage3
         return resolution.height, resolution.width
 
     @property
@@ -149,4 +161,48 @@ FULL = EnhancerConfig(
     tolerance=1e-3,
 )
 
-PRESET_CONFIGS = {"tiny": TINY, "full-random": FULL, "full": FULL}
+ARCHITECTURES = {"tiny": TINY, "full": FULL}
+"""The enhancer widths by `Preset.enhancer` (presets.ENHANCER_ARCHITECTURES)."""
+
+
+def check_stage3(preset: Preset) -> None:
+    """PresetError unless the UNet's skip connections line up at the preset's stage-3 size.
+
+    Each of its three Downsample convolutions pads H by 2 and W by 1 (h -> (h + 1) // 2 + 1,
+    w -> ceil(w / 2)) and each Upsample doubles then crops H by 2, so the latent height must be
+    2 more than a multiple of 8 and the latent width a multiple of 8: frames of 64m + 16 by 64n
+    pixels (80x128 tiny, 720x1280 real)."""
+    height, width = preset.stage3.height, preset.stage3.width
+    latent_h, latent_w = height // VAE_SCALE_FACTOR, width // VAE_SCALE_FACTOR
+    if latent_h % 8 != 2 or latent_w % 8 != 0:
+        raise PresetError(
+            f"preset {preset.name!r}: the enhancer cannot run at stage3 {height}x{width}: "
+            "the height must be 64m + 16 (80, 144, ..., 720) and the width a multiple of 64 "
+            "(128, ..., 1280) for its down- and up-sampling to line up"
+        )
+
+
+def config_for(preset: Preset) -> EnhancerConfig:
+    """The enhancer of any preset, custom ones included: its architecture's widths at the
+    preset's stage-3 resolution (PresetError when that resolution does not suit the UNet)."""
+    check_stage3(preset)
+    base = ARCHITECTURES[preset.enhancer]
+    return dataclasses.replace(base, preset=preset.name, stage3=preset.stage3)
+
+
+def architecture_dimensions(architecture: str) -> dict:
+    """The enhancer widths as JSON values (the manifest's `preset_dimensions.enhancer`)."""
+    config = ARCHITECTURES[architecture]
+
+    def as_json(part) -> dict:
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(part).items()
+        }
+
+    return {
+        "architecture": architecture,
+        "unet": as_json(config.unet),
+        "vae": as_json(config.vae),
+        "text": as_json(config.text),
+    }

@@ -1,4 +1,5 @@
-"""GraphSpecs of the enhancer roles (G8-G10) for the presets `tiny`, `full-random` and `full`."""
+"""GraphSpecs of the enhancer roles (G8-G10) of a preset: `tiny`, `full-random`, `full` or a
+custom one (its `enhancer` architecture at its stage-3 resolution)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from open_clip.transformer import TextTransformer
 from torch import nn
 
+from ..presets import Preset, resolve_preset
 from ..spec import GraphSpec
-from .configs import LATENT_CHANNELS, PRESET_CONFIGS, TEXT_TOKENS, EnhancerConfig
+from .configs import LATENT_CHANNELS, TEXT_TOKENS, EnhancerConfig, config_for
 from .modules import (
     EnhancerTextEncoder,
     EnhancerUnet,
@@ -149,25 +151,24 @@ def _vae_decoder_spec(
     )
 
 
-def preset_config(preset: str) -> EnhancerConfig:
-    if preset not in PRESET_CONFIGS:
-        raise ValueError(
-            f"unknown enhancer preset {preset!r}: expected one of {sorted(PRESET_CONFIGS)}"
-        )
-    return PRESET_CONFIGS[preset]
+def preset_config(preset: str | Preset) -> EnhancerConfig:
+    """The enhancer of a preset, or of the registered preset of that name (UnknownPresetError,
+    a ValueError naming the registered ones, otherwise)."""
+    return config_for(resolve_preset(preset))
 
 
 def enhancer_graphs(
-    preset: str, seed: int, sources: Mapping[str, pathlib.Path] | None = None
+    preset: str | Preset, seed: int, sources: Mapping[str, pathlib.Path] | None = None
 ) -> list[GraphSpec]:
     """GraphSpecs of enhancer_text_encoder, enhancer_unet, enhancer_vae_encoder/decoder.
 
-    `full` loads the `damo/Video-to-Video` checkpoints named in ENHANCER_SOURCE_FILES from
-    `sources` (missing files are all listed in the error); the other presets use seeded random
-    weights. `seed` also draws the example inputs.
+    A preset with checkpoint weights (`full`) loads the `damo/Video-to-Video` checkpoints named
+    in ENHANCER_SOURCE_FILES from `sources` (missing files are all listed in the error); the
+    other presets use seeded random weights. `seed` also draws the example inputs.
     """
-    config = preset_config(preset)
-    if preset == "full":
+    preset = resolve_preset(preset)
+    config = config_for(preset)
+    if not preset.seeded_random:
         networks = pretrained_networks(config, sources)
     else:
         networks = random_networks(config, seed)
