@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array5;
 use streamingt2v::engine::{
     EnhanceParams, EnhanceRequest, ExtendParams, ExtendRequest, Field, GenerateParams,
-    GenerateRequest, GuidanceKind, RequestError, Stage3Params,
+    GenerateRequest, GuidanceKind, RequestError, Stage3Params, MAX_FRAMES,
 };
 use streamingt2v::manifest::ModelSet;
 use streamingt2v::pipeline::Stage2Guidance;
@@ -73,6 +73,11 @@ fn every_generate_field_is_checked_before_any_model_loads() {
             "too few frames",
             Field::Frames,
             Box::new(|p| p.frames = Some(8)),
+        ),
+        (
+            "more frames than the bound",
+            Field::Frames,
+            Box::new(|p| p.frames = Some(MAX_FRAMES + 1)),
         ),
         (
             "zero steps",

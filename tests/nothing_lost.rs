@@ -204,18 +204,26 @@ fn no_file_is_written_over_without_force() {
 }
 
 #[test]
-fn non_finite_values_are_refused_before_any_compute() {
+fn bad_values_are_refused_before_any_compute() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("x.mp4");
-    for (flag, value) in [("--guidance-scale", "NaN"), ("--guidance-scale", "inf")] {
-        st2v(
-            "generate",
-            &["--prompt", "a cat", flag, value, "--out", s(&out)],
-        )
-        .args(FAST)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains(flag));
+    let doubles = dir.path().join("noise.npy");
+    ndarray_npy::write_npy(&doubles, &ndarray::Array5::<f64>::zeros((1, 4, 16, 8, 8))).unwrap();
+    let cases = [
+        ("--guidance-scale", "NaN", "--guidance-scale"),
+        ("--guidance-scale", "inf", "--guidance-scale"),
+        ("--threads", "0", "--threads"),
+        ("--threads", "100000", "this machine's cores"),
+        ("--frames", "1000000", "at most 100000"),
+        ("--init-noise", s(&doubles), "dtype <f8"),
+    ];
+    for (flag, value, needle) in cases {
+        st2v("generate", &["--prompt", "a cat", "--out", s(&out)])
+            .args(&FAST[..6])
+            .args([flag, value])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(needle));
     }
     assert!(!out.exists());
 }

@@ -27,6 +27,34 @@ pub fn prompt(field: Field, text: &str) -> Result<String, RequestError> {
     }
 }
 
+/// At most `max` frames; the message estimates what the request would have cost.
+pub fn frames_bound(
+    frames: usize,
+    max: usize,
+    output: &OutputParams,
+    config: &PipelineConfig,
+) -> Result<(), RequestError> {
+    if frames <= max {
+        return Ok(());
+    }
+    let s2 = &config.stage2;
+    let chunks = frames.saturating_sub(s2.cond_frames) / (s2.chunk_frames - s2.cond_frames);
+    let s3 = &config.stage3;
+    let png_bytes = frames as f64 * (s3.content_width * s3.content_height * 3) as f64;
+    Err(RequestError::value(
+        Field::Frames,
+        format!("at most {max}"),
+        format!(
+            "{frames} ({:.1} hours of video at {} fps, {chunks} stage-2 chunks of {} steps \
+             each, up to {:.1} GB as PNG frames)",
+            frames as f64 / f64::from(output.fps.max(1)) / 3600.0,
+            output.fps,
+            s2.num_inference_steps,
+            png_bytes / 1e9
+        ),
+    ))
+}
+
 /// A step count the stage's scheduler accepts (built here: it is pure numerics).
 pub fn steps(
     field: Field,
@@ -161,23 +189,24 @@ pub fn output(params: &OutputParams) -> Result<OutputTarget, RequestError> {
     Ok(target)
 }
 
-/// A float32 `.npy` of `shape` holding finite values.
+/// A float32 `.npy` of `shape` holding finite values. The declared type and shape are checked
+/// from the header before any data is read.
 pub fn init_noise(path: &Path, shape: [usize; 5]) -> Result<Array5<f32>, RequestError> {
     let field = Field::InitNoise;
     let expected = format!("a float32 .npy of shape {shape:?}");
-    let file = std::fs::File::open(path).map_err(|err| {
-        RequestError::value(field, &expected, format!("{}: {err}", path.display()))
-    })?;
-    let noise: Array5<f32> = ndarray_npy::ReadNpyExt::read_npy(file).map_err(|err| {
-        RequestError::value(field, &expected, format!("{}: {err}", path.display()))
-    })?;
-    if noise.shape() != shape {
-        return Err(RequestError::value(
-            field,
-            format!("shape {shape:?}"),
-            format!("{:?} in {}", noise.shape(), path.display()),
-        ));
+    let fail = |actual: String| RequestError::value(field, &expected, actual);
+    let (descr, declared) =
+        npy_header(path).map_err(|err| fail(format!("{}: {err}", path.display())))?;
+    if descr != "<f4" || declared != shape {
+        return Err(fail(format!(
+            "dtype {descr}, shape {declared:?} in {}",
+            path.display()
+        )));
     }
+    let file =
+        std::fs::File::open(path).map_err(|err| fail(format!("{}: {err}", path.display())))?;
+    let noise: Array5<f32> = ndarray_npy::ReadNpyExt::read_npy(file)
+        .map_err(|err| fail(format!("{}: {err}", path.display())))?;
     if let Some(bad) = noise.iter().find(|v| !v.is_finite()) {
         return Err(RequestError::value(
             field,
@@ -186,6 +215,51 @@ pub fn init_noise(path: &Path, shape: [usize; 5]) -> Result<Array5<f32>, Request
         ));
     }
     Ok(noise)
+}
+
+/// The dtype descriptor and shape an `.npy` file declares (format versions 1 to 3).
+fn npy_header(path: &Path) -> Result<(String, Vec<usize>), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut magic = [0u8; 8];
+    file.read_exact(&mut magic)
+        .map_err(|_| "not an .npy file (too short)")?;
+    if &magic[..6] != b"\x93NUMPY" {
+        return Err("not an .npy file (no NUMPY magic)".into());
+    }
+    let length = match magic[6] {
+        1 => {
+            let mut len = [0u8; 2];
+            file.read_exact(&mut len).map_err(|e| e.to_string())?;
+            usize::from(u16::from_le_bytes(len))
+        }
+        2 | 3 => {
+            let mut len = [0u8; 4];
+            file.read_exact(&mut len).map_err(|e| e.to_string())?;
+            u32::from_le_bytes(len) as usize
+        }
+        v => return Err(format!("unknown .npy format version {v}")),
+    };
+    let mut header = vec![0u8; length.min(1 << 20)];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header = String::from_utf8_lossy(&header);
+    let value_after = |key: &str| header.split(key).nth(1).map(str::trim_start);
+    let descr = value_after("'descr':")
+        .and_then(|rest| rest.strip_prefix('\'')?.split('\'').next())
+        .ok_or("no dtype in the .npy header")?;
+    let shape = value_after("'shape':")
+        .and_then(|rest| rest.strip_prefix('(')?.split(')').next())
+        .ok_or("no shape in the .npy header")?;
+    let dims = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse::<usize>()
+                .map_err(|_| format!("bad shape ({shape})"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((descr.to_owned(), dims))
 }
 
 /// A readable video with at least `min_frames` frames.
@@ -202,4 +276,25 @@ pub fn input_video(path: &Path, min_frames: usize) -> Result<Video, RequestError
         ));
     }
     Ok(video)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_declares_dtype_and_shape() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let f32_path = dir.path().join("a.npy");
+        ndarray_npy::write_npy(&f32_path, &ndarray::Array2::<f32>::zeros((2, 3))).unwrap();
+        assert_eq!(npy_header(&f32_path).unwrap(), ("<f4".into(), vec![2, 3]));
+        let f64_path = dir.path().join("b.npy");
+        ndarray_npy::write_npy(&f64_path, &ndarray::Array1::<f64>::zeros(7)).unwrap();
+        assert_eq!(npy_header(&f64_path).unwrap(), ("<f8".into(), vec![7]));
+        let text = dir.path().join("c.npy");
+        std::fs::write(&text, b"not numpy at all").unwrap();
+        assert!(npy_header(&text).unwrap_err().contains("NUMPY"));
+        let err = init_noise(&f64_path, [1, 4, 16, 8, 8]).unwrap_err();
+        assert!(err.to_string().contains("dtype <f8, shape [7]"), "{err}");
+    }
 }

@@ -52,7 +52,7 @@ pub use params::{
 };
 pub use paths::{check_distinct, check_replaceable, RunPath};
 pub use request::{
-    EnhanceRequest, ExtendRequest, GenerateRequest, PromptText, Request, DEFAULT_FRAMES,
+    EnhanceRequest, ExtendRequest, GenerateRequest, PromptText, Request, DEFAULT_FRAMES, MAX_FRAMES,
 };
 pub use settings::{models_dir, RuntimeSettings, DEFAULT_MODELS};
 

@@ -26,6 +26,10 @@ use super::paths::{check_distinct, check_latent_dir, RunPath};
 /// The reference's default length (`--num_frames 24`), also the default extension.
 pub const DEFAULT_FRAMES: usize = 24;
 
+/// The longest video one request makes: 100,000 frames is about 3.5 hours at 8 fps. Memory does
+/// not grow with the length; time and disk do, so a typo (an extra zero) is caught here.
+pub const MAX_FRAMES: usize = 100_000;
+
 /// A prompt and its negative, as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptText {
@@ -326,6 +330,7 @@ impl StreamingJob {
         let config = &set.manifest.pipeline;
         let s2 = &config.stage2;
         let prompt = checks::prompt(Field::Prompt, prompt)?;
+        checks::frames_bound(frames, MAX_FRAMES, output, config)?;
         let target = checks::output(output)?;
         let mut options = GenerateOptions::from_config(config, frames);
         options.enhance = enhance

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use ort::ep::ExecutionProviderDispatch;
 use ort::session::Session;
@@ -99,11 +100,20 @@ impl SessionFactory {
     }
 }
 
+/// One warning per (unusable provider, fallback) pair in a process, not one per graph.
 fn report_fallbacks(role: &str, provider: Provider, attempts: &[ProviderAttempt]) {
+    static REPORTED: Mutex<Vec<(Provider, Provider)>> = Mutex::new(Vec::new());
+    let mut reported = REPORTED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     for attempt in attempts {
+        if reported.contains(&(attempt.provider, provider)) {
+            continue;
+        }
+        reported.push((attempt.provider, provider));
         tracing::warn!(
-            graph = role,
-            "execution provider {} cannot be used ({}); falling back to {provider}",
+            "execution provider {} cannot be used ({}); falling back to {provider} \
+             (first for graph {role}; every graph that asks for it does the same)",
             attempt.provider,
             attempt.message
         );

@@ -44,9 +44,15 @@ unsafe impl Send for Muxer {}
 /// Initializes FFmpeg once per process (idempotent, cheap afterwards).
 pub(super) fn init_ffmpeg() -> Result<(), VideoError> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| video_rs::init().map_err(|e| e.to_string()))
-        .clone()
-        .map_err(|message| VideoError::FfmpegInit { message })
+    INIT.get_or_init(|| {
+        video_rs::init().map_err(|e| e.to_string())?;
+        // FFmpeg's own log lines (x264's settings, muxer notices) are noise on the user's
+        // stderr; its errors reach the caller as `VideoError`s.
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        Ok(())
+    })
+    .clone()
+    .map_err(|message| VideoError::FfmpegInit { message })
 }
 
 fn ffmpeg_error(path: &Path, operation: &'static str) -> impl Fn(ffmpeg::Error) -> VideoError {

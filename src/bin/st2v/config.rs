@@ -10,6 +10,9 @@ use crate::args::{EngineArgs, ModelsArg};
 
 /// `--ep`, `--threads`, ... as runtime settings; a bad provider spec or option is named.
 pub fn runtime_settings(args: &EngineArgs) -> Result<RuntimeSettings, RuntimeError> {
+    if let Some(threads) = args.threads {
+        check_threads(threads)?;
+    }
     let trt_cache = args.trt_cache.clone();
     let eps = EpConfig {
         placement: Placement::parse(&args.ep, &Role::names())?,
@@ -30,4 +33,21 @@ pub fn runtime_settings(args: &EngineArgs) -> Result<RuntimeSettings, RuntimeErr
 /// `--models`, else the default model set (see [`streamingt2v::engine::models_dir`]).
 pub fn models_dir(arg: &ModelsArg) -> Result<PathBuf, EngineError> {
     streamingt2v::engine::models_dir(arg.models.as_deref())
+}
+
+/// Between 1 and the machine's cores: each session gets that many intra-op threads, and the
+/// sessions run one at a time, so more threads than cores only contend.
+fn check_threads(threads: usize) -> Result<(), RuntimeError> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    match (1..=cores).contains(&threads) {
+        true => Ok(()),
+        false => Err(RuntimeError::Option {
+            field: "--threads (env ST2V_THREADS)",
+            value: threads.to_string(),
+            expected: format!(
+                "between 1 and {cores} (this machine's cores; it applies to each graph's \
+                 session, and the sessions run one at a time); omit it for ONNX Runtime's default"
+            ),
+        }),
+    }
 }
