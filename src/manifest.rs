@@ -36,6 +36,13 @@ pub enum ManifestError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// Valid JSON whose value at `field` (a JSON path) has the wrong type or an unknown key.
+    #[error("{path}: field `{field}`: {source}")]
+    Structure {
+        path: PathBuf,
+        field: String,
+        source: serde_json::Error,
+    },
     #[error(
         "{path}: unknown manifest schema_version {found} (this engine reads version {expected}); \
          re-export the model set with this release's export/ scripts"
@@ -526,9 +533,10 @@ impl Manifest {
                 expected: SCHEMA_VERSION,
             });
         }
-        serde_json::from_value(value).map_err(|source| ManifestError::Parse {
+        serde_path_to_error::deserialize(value).map_err(|err| ManifestError::Structure {
             path: path.to_owned(),
-            source,
+            field: err.path().to_string(),
+            source: err.into_inner(),
         })
     }
 

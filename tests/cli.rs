@@ -294,3 +294,50 @@ fn unimplemented_commands_say_so() {
         .code(4)
         .stderr(contains("`st2v serve` is not implemented yet"));
 }
+
+#[test]
+fn a_manifest_cannot_name_files_outside_its_directory() {
+    for file in ["../../etc/passwd", "/etc/passwd", "sub/../../x.onnx"] {
+        let set = copied_set(|dir| {
+            edit_manifest(dir, |m| {
+                m["graphs"]["vae_decoder"]["file"] = Value::from(file)
+            })
+        });
+        st2v()
+            .args(["models", "inspect"])
+            .arg(set.path())
+            .assert()
+            .code(2)
+            .stderr(contains("graphs.vae_decoder.file"))
+            .stderr(contains("inside the model set's directory"));
+    }
+}
+
+#[test]
+fn a_manifest_type_error_names_its_json_path() {
+    let set = copied_set(|dir| {
+        edit_manifest(dir, |m| {
+            m["pipeline"]["stage2"]["chunk_frames"] = Value::from("sixteen")
+        })
+    });
+    st2v()
+        .args(["models", "inspect"])
+        .arg(set.path())
+        .assert()
+        .code(2)
+        .stderr(contains("pipeline.stage2.chunk_frames"));
+}
+
+#[test]
+fn a_graph_that_fails_to_load_names_its_file_and_the_check_to_run() {
+    let set = copied_set(|dir| {
+        std::fs::write(dir.join("vae_decoder.onnx"), b"not an onnx graph").expect("write");
+    });
+    st2v()
+        .args(["models", "inspect"])
+        .arg(set.path())
+        .assert()
+        .failure()
+        .stderr(contains("vae_decoder.onnx"))
+        .stderr(contains("--verify"));
+}

@@ -86,8 +86,31 @@ impl Manifest {
     }
 }
 
+/// A file of the set: a relative path that stays inside the set's directory (no `..`, no
+/// absolute path), so a manifest cannot make the engine read or hash files elsewhere.
+fn check_inside(check: &Checker<'_>, field: &str, file: &str) -> Result<(), ManifestError> {
+    let inside = !file.is_empty()
+        && Path::new(file)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    check.ensure(
+        inside,
+        || field.to_owned(),
+        "a relative path inside the model set's directory (no `..`, not absolute)",
+        format!("{file:?}"),
+    )
+}
+
 fn check_graph(check: &Checker<'_>, role: &str, graph: &GraphEntry) -> Result<(), ManifestError> {
     let field = |name: &str| format!("graphs.{role}.{name}");
+    check_inside(check, &field("file"), &graph.file)?;
+    for (index, data) in graph.external_data.iter().enumerate() {
+        check_inside(
+            check,
+            &field(&format!("external_data[{index}].file")),
+            &data.file,
+        )?;
+    }
     check.ensure(
         is_sha256(&graph.sha256),
         || field("sha256"),
@@ -153,12 +176,7 @@ fn check_tokenizer(
         "at least 2 (BOS and EOS)",
         entry.max_length,
     )?;
-    check.ensure(
-        !entry.file.is_empty(),
-        || format!("{field}.file"),
-        "a file name",
-        "\"\"",
-    )
+    check_inside(check, &format!("{field}.file"), &entry.file)
 }
 
 fn check_pipeline(check: &Checker<'_>, p: &PipelineConfig) -> Result<(), ManifestError> {

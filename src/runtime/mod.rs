@@ -51,7 +51,11 @@ pub enum RuntimeError {
         graph: PathBuf,
         attempts: Vec<ProviderAttempt>,
     },
-    #[error("graph {graph}: cannot build a session: {message}")]
+    #[error(
+        "graph {graph}: cannot build a session: {message}\n  \
+         (`st2v models inspect {} --verify` checks every file of the model set)",
+        graph.parent().map(|d| d.display().to_string()).unwrap_or_else(|| ".".into())
+    )]
     Session { graph: PathBuf, message: String },
 }
 
