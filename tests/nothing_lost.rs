@@ -363,3 +363,57 @@ fn a_full_disk_is_a_failure_that_keeps_what_was_written() {
     let frames = decoded_frames(&out);
     assert!(frames >= 8, "{frames} frames kept on the full disk");
 }
+
+/// A test-pattern video made by the ffmpeg command line, optionally with rotation metadata.
+fn ffmpeg_video(path: &Path, size: &str, rotate: Option<u32>) {
+    let plain = path.with_extension("plain.mp4");
+    let status = StdCommand::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi"])
+        .args(["-i", &format!("testsrc=size={size}:rate=8")])
+        .args(["-frames:v", "16", "-pix_fmt", "yuv420p", s(&plain)])
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+    let rotation = format!("rotate={}", rotate.unwrap_or(0));
+    let status = StdCommand::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", s(&plain), "-c", "copy"])
+        .args(["-metadata:s:v:0", &rotation, s(path)])
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success());
+}
+
+#[test]
+fn unusual_inputs_are_fitted_or_refused_never_distorted() {
+    let dir = TempDir::new().unwrap();
+    let wide = dir.path().join("wide.mp4");
+    ffmpeg_video(&wide, "64x48", None);
+    let rotated = dir.path().join("rotated.mp4");
+    ffmpeg_video(&rotated, "64x64", Some(90));
+    let out = dir.path().join("out.mp4");
+
+    st2v("extend", &["--input", s(&wide), "--prompt", "a cat", "--out", s(&out)])
+        .args(&FAST[..2])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("aspect ratio"))
+        .stderr(predicate::str::contains("64x48"));
+    st2v("enhance", &["--input", s(&rotated), "--prompt", "a cat", "--out", s(&out)])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("rotation metadata (90 degrees)"));
+    assert!(!out.exists());
+
+    // The enhancer fits a 4:3 video whole into its 128x80 frame: 106x80 of content.
+    st2v("enhance", &["--input", s(&wide), "--prompt", "a cat", "--out", s(&out)])
+        .args(["--enhance-steps", "1"])
+        .assert()
+        .success();
+    let probe = StdCommand::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "106,80");
+    assert_eq!(decoded_frames(&out), 16);
+}

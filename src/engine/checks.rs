@@ -5,10 +5,11 @@ use std::path::Path;
 
 use ndarray::Array5;
 
-use crate::manifest::{Dim, ModelSet, PipelineConfig, SchedulerEntry};
+use crate::manifest::{Dim, ModelSet, PipelineConfig, SchedulerEntry, Stage3Config};
 use crate::pipeline::{EnhanceOptions, Stage2Guidance};
+use crate::plan::EnhancerGeometry;
 use crate::sampling::build_scheduler;
-use crate::video::{read_video, OutputTarget, Video};
+use crate::video::{read_video, FrameSize, OutputTarget, Video};
 
 use super::error::RequestError;
 use super::field::Field;
@@ -260,6 +261,35 @@ fn npy_header(path: &Path) -> Result<(String, Vec<usize>), String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((descr.to_owned(), dims))
+}
+
+/// Whether two sizes have the same aspect ratio, within 1%.
+fn aspect_matches(a: FrameSize, b: FrameSize) -> bool {
+    let ratio = |s: FrameSize| s.width as f64 / s.height.max(1) as f64;
+    (ratio(a) / ratio(b) - 1.0).abs() <= 0.01
+}
+
+/// An input to continue must have the stage-2 aspect ratio: its frames are resized to the
+/// stage-2 size, and another ratio would be distorted.
+pub fn same_aspect(input: FrameSize, stage2: FrameSize) -> Result<(), RequestError> {
+    match aspect_matches(input, stage2) {
+        true => Ok(()),
+        false => Err(RequestError::value(
+            Field::Input,
+            format!("a video with the stage-2 aspect ratio of {stage2} (it is resized to it)"),
+            format!("{input} (crop or pad it first: resizing would distort it)"),
+        )),
+    }
+}
+
+/// The enhancer content size for an input of `input` size: `None` (the manifest's) when it
+/// has the content's aspect ratio, else the input fitted whole into the enhancer frame.
+pub fn enhancer_content(input: FrameSize, s3: &Stage3Config) -> Option<FrameSize> {
+    let content = FrameSize::new(s3.content_width, s3.content_height);
+    match aspect_matches(input, content) {
+        true => None,
+        false => Some(EnhancerGeometry::fit(input, EnhancerGeometry::frame_of(s3))),
+    }
 }
 
 /// A readable video with at least `min_frames` frames.

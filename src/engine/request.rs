@@ -173,6 +173,7 @@ impl ExtendRequest {
         paths.push(RunPath::read(Field::Input, &params.input));
         check_distinct(&paths, &set.dir)?;
         let video = checks::input_video(&params.input, s2.cond_frames)?;
+        checks::same_aspect(video.info.size, FrameSize::new(s2.width, s2.height))?;
         Ok(Self {
             text: job.text,
             options: job.options,
@@ -208,17 +209,24 @@ impl EnhanceRequest {
         let config = &set.manifest.pipeline;
         let prompt = checks::prompt(Field::Prompt, &params.prompt)?;
         let target = checks::output(&params.output)?;
-        let options = checks::stage3_options(&params.stage3, set)?;
+        let mut options = checks::stage3_options(&params.stage3, set)?;
+        let video = checks::input_video(&params.input, 1)?;
+        options.content = checks::enhancer_content(video.info.size, &config.stage3);
+        let s3 = &config.stage3;
+        let size = match (options.keep_padding, options.content) {
+            (true, _) => FrameSize::new(s3.width, s3.height),
+            (false, Some(content)) => content,
+            (false, None) => enhanced_size(config, false),
+        };
         let output = OutputPlan {
             target,
             fps: params.output.fps,
-            size: enhanced_size(config, options.keep_padding),
+            size,
             stage2: None,
         };
         let mut paths = output.paths();
         paths.push(RunPath::read(Field::Input, &params.input));
         check_distinct(&paths, &set.dir)?;
-        let video = checks::input_video(&params.input, 1)?;
         Ok(Self {
             text: PromptText {
                 prompt,

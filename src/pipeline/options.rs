@@ -6,6 +6,7 @@
 //! guidance 7.5 with rescale 0.2 over chunks of 24 frames overlapping by 8.
 
 use crate::manifest::PipelineConfig;
+use crate::video::FrameSize;
 
 /// The seed the reference uses for stage 2 (`InferenceParams.seed`).
 pub const DEFAULT_SEED: u64 = 33;
@@ -57,6 +58,10 @@ pub struct EnhanceOptions {
     pub overlap_frames: usize,
     /// Keep the black bars the enhancer's frame size adds around the content.
     pub keep_padding: bool,
+    /// The size input frames are resized to inside the enhancer frame; `None` is the
+    /// manifest's content size (stage-2 frames). Videos of another aspect ratio are fitted
+    /// whole, as the reference's `resize_to_fit` does, instead of being distorted.
+    pub content: Option<FrameSize>,
 }
 
 /// Everything a generation needs besides the models and the prompt text.
@@ -104,6 +109,7 @@ impl EnhanceOptions {
             chunk_frames: config.stage3.chunk_frames,
             overlap_frames: config.stage3.overlap_frames,
             keep_padding: false,
+            content: None,
         }
     }
 }

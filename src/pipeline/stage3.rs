@@ -93,7 +93,12 @@ impl<'a> Enhancer<'a> {
         seed: u64,
     ) -> Result<Self, PipelineError> {
         let plan = EnhancePlan::new(frames, options.chunk_frames, options.overlap_frames)?;
-        let geometry = EnhancerGeometry::from_stage3(&config.stage3)?;
+        let geometry = match options.content {
+            Some(content) => {
+                EnhancerGeometry::new(content, EnhancerGeometry::frame_of(&config.stage3))?
+            }
+            None => EnhancerGeometry::from_stage3(&config.stage3)?,
+        };
         let guidance =
             Guidance::joint(options.guidance_scale).with_rescale(options.guide_rescale)?;
         let context = text_context(text, &text_conditions(options.guidance_scale));

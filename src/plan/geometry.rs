@@ -39,7 +39,29 @@ impl EnhancerGeometry {
     pub fn from_stage3(config: &Stage3Config) -> Result<Self, PlanError> {
         Self::new(
             FrameSize::new(config.content_width, config.content_height),
-            FrameSize::new(config.width, config.height),
+            Self::frame_of(config),
+        )
+    }
+
+    /// The enhancer's frame size (with the bars) of a manifest's stage-3 section.
+    pub fn frame_of(config: &Stage3Config) -> FrameSize {
+        FrameSize::new(config.width, config.height)
+    }
+
+    /// The largest size of `input`'s aspect ratio that fits in `frame` (the reference's
+    /// `resize_to_fit`), with even sides so every output format can hold it.
+    pub fn fit(input: FrameSize, frame: FrameSize) -> FrameSize {
+        let scale = f64::min(
+            frame.width as f64 / input.width.max(1) as f64,
+            frame.height as f64 / input.height.max(1) as f64,
+        );
+        let even = |side: usize, limit: usize| {
+            let scaled = ((side as f64 * scale).round() as usize).min(limit);
+            (scaled - scaled % 2).max(2)
+        };
+        FrameSize::new(
+            even(input.width, frame.width),
+            even(input.height, frame.height),
         )
     }
 
@@ -92,4 +114,31 @@ impl EnhancerGeometry {
 fn to_frame(pixels: Array3<f32>) -> Result<Frame, PlanError> {
     let shape = format!("{:?}", pixels.shape());
     Frame::new(pixels).map_err(|_| PlanError::new("frame shape", "(>0, >0, 3)", shape))
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn fit_keeps_the_aspect_ratio_with_even_sides() {
+        let frame = FrameSize::new(1280, 720);
+        assert_eq!(
+            EnhancerGeometry::fit(FrameSize::new(256, 256), frame),
+            FrameSize::new(720, 720),
+            "the reference's square case"
+        );
+        assert_eq!(
+            EnhancerGeometry::fit(FrameSize::new(640, 480), frame),
+            FrameSize::new(960, 720)
+        );
+        assert_eq!(
+            EnhancerGeometry::fit(FrameSize::new(1920, 800), frame),
+            FrameSize::new(1280, 532)
+        );
+        assert_eq!(
+            EnhancerGeometry::fit(FrameSize::new(64, 48), FrameSize::new(128, 80)),
+            FrameSize::new(106, 80)
+        );
+    }
 }

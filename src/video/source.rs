@@ -82,6 +82,16 @@ type Opened = (Frames, FrameSize, Option<f64>);
 
 fn open_ffmpeg(path: &Path) -> Result<Opened, VideoError> {
     init_ffmpeg()?;
+    let rotation = display_rotation(path)?;
+    if rotation.abs() > 0.5 {
+        return Err(unreadable(
+            path,
+            format!(
+                "has rotation metadata ({rotation:.0} degrees), which the decoder does not apply; \
+                 re-encode it upright first (e.g. `ffmpeg -i in.mp4 upright.mp4` applies it)"
+            ),
+        ));
+    }
     let decoder = video_rs::Decoder::new(path).map_err(|source| VideoError::Ffmpeg {
         path: path.to_owned(),
         operation: "opening the video for decoding",
@@ -92,6 +102,33 @@ fn open_ffmpeg(path: &Path) -> Result<Opened, VideoError> {
     let rate = f64::from(decoder.frame_rate());
     let fps = (rate > 0.0).then_some(rate);
     Ok((Frames::Ffmpeg(Box::new(decoder)), size, fps))
+}
+
+/// The rotation (degrees) a video stream's display matrix asks players to apply; 0 without one.
+fn display_rotation(path: &Path) -> Result<f64, VideoError> {
+    use video_rs::ffmpeg::codec::packet::side_data::Type;
+    use video_rs::ffmpeg::{ffi, format, media};
+    let input = format::input(&path).map_err(|source| VideoError::Ffmpeg {
+        path: path.to_owned(),
+        operation: "opening the video",
+        source: video_rs::Error::BackendError(source),
+    })?;
+    let Some(stream) = input.streams().best(media::Type::Video) else {
+        return Ok(0.0);
+    };
+    for side in stream.side_data() {
+        let data = side.data();
+        if side.kind() == Type::DisplayMatrix && data.len() >= 36 {
+            let matrix: Vec<i32> = data[..36]
+                .chunks_exact(4)
+                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            // SAFETY: `matrix` holds the 9 int32 values the function reads.
+            let degrees = unsafe { ffi::av_display_rotation_get(matrix.as_ptr()) };
+            return Ok(if degrees.is_nan() { 0.0 } else { degrees });
+        }
+    }
+    Ok(0.0)
 }
 
 fn open_gif(path: &Path) -> Result<Opened, VideoError> {
