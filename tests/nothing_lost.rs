@@ -392,28 +392,76 @@ fn unusual_inputs_are_fitted_or_refused_never_distorted() {
     ffmpeg_video(&rotated, "64x64", Some(90));
     let out = dir.path().join("out.mp4");
 
-    st2v("extend", &["--input", s(&wide), "--prompt", "a cat", "--out", s(&out)])
-        .args(&FAST[..2])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("aspect ratio"))
-        .stderr(predicate::str::contains("64x48"));
-    st2v("enhance", &["--input", s(&rotated), "--prompt", "a cat", "--out", s(&out)])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("rotation metadata (90 degrees)"));
+    st2v(
+        "extend",
+        &["--input", s(&wide), "--prompt", "a cat", "--out", s(&out)],
+    )
+    .args(&FAST[..2])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("aspect ratio"))
+    .stderr(predicate::str::contains("64x48"));
+    st2v(
+        "enhance",
+        &[
+            "--input",
+            s(&rotated),
+            "--prompt",
+            "a cat",
+            "--out",
+            s(&out),
+        ],
+    )
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains("rotation metadata (90 degrees)"));
     assert!(!out.exists());
 
     // The enhancer fits a 4:3 video whole into its 128x80 frame: 106x80 of content.
-    st2v("enhance", &["--input", s(&wide), "--prompt", "a cat", "--out", s(&out)])
-        .args(["--enhance-steps", "1"])
-        .assert()
-        .success();
+    st2v(
+        "enhance",
+        &["--input", s(&wide), "--prompt", "a cat", "--out", s(&out)],
+    )
+    .args(["--enhance-steps", "1"])
+    .assert()
+    .success();
     let probe = StdCommand::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&out)
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "106,80");
     assert_eq!(decoded_frames(&out), 16);
+}
+
+#[test]
+fn a_piped_stderr_gets_plain_text_and_one_fallback_line() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("x.mp4");
+    let assert = st2v(
+        "generate",
+        &["--prompt", "a cat", "--no-enhance", "--ep", "cuda,cpu"],
+    )
+    .args(FAST)
+    .args(["--out", s(&out)])
+    .assert()
+    .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no terminal colours: {stderr:?}"
+    );
+    assert!(!stderr.contains("libx264"), "no FFmpeg log lines: {stderr}");
+    assert_eq!(
+        stderr.matches("falling back to cpu").count(),
+        1,
+        "one line for the fallback, not one per graph: {stderr}"
+    );
 }

@@ -304,6 +304,70 @@ mod tests {
         }
     }
 
+    /// Opens a GIF output with a side file in `dir` and writes `frames` frames to each.
+    fn open_with_frames(dir: &Path, frames: usize) -> OpenOutputs {
+        let size = FrameSize::new(8, 8);
+        let out = target(dir.join("v.gif").to_str().unwrap(), OutputFormat::Gif);
+        let copy = Stage2Copy::check(&out, None, true, false).unwrap().unwrap();
+        let plan = OutputPlan {
+            target: out,
+            fps: 8,
+            size,
+            stage2: Some((copy, size)),
+        };
+        let mut files = OpenOutputs::open(&plan).unwrap();
+        let frame = crate::video::Frame::filled(size, [0.2, 0.4, 0.6]).unwrap();
+        let outputs = files.outputs();
+        let preview = outputs.preview.expect("a side file");
+        for _ in 0..frames {
+            outputs.video.push(&frame).unwrap();
+            preview.push(&frame).unwrap();
+        }
+        files
+    }
+
+    #[test]
+    fn a_failing_chunk_keeps_the_output_and_the_side_file() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let files = open_with_frames(dir.path(), 3);
+        let failure = PipelineError::Model(crate::models::ModelError::Run {
+            role: "unet".into(),
+            message: "out of memory".into(),
+        });
+        let err = files.conclude(Err(failure), &crate::progress::NoProgress);
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("3 enhanced frames were written to"),
+            "{message}"
+        );
+        assert!(
+            message.contains("3 stage-2 frames (not enhanced) were kept in"),
+            "{message}"
+        );
+        assert!(dir.path().join("v.gif").exists(), "renamed into place");
+        assert!(
+            dir.path().join("v.stage2.gif").exists(),
+            "the side file is kept"
+        );
+        assert!(!dir.path().join("v.partial.gif").exists());
+    }
+
+    #[test]
+    fn a_successful_run_removes_only_the_side_file() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let files = open_with_frames(dir.path(), 2);
+        let run = RunSummary {
+            stage2_frames: 2,
+            frames_written: 2,
+        };
+        let written = files
+            .conclude(Ok(run), &crate::progress::NoProgress)
+            .unwrap();
+        assert_eq!(written.output.frames, 2);
+        assert!(dir.path().join("v.gif").exists());
+        assert!(!dir.path().join("v.stage2.gif").exists());
+    }
+
     #[test]
     fn side_file_sits_next_to_the_output() {
         let mp4 = side_path(&target("/tmp/a/cat.mp4", OutputFormat::Mp4));
