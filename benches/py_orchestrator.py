@@ -725,7 +725,8 @@ class Enhancer:
         x0 = alpha * model_in - sigma * v  # (1, C, F, h, w)
         owned = self.plan.owned_frames(self.seed, chunk, step)
         if len(owned):
-            self.x0[owned.start : owned.stop] = x0[0, :, owned.start - start : owned.stop - start].transpose(1, 0, 2, 3)
+            local = x0[0, :, owned.start - start : owned.stop - start]
+            self.x0[owned.start : owned.stop] = local.transpose(1, 0, 2, 3)
             self.has_x0[owned.start : owned.stop] = True
         self.evaluations[start:end] += 1
         self.chunk_steps[chunk] += 1
