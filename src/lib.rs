@@ -9,9 +9,11 @@
 //! - [`video`]: frame sinks and sources (MP4, GIF, PNG directories).
 //! - [`engine`]: one opened model set running validated requests; every shell (the `st2v`
 //!   command line, the server, the benchmark) runs its jobs through it.
+//! - [`bench`]: `st2v bench`'s measurements and report over the engine.
 //!
 //! The `st2v` binary is a thin shell over this library.
 
+pub mod bench;
 pub mod engine;
 pub mod manifest;
 pub mod models;

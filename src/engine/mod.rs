@@ -33,7 +33,9 @@ use std::path::Path;
 
 use crate::manifest::{ModelSet, PipelineConfig};
 use crate::models::onnx::OnnxVideoUnet;
-use crate::models::{EnhancerModels, GraphPlacement, ModelLoader, Role, StreamingModels};
+use crate::models::{
+    EnhancerModels, GraphPlacement, GraphSession, ModelLoader, Role, StreamingModels,
+};
 use crate::pipeline::{
     EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds, RunContext,
     RunSummary, StreamingGraphs, TokenIds,
@@ -115,6 +117,18 @@ impl Engine {
         let streaming = self.streaming.iter().flat_map(StreamingModels::placements);
         let enhancer = self.enhancer.iter().flat_map(EnhancerModels::placements);
         streaming.chain(enhancer).collect()
+    }
+
+    /// Every loaded graph session (for the benchmark: call logs, replays at recorded shapes).
+    pub fn graphs_mut(&mut self) -> Vec<&mut GraphSession> {
+        let mut graphs = Vec::new();
+        if let Some(models) = self.streaming.as_mut() {
+            graphs.extend(models.graphs_mut());
+        }
+        if let Some(models) = self.enhancer.as_mut() {
+            graphs.extend(models.graphs_mut());
+        }
+        graphs
     }
 
     /// Loads ONNX Runtime and every graph `request` needs that is not loaded yet.

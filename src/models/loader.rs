@@ -72,6 +72,21 @@ pub struct EnhancerModels {
 }
 
 impl StreamingModels {
+    /// Every loaded graph, for the benchmark.
+    pub fn graphs_mut(&mut self) -> Vec<&mut GraphSession> {
+        let mut graphs = vec![
+            self.text_encoder.graph_mut(),
+            self.image_encoder.graph_mut(),
+            self.apm_resampler.graph_mut(),
+            self.cam_cond_encoder.graph_mut(),
+            self.cam.graph_mut(),
+            self.unet.graph_mut(),
+            self.vae_decoder.graph_mut(),
+        ];
+        graphs.extend(self.stage1_unet.as_mut().map(OnnxVideoUnet::graph_mut));
+        graphs
+    }
+
     /// Where each graph runs, for logs and reports.
     pub fn placements(&self) -> Vec<GraphPlacement> {
         let mut graphs = vec![
@@ -89,6 +104,16 @@ impl StreamingModels {
 }
 
 impl EnhancerModels {
+    /// Every loaded graph, for the benchmark.
+    pub fn graphs_mut(&mut self) -> Vec<&mut GraphSession> {
+        vec![
+            self.text_encoder.graph_mut(),
+            self.unet.graph_mut(),
+            self.vae_encoder.graph_mut(),
+            self.vae_decoder.graph_mut(),
+        ]
+    }
+
     /// Where each graph runs, for logs and reports.
     pub fn placements(&self) -> Vec<GraphPlacement> {
         [

@@ -4,12 +4,14 @@
 //! models. The ort-backed implementations own their sessions and check each graph's inputs
 //! and outputs against the manifest and `models/roles.json` at load.
 
+pub mod calls;
 pub mod loader;
 pub mod onnx;
 pub mod roles;
 pub mod session;
 pub mod signature;
 
+pub use calls::{CallLog, InputShape};
 pub use loader::{EnhancerModels, ModelLoader, StreamingModels};
 pub use roles::Role;
 pub use session::{GraphPlacement, GraphSession, LoadError};

@@ -46,6 +46,10 @@ macro_rules! wrapper {
             pub fn graph(&self) -> &GraphSession {
                 &self.0
             }
+
+            pub fn graph_mut(&mut self) -> &mut GraphSession {
+                &mut self.0
+            }
         }
     };
 }

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use ndarray::{Array, ArrayD, ArrayViewD, CowArray, Dimension, IxDyn};
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use serde::Serialize;
 
+use super::calls::{CallLog, InputShape};
 use super::roles::Role;
 use super::signature::{render, GraphSignature};
 use super::{ModelError, ModelResult};
@@ -142,6 +144,8 @@ pub struct GraphSession {
     entry: GraphEntry,
     session: Session,
     placement: GraphPlacement,
+    load_seconds: f64,
+    calls: CallLog,
 }
 
 impl GraphSession {
@@ -163,7 +167,9 @@ impl GraphSession {
         }
         let path = set.path_of(&entry.file);
         check_float32_io(role, &path, &entry)?;
+        let started = Instant::now();
         let opened = factory.open(role.name(), &path)?;
+        let load_seconds = started.elapsed().as_secs_f64();
         check_signature(role, &path, &entry, &opened.session)?;
         Ok(GraphSession {
             role,
@@ -175,7 +181,37 @@ impl GraphSession {
             path,
             entry,
             session: opened.session,
+            load_seconds,
+            calls: CallLog::default(),
         })
+    }
+
+    /// Seconds ONNX Runtime took to create this session.
+    pub fn load_seconds(&self) -> f64 {
+        self.load_seconds
+    }
+
+    /// The calls since the session opened or the log was last taken.
+    pub fn calls(&self) -> &CallLog {
+        &self.calls
+    }
+
+    /// Ends ONNX Runtime profiling (sessions opened with `EpConfig::profile_prefix`) and
+    /// returns the profile file.
+    pub fn end_profiling(&mut self) -> ModelResult<PathBuf> {
+        let role = self.role;
+        let file = self
+            .session
+            .end_profiling()
+            .map_err(|e| run_error(role, format!("ending the profile: {e}")))?;
+        Ok(PathBuf::from(file))
+    }
+
+    /// Returns the call log and starts a new one (which keeps the first call's input shapes).
+    pub fn take_calls(&mut self) -> CallLog {
+        let log = std::mem::take(&mut self.calls);
+        self.calls.first_inputs = log.first_inputs.clone();
+        log
     }
 
     pub fn role(&self) -> Role {
@@ -207,6 +243,7 @@ impl GraphSession {
             )));
         }
         self.check_input_shapes(inputs)?;
+        let started = Instant::now();
         let contiguous: Vec<Contiguous<'_>> = inputs.iter().map(|v| Contiguous::of(v)).collect();
         let mut named = Vec::with_capacity(inputs.len());
         for (tensor, spec) in contiguous.iter().zip(&contract.inputs) {
@@ -214,11 +251,13 @@ impl GraphSession {
             named.push((spec.name.as_str(), value));
         }
         let role = self.role;
+        let ort_started = Instant::now();
         let outputs = self
             .session
             .run(named)
             .map_err(|e| run_error(role, e.to_string()))?;
-        contract
+        let ort = ort_started.elapsed();
+        let arrays = contract
             .outputs
             .iter()
             .map(|spec| {
@@ -230,7 +269,23 @@ impl GraphSession {
                     .map_err(|e| run_error(role, format!("output `{}`: {e}", spec.name)))?;
                 Ok(array.to_owned())
             })
-            .collect()
+            .collect::<ModelResult<Vec<_>>>()?;
+        drop(outputs);
+        self.calls.record(ort, started.elapsed(), || {
+            inputs
+                .iter()
+                .zip(&contract.inputs)
+                .map(|(view, spec)| InputShape {
+                    name: spec.name.clone(),
+                    dtype: match view {
+                        InputView::F32(_) => DType::Float32,
+                        InputView::I64(_) => DType::Int64,
+                    },
+                    shape: view.shape().to_vec(),
+                })
+                .collect()
+        });
+        Ok(arrays)
     }
 
     /// [`GraphSession::run`] for single-output roles, with the output's rank fixed to `D`.

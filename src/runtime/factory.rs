@@ -131,6 +131,9 @@ fn build_session(
     if let Some(threads) = config.intra_threads {
         builder = builder.with_intra_threads(threads)?;
     }
+    if let Some(prefix) = &config.profile_prefix {
+        builder = builder.with_profiling(prefix)?;
+    }
     let eps = dispatches(config, provider);
     if !eps.is_empty() {
         builder = builder.with_execution_providers(eps)?;

@@ -249,6 +249,9 @@ pub struct EpConfig {
     pub trt_timing_cache: Option<PathBuf>,
     /// CUDA / TensorRT: capture CUDA graphs (needs static shapes and fixed input addresses).
     pub cuda_graph: bool,
+    /// Write ONNX Runtime's per-node profile (Chrome trace JSON) with this path prefix
+    /// (`st2v bench` reads it for FLOPs and per-operator time).
+    pub profile_prefix: Option<PathBuf>,
 }
 
 impl EpConfig {

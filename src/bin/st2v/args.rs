@@ -302,10 +302,68 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Measures, per execution provider (--ep cpu,cuda,tensorrt: each one on its own, side by side):
+  - each graph alone at the shapes the pipeline runs it at: min/p50/p90/p99/max after warm-up,
+    session creation apart, FLOPs per call and GFLOP/s from ONNX Runtime's profile;
+  - per denoising step, per chunk, per stage and end to end; time to the first preview and
+    final frame; gaps between chunks; frames per second with and without the VAE decode and
+    the enhancer; the share of time outside ONNX Runtime and where it goes;
+  - peak memory, and at two lengths (--memory-frames) with their ratio;
+  - drift of every provider's frames against the first provider's (same seed).
+With the repository's Python environment, the same work through onnxruntime's Python API +
+NumPy (benches/py_orchestrator.py) and PyTorch eager per graph (benches/torch_eager.py).
+
+Example:
+  st2v bench --models models/tiny --frames 48 --runs 3 --json bench.json --markdown bench.md")]
 pub struct BenchArgs {
     /// Frames per measured generation.
     #[arg(long, default_value_t = 48, value_name = "N")]
     pub frames: usize,
+    /// Unmeasured runs before the measured ones (per provider and per graph).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub warmup: usize,
+    /// Measured runs (end to end; also calls per graph).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub runs: usize,
+    /// Stages to run: `1,2` (no enhancer) or `1,2,3`.
+    #[arg(long, default_value = "1,2,3", value_name = "LIST")]
+    pub stages: String,
+    /// Stage-1 steps [default: the manifest's].
+    #[arg(long, value_name = "N")]
+    pub stage1_steps: Option<usize>,
+    /// Stage-2 steps [default: the manifest's].
+    #[arg(long, value_name = "N")]
+    pub steps: Option<usize>,
+    /// Stage-3 steps [default: the manifest's].
+    #[arg(long, value_name = "N")]
+    pub enhance_steps: Option<usize>,
+    #[arg(long, default_value_t = 33, value_name = "S")]
+    pub seed: u64,
+    /// The two lengths of the memory runs (one step per stage).
+    #[arg(long, default_value = "48,480", value_name = "SMALL,LARGE")]
+    pub memory_frames: String,
+    /// Skip the per-graph ONNX Runtime profile (FLOPs, operator times).
+    #[arg(long)]
+    pub no_profile: bool,
+    /// Skip the Python and PyTorch peers.
+    #[arg(long)]
+    pub no_peers: bool,
+    /// Python interpreter for the peers [default: the repository's .venv].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// The report as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// The report as Markdown [default: printed on stdout].
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Replace existing report files.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress display.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

@@ -23,6 +23,7 @@ pub fn runtime_settings(args: &EngineArgs) -> Result<RuntimeSettings, RuntimeErr
         trt_timing_cache: trt_cache.clone(),
         trt_engine_cache: trt_cache,
         cuda_graph: args.cuda_graph,
+        profile_prefix: None,
     };
     Ok(RuntimeSettings {
         eps,

@@ -3,6 +3,7 @@
 
 mod args;
 mod checks;
+mod cmd_bench;
 mod cmd_doctor;
 mod cmd_enhance;
 mod cmd_extend;
@@ -42,7 +43,7 @@ fn dispatch(command: &Command) -> anyhow::Result<()> {
         Command::Extend(args) => cmd_extend::run(args),
         Command::Enhance(args) => cmd_enhance::run(args),
         Command::Serve(_) => cmd_pending::not_implemented("serve", "the HTTP server is planned"),
-        Command::Bench(_) => cmd_pending::not_implemented("bench", "use `cargo bench` meanwhile"),
+        Command::Bench(args) => cmd_bench::run(args),
         Command::Eval(_) => {
             cmd_pending::not_implemented("eval", "the evaluation metrics are planned")
         }
