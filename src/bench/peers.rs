@@ -44,6 +44,9 @@ pub struct PeerReport {
     pub torch: Option<Value>,
     /// Rust end-to-end p50 / Python end-to-end p50 (below 1: Rust is faster).
     pub rust_over_python_end_to_end: Option<f64>,
+    /// The Python orchestrator's share of end-to-end time outside onnxruntime (median run),
+    /// next to the Rust engine's `overhead.outside_onnxruntime`.
+    pub python_outside_onnxruntime: Option<f64>,
     /// Per stage: Rust step p50 / Python step p50.
     pub rust_over_python_step: Vec<(String, f64)>,
     /// Per graph: ONNX Runtime p50 / PyTorch eager p50 (below 1: ONNX Runtime is faster).
@@ -159,6 +162,10 @@ impl PeerReport {
         let runs = python["runs"].as_array().cloned().unwrap_or_default();
         let python_e2e = median(runs.iter().filter_map(|r| r["end_to_end_s"].as_f64()));
         self.rust_over_python_end_to_end = python_e2e.map(|p| rust_seconds / p);
+        self.python_outside_onnxruntime = median(
+            runs.iter()
+                .filter_map(|r| Some(1.0 - r["ort_s"].as_f64()? / r["end_to_end_s"].as_f64()?)),
+        );
         for (stage, rust_ms) in rust_steps {
             let steps = runs.iter().flat_map(|r| {
                 r["stages"][stage]["step_ms"]
@@ -205,6 +212,13 @@ impl PeerReport {
                 let _ = writeln!(md, "- Python orchestrator: not run");
             }
         }
+        if let Some(share) = self.python_outside_onnxruntime {
+            let _ = writeln!(
+                md,
+                "- Python orchestrator's time outside onnxruntime: {:.1}%",
+                share * 100.0
+            );
+        }
         for (stage, ratio) in &self.rust_over_python_step {
             let _ = writeln!(md, "- Rust / Python, {stage} step p50: {ratio:.3}");
         }
@@ -232,13 +246,14 @@ mod tests {
     fn python_runs_are_compared_by_their_medians() {
         let mut report = PeerReport {
             python: Some(json!({"runs": [
-                {"end_to_end_s": 2.0, "stages": {"stage2": {"step_ms": [10.0, 30.0]}}},
-                {"end_to_end_s": 4.0, "stages": {"stage2": {"step_ms": [20.0]}}}
+                {"end_to_end_s": 2.0, "ort_s": 1.5, "stages": {"stage2": {"step_ms": [10.0, 30.0]}}},
+                {"end_to_end_s": 4.0, "ort_s": 3.0, "stages": {"stage2": {"step_ms": [20.0]}}}
             ]})),
             ..PeerReport::default()
         };
         report.compare_python(1.5, &[("stage2".into(), 10.0)]);
         assert_eq!(report.rust_over_python_end_to_end, Some(0.5));
         assert_eq!(report.rust_over_python_step, vec![("stage2".into(), 0.5)]);
+        assert_eq!(report.python_outside_onnxruntime, Some(0.25));
     }
 }

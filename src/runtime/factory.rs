@@ -132,7 +132,12 @@ fn build_session(
         builder = builder.with_intra_threads(threads)?;
     }
     if let Some(prefix) = &config.profile_prefix {
-        builder = builder.with_profiling(prefix)?;
+        // One prefix per graph: ONNX Runtime names profiles by prefix and start time (ms), and
+        // sessions created in the same millisecond would share a file.
+        let stem = graph.file_stem().unwrap_or_default().to_string_lossy();
+        let mut path = prefix.clone().into_os_string();
+        path.push(format!("-{stem}"));
+        builder = builder.with_profiling(path)?;
     }
     let eps = dispatches(config, provider);
     if !eps.is_empty() {
