@@ -10,6 +10,7 @@
 //! - [`engine`]: one opened model set running validated requests; every shell (the `st2v`
 //!   command line, the server, the benchmark) runs its jobs through it.
 //! - [`bench`]: `st2v bench`'s measurements and report over the engine.
+//! - [`server`]: `st2v serve`, the HTTP server over the engine (job queue, workers, SSE).
 //!
 //! The `st2v` binary is a thin shell over this library.
 
@@ -22,5 +23,6 @@ pub mod plan;
 pub mod progress;
 pub mod runtime;
 pub mod sampling;
+pub mod server;
 pub mod tokenizer;
 pub mod video;

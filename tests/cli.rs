@@ -289,10 +289,10 @@ fn too_old_onnx_runtime_is_rejected_with_the_fix() {
 #[test]
 fn unimplemented_commands_say_so() {
     st2v()
-        .arg("serve")
+        .args(["eval", "x.mp4"])
         .assert()
         .code(4)
-        .stderr(contains("`st2v serve` is not implemented yet"));
+        .stderr(contains("`st2v eval` is not implemented yet"));
 }
 
 #[test]

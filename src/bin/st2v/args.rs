@@ -288,8 +288,19 @@ pub struct EnhanceArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+API (JSON; OpenAI /v1/videos naming):
+  POST   /v1/videos                 {prompt, frames, seed, steps, ...} -> 202 {id, urls} (429 when full)
+  GET    /v1/videos[?after=ID&limit=N], /v1/videos/ID
+  GET    /v1/videos/ID/events       server-sent events (Last-Event-ID resumes)
+  GET    /v1/videos/ID/content?variant=preview|final   fragmented MP4, streamed while it grows
+  DELETE /v1/videos/ID              cancel (finished frames stay downloadable)
+  GET    /healthz /readyz /metrics /v1/models, and / (a page that plays the preview live)
+
+Example:
+  st2v serve --models models/tiny --listen 127.0.0.1:8080 --data st2v-data")]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(
         long,
         env = "ST2V_LISTEN",
@@ -297,6 +308,45 @@ pub struct ServeArgs {
         value_name = "ADDR"
     )]
     pub listen: String,
+    /// Directory for the jobs' videos and records (created if missing).
+    #[arg(
+        long,
+        env = "ST2V_DATA",
+        default_value = "st2v-data",
+        value_name = "DIR"
+    )]
+    pub data: PathBuf,
+    /// Independent engines, each with its own copy of every session (memory: one model set
+    /// per worker).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: usize,
+    /// Jobs that may wait for a worker; more are refused with 429.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub queue: usize,
+    /// Require `Authorization: Bearer KEY` on /v1/*.
+    #[arg(long, env = "ST2V_API_KEY", value_name = "KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Largest `frames` a request may ask for.
+    #[arg(long, default_value_t = 1200, value_name = "N")]
+    pub max_frames: usize,
+    /// Largest step count (each of steps, stage1_steps, enhance_steps).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_steps: usize,
+    /// Largest prompt, in bytes.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub max_prompt_bytes: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_body_bytes: usize,
+    /// Finished jobs kept (newest first); older ones and their files are deleted.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub keep_jobs: usize,
+    /// Finished jobs older than this are deleted.
+    #[arg(long, default_value_t = 168.0, value_name = "HOURS")]
+    pub keep_hours: f64,
+    /// Seconds running jobs may go on after SIGTERM before they are cancelled.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    pub grace_seconds: u64,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }

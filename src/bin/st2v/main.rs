@@ -10,6 +10,7 @@ mod cmd_extend;
 mod cmd_generate;
 mod cmd_models;
 mod cmd_pending;
+mod cmd_serve;
 mod config;
 mod job;
 mod progress_ui;
@@ -42,7 +43,7 @@ fn dispatch(command: &Command) -> anyhow::Result<()> {
         Command::Generate(args) => cmd_generate::run(args),
         Command::Extend(args) => cmd_extend::run(args),
         Command::Enhance(args) => cmd_enhance::run(args),
-        Command::Serve(_) => cmd_pending::not_implemented("serve", "the HTTP server is planned"),
+        Command::Serve(args) => cmd_serve::run(args),
         Command::Bench(args) => cmd_bench::run(args),
         Command::Eval(_) => {
             cmd_pending::not_implemented("eval", "the evaluation metrics are planned")

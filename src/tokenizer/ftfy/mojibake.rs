@@ -211,8 +211,7 @@ fn utf8_run(chars: &[char], start: usize) -> Option<usize> {
     let clues = &*UTF8_CLUES;
     let is_continuation = |i: usize| chars.get(i).is_some_and(|c| clues.continuation.contains(c));
     let mut i = start;
-    loop {
-        let Some(&lead) = chars.get(i) else { break };
+    while let Some(&lead) = chars.get(i) {
         let forms = [
             (&clues.first_of_2, 1),
             (&clues.first_of_3, 2),

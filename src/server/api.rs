@@ -1,0 +1,439 @@
+//! The HTTP API (axum), named after OpenAI's `/v1/videos` where it fits. JSON bodies map to
+//! the same [`GenerateParams`] the CLI builds, and are validated by the same
+//! [`GenerateRequest::new`], so a field and a flag give the same error (named by its JSON key).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::engine::{GenerateParams, GenerateRequest, GuidanceKind, RequestError, Stage3Params};
+use crate::manifest::ModelSet;
+use crate::pipeline::AnchorMode;
+
+use super::content;
+use super::jobs::{now, JobProgress, JobRecord, JobStatus, Refused, Store};
+use super::metrics::Metrics;
+use super::worker::Workers;
+use super::Limits;
+
+/// What every handler shares.
+pub struct App {
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub workers: Arc<Workers>,
+    pub set: ModelSet,
+    pub limits: Limits,
+    pub api_key: Option<String>,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/videos", get(list).post(create))
+        .route("/v1/videos/{id}", get(retrieve).delete(cancel))
+        .route("/v1/videos/{id}/events", get(events))
+        .route("/v1/videos/{id}/content", get(content::serve))
+        .route("/v1/models", get(models))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            app.limits.max_body_bytes,
+        ))
+        .with_state(app)
+}
+
+/// `{"error": {"type", "message", ...}}` with `status`.
+pub fn error(status: StatusCode, kind: &str, message: String, extra: Value) -> Response {
+    let mut body = json!({"type": kind, "message": message});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    (status, Json(json!({"error": body}))).into_response()
+}
+
+async fn authorize(State(app): State<Arc<App>>, request: HttpRequest, next: Next) -> Response {
+    let Some(key) = &app.api_key else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given == Some(key.as_str()) {
+        true => next.run(request).await,
+        false => {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this server needs `Authorization: Bearer <api key>`".into(),
+                Value::Null,
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// The body of `POST /v1/videos`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVideo {
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: String,
+    pub frames: Option<usize>,
+    pub seed: Option<u64>,
+    pub stage2_seed: Option<u64>,
+    pub steps: Option<usize>,
+    pub stage1_steps: Option<usize>,
+    pub enhance_steps: Option<usize>,
+    pub guidance: Option<GuidanceBody>,
+    pub anchor: Option<AnchorBody>,
+    pub enhance: Option<bool>,
+    pub fps: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuidanceBody {
+    pub mode: GuidanceModeBody,
+    pub scale: Option<f32>,
+    pub text_scale: Option<f32>,
+    pub anchor_scale: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuidanceModeBody {
+    Joint,
+    Multi,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorBody {
+    First,
+    PreviousChunk,
+}
+
+impl CreateVideo {
+    /// The plain request values; outputs go to the job's own directory.
+    fn params(&self, dir: &std::path::Path) -> GenerateParams {
+        let mut params = GenerateParams::new(self.prompt.clone(), dir.join("video.mp4"));
+        params.frames = self.frames;
+        params.stage1_steps = self.stage1_steps;
+        params.preview_out = Some(dir.join("preview.mp4"));
+        let streaming = &mut params.streaming;
+        streaming.negative_prompt = self.negative_prompt.clone();
+        streaming.seed = self.seed.unwrap_or(streaming.seed);
+        streaming.stage2_seed = self.stage2_seed;
+        streaming.steps = self.steps;
+        if let Some(guidance) = &self.guidance {
+            streaming.guidance.kind = match guidance.mode {
+                GuidanceModeBody::Joint => GuidanceKind::Joint,
+                GuidanceModeBody::Multi => GuidanceKind::Multi,
+            };
+            streaming.guidance.scale = guidance.scale;
+            streaming.guidance.text_scale = guidance.text_scale;
+            streaming.guidance.anchor_scale = guidance.anchor_scale;
+        }
+        streaming.anchor = match self.anchor {
+            Some(AnchorBody::PreviousChunk) => AnchorMode::PreviousChunk,
+            _ => AnchorMode::First,
+        };
+        params.enhance = match self.enhance.unwrap_or(true) {
+            true => Some(Stage3Params {
+                steps: self.enhance_steps,
+                ..Stage3Params::default()
+            }),
+            false => None,
+        };
+        params.output.fps = self.fps.unwrap_or(params.output.fps);
+        params
+    }
+}
+
+/// A validation error named by its JSON key.
+fn invalid(err: &RequestError) -> Response {
+    let field = err.field().json_key();
+    let message = match err {
+        RequestError::Value {
+            expected, actual, ..
+        } => format!("{field}: expected {expected}, got {actual}"),
+        RequestError::File { source, .. } => format!("{field}: {source}"),
+    };
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        message,
+        json!({"field": field}),
+    )
+}
+
+async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+    let body: CreateVideo = match serde_path_to_error::deserialize(deserializer) {
+        Ok(body) => body,
+        Err(err) => {
+            let field = err.path().to_string();
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("{field}: {}", err.inner()),
+                json!({"field": field}),
+            );
+        }
+    };
+    if let Some(response) = app.limits.check(&body) {
+        return response;
+    }
+    let store = &app.store;
+    store.prune(app.limits.keep_jobs, app.limits.keep_seconds);
+    let (id, dir) = match store.reserve() {
+        Ok(reserved) => reserved,
+        Err(err) => {
+            let message = format!("cannot create the job directory: {err}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                message,
+                Value::Null,
+            );
+        }
+    };
+    let params = body.params(&dir);
+    let request = match GenerateRequest::new(&params, &app.set) {
+        Ok(request) => request,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return invalid(&err);
+        }
+    };
+    let record = JobRecord {
+        id: id.clone(),
+        object: "video".into(),
+        status: JobStatus::Queued,
+        prompt: body.prompt.clone(),
+        frames_requested: request.plan().stage2_frames,
+        enhance: request.options().enhance.is_some(),
+        created_at: now(),
+        started_at: None,
+        finished_at: None,
+        progress: JobProgress::default(),
+        timings: BTreeMap::new(),
+        time_to_first_frame_s: None,
+        error: None,
+    };
+    match store.submit(record, dir.clone(), request.into()) {
+        Ok(_) => {
+            let (record, position) = store.get(&id).expect("just queued");
+            (StatusCode::ACCEPTED, Json(describe(&record, position))).into_response()
+        }
+        Err(refused) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            match refused {
+                Refused::QueueFull { capacity } => {
+                    app.metrics.rejected();
+                    let mut response = error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "queue_full",
+                        format!("the queue holds {capacity} jobs already; retry later"),
+                        json!({"limit": capacity}),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+                    response
+                }
+                Refused::Stopping => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the server is shutting down".into(),
+                    Value::Null,
+                ),
+            }
+        }
+    }
+}
+
+/// A record as the API shows it, with its URLs.
+pub fn describe(record: &JobRecord, queue_position: Option<usize>) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
+    let base = format!("/v1/videos/{}", record.id);
+    value["queue_position"] = json!(queue_position);
+    value["urls"] = json!({
+        "self": base,
+        "events": format!("{base}/events"),
+        "preview": format!("{base}/content?variant=preview"),
+        "final": format!("{base}/content?variant=final"),
+    });
+    value
+}
+
+fn not_found(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no video `{id}`"),
+        Value::Null,
+    )
+}
+
+async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.store.get(&id) {
+        Some((record, position)) => Json(describe(&record, position)).into_response(),
+        None => not_found(&id),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(State(app): State<Arc<App>>, Query(query): Query<ListQuery>) -> Response {
+    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let (records, has_more) = app.store.list(query.after.as_deref(), limit);
+    let data: Vec<Value> = records.iter().map(|r| describe(r, None)).collect();
+    let last = records.last().map(|r| r.id.clone());
+    Json(json!({"object": "list", "data": data, "has_more": has_more, "last_id": last}))
+        .into_response()
+}
+
+async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.store.cancel(&id) {
+        None => not_found(&id),
+        Some(before) => {
+            let (record, _) = app.store.get(&id).expect("known job");
+            let mut body = describe(&record, None);
+            body["cancel_requested_from"] = json!(before);
+            (StatusCode::ACCEPTED, Json(body)).into_response()
+        }
+    }
+}
+
+/// Server-sent events: the job's log from `Last-Event-ID` on, then live until it ends.
+async fn events(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if app.store.get(&id).is_none() {
+        return not_found(&id);
+    }
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let state = (
+        app.clone(),
+        id,
+        after,
+        app.store.subscribe(),
+        Vec::new(),
+        false,
+    );
+    let stream = futures_util::stream::unfold(
+        state,
+        |(app, id, mut after, mut rx, mut buffer, mut done)| async move {
+            loop {
+                if let Some(event) = buffer.pop() {
+                    let event: super::jobs::JobEvent = event;
+                    after = Some(event.id);
+                    let sse = Event::default()
+                        .id(event.id.to_string())
+                        .event(event.name.clone())
+                        .data(event.data.to_string());
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(sse),
+                        (app, id, after, rx, buffer, done),
+                    ));
+                }
+                if done {
+                    return None;
+                }
+                rx.borrow_and_update();
+                let (events, ended) = app.store.events_after(&id, after)?;
+                if !events.is_empty() {
+                    buffer = events.into_iter().rev().collect();
+                    done = ended;
+                    continue;
+                }
+                if ended || app.store.is_stopping() {
+                    return None;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await;
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .into_response()
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let workers = &app.workers;
+    let ready = workers.ready.load(std::sync::atomic::Ordering::SeqCst);
+    let load_error = workers
+        .load_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let body = json!({"ready": ready >= workers.count, "workers": workers.count, "workers_ready": ready, "error": load_error});
+    match ready >= workers.count && !app.store.is_stopping() {
+        true => Json(body).into_response(),
+        false => (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let (counts, depth) = app.store.counts();
+    let text = app.metrics.render(&counts, depth);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn models(State(app): State<Arc<App>>) -> Response {
+    let manifest = &app.set.manifest;
+    let placements = app
+        .workers
+        .placements
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let graphs: Vec<Value> = manifest
+        .graphs
+        .iter()
+        .map(|(role, graph)| {
+            let provider = placements.iter().find(|p| &p.role == role).map(|p| p.provider.to_string());
+            json!({"role": role, "file": graph.file, "precision": format!("{:?}", graph.precision).to_lowercase(), "provider": provider})
+        })
+        .collect();
+    Json(json!({
+        "object": "list",
+        "data": [{"id": manifest.name, "object": "model", "preset": manifest.preset.to_string(), "graphs": graphs}],
+    }))
+    .into_response()
+}
+
+async fn page() -> Html<&'static str> {
+    Html(super::page::PAGE)
+}

@@ -1,0 +1,486 @@
+//! The server's jobs: records (what `GET /v1/videos/{id}` shows, persisted as `job.json` in
+//! the job's directory), their event logs (what SSE streams replay), the bounded queue and the
+//! cancellation tokens. One lock guards it all; workers block on a condition variable.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::engine::Request;
+use crate::progress::CancelToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    pub const ALL: [JobStatus; 5] = [
+        Self::Queued,
+        Self::InProgress,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Where a running job is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub stage: Option<String>,
+    pub chunk: usize,
+    pub step: usize,
+    pub steps: usize,
+    /// Stage-2 frames in the preview so far.
+    pub preview_frames: usize,
+    /// Frames in the final video so far.
+    pub final_frames: usize,
+}
+
+/// A stable error type and its message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// What the API shows of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub object: String,
+    pub status: JobStatus,
+    pub prompt: String,
+    pub frames_requested: usize,
+    pub enhance: bool,
+    pub created_at: f64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub progress: JobProgress,
+    /// Seconds per stage.
+    pub timings: BTreeMap<String, f64>,
+    pub time_to_first_frame_s: Option<f64>,
+    pub error: Option<JobError>,
+}
+
+/// One server-sent event of a job.
+#[derive(Debug, Clone)]
+pub struct JobEvent {
+    pub id: u64,
+    pub name: String,
+    pub data: Value,
+}
+
+struct Entry {
+    record: JobRecord,
+    events: Vec<JobEvent>,
+    cancel: CancelToken,
+    dir: PathBuf,
+    request: Option<Request>,
+}
+
+struct Inner {
+    jobs: BTreeMap<String, Entry>,
+    queue: VecDeque<String>,
+    running: usize,
+    next_id: u64,
+    stopping: bool,
+}
+
+/// All jobs of one server.
+pub struct Store {
+    inner: Mutex<Inner>,
+    work: Condvar,
+    changed: watch::Sender<u64>,
+    capacity: usize,
+    data_dir: PathBuf,
+}
+
+/// A job handed to a worker.
+pub struct Assigned {
+    pub id: String,
+    pub request: Request,
+    pub cancel: CancelToken,
+}
+
+/// Why a job could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    QueueFull { capacity: usize },
+    Stopping,
+}
+
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Store {
+    pub fn new(data_dir: &Path, capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                jobs: BTreeMap::new(),
+                queue: VecDeque::new(),
+                running: 0,
+                next_id: 1,
+                stopping: false,
+            }),
+            work: Condvar::new(),
+            changed: watch::channel(0).0,
+            capacity,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A new job id and its (created) directory.
+    pub fn reserve(&self) -> std::io::Result<(String, PathBuf)> {
+        let id = {
+            let mut inner = self.lock();
+            let id = format!("video_{:x}_{}", (now() * 1e3) as u64, inner.next_id);
+            inner.next_id += 1;
+            id
+        };
+        let dir = self.data_dir.join(&id);
+        std::fs::create_dir_all(&dir)?;
+        Ok((id, dir))
+    }
+
+    /// Queues a validated request; refuses at once when the queue is full.
+    pub fn submit(
+        &self,
+        record: JobRecord,
+        dir: PathBuf,
+        request: Request,
+    ) -> Result<usize, Refused> {
+        let mut inner = self.lock();
+        if inner.stopping {
+            return Err(Refused::Stopping);
+        }
+        if inner.queue.len() >= self.capacity {
+            return Err(Refused::QueueFull {
+                capacity: self.capacity,
+            });
+        }
+        let id = record.id.clone();
+        inner.queue.push_back(id.clone());
+        let position = inner.queue.len();
+        let entry = Entry {
+            record,
+            events: Vec::new(),
+            cancel: CancelToken::new(),
+            dir,
+            request: Some(request),
+        };
+        inner.jobs.insert(id.clone(), entry);
+        push_event(&mut inner, &id, "queued", json!({"position": position}));
+        persist(&inner, &id);
+        drop(inner);
+        self.work.notify_one();
+        self.bump();
+        Ok(position)
+    }
+
+    /// Blocks until a job is queued (or the server stops: `None`).
+    pub fn next_job(&self) -> Option<Assigned> {
+        let mut inner = self.lock();
+        loop {
+            if inner.stopping {
+                return None;
+            }
+            if let Some(id) = inner.queue.pop_front() {
+                inner.running += 1;
+                let entry = inner.jobs.get_mut(&id)?;
+                entry.record.status = JobStatus::InProgress;
+                entry.record.started_at = Some(now());
+                let assigned = Assigned {
+                    id: id.clone(),
+                    request: entry.request.take()?,
+                    cancel: entry.cancel.clone(),
+                };
+                push_event(&mut inner, &id, "in_progress", json!({}));
+                persist(&inner, &id);
+                drop(inner);
+                self.bump();
+                return Some(assigned);
+            }
+            inner = self.work.wait(inner).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Applies `update` to a job's record and logs `event` (if any).
+    pub fn update(
+        &self,
+        id: &str,
+        event: Option<(&str, Value)>,
+        update: impl FnOnce(&mut JobRecord),
+    ) {
+        let mut inner = self.lock();
+        let Some(entry) = inner.jobs.get_mut(id) else {
+            return;
+        };
+        update(&mut entry.record);
+        if let Some((name, data)) = event {
+            push_event(&mut inner, id, name, data);
+        }
+        drop(inner);
+        self.bump();
+    }
+
+    /// Ends a job: its final status, event and error; the record is written to disk.
+    pub fn finish(&self, id: &str, status: JobStatus, error: Option<JobError>) {
+        let mut inner = self.lock();
+        inner.running = inner.running.saturating_sub(1);
+        let Some(entry) = inner.jobs.get_mut(id) else {
+            return;
+        };
+        entry.record.status = status;
+        entry.record.finished_at = Some(now());
+        entry.record.error = error.clone();
+        let data = match &error {
+            Some(error) => json!({"error": error}),
+            None => json!({"frames": entry.record.progress.final_frames}),
+        };
+        push_event(&mut inner, id, status.name(), data);
+        persist(&inner, id);
+        drop(inner);
+        self.bump();
+    }
+
+    /// Cancels a job: a queued one leaves the queue, a running one stops at its next model
+    /// call. `None` for an unknown id; the status before.
+    pub fn cancel(&self, id: &str) -> Option<JobStatus> {
+        let mut inner = self.lock();
+        let status = inner.jobs.get(id)?.record.status;
+        match status {
+            JobStatus::Queued => {
+                inner.queue.retain(|q| q != id);
+                drop(inner);
+                self.finish_queued(id);
+            }
+            JobStatus::InProgress => inner.jobs.get(id)?.cancel.cancel(),
+            _ => {}
+        }
+        Some(status)
+    }
+
+    fn finish_queued(&self, id: &str) {
+        let mut inner = self.lock();
+        inner.running += 1; // balanced by finish()
+        drop(inner);
+        self.finish(id, JobStatus::Cancelled, None);
+    }
+
+    /// A job's record with its queue position.
+    pub fn get(&self, id: &str) -> Option<(JobRecord, Option<usize>)> {
+        let inner = self.lock();
+        let record = inner.jobs.get(id)?.record.clone();
+        let position = inner.queue.iter().position(|q| q == id).map(|p| p + 1);
+        Some((record, position))
+    }
+
+    /// Records newest first, after `after` (an id), at most `limit`.
+    pub fn list(&self, after: Option<&str>, limit: usize) -> (Vec<JobRecord>, bool) {
+        let inner = self.lock();
+        let mut records: Vec<&JobRecord> = inner.jobs.values().map(|e| &e.record).collect();
+        records.sort_by(|a, b| b.created_at.total_cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        let start = after
+            .and_then(|after| records.iter().position(|r| r.id == after))
+            .map_or(0, |p| p + 1);
+        let page: Vec<JobRecord> = records
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|r| (*r).clone())
+            .collect();
+        let more = records.len() > start + page.len();
+        (page, more)
+    }
+
+    /// Events after `after`, and whether the job has ended.
+    pub fn events_after(&self, id: &str, after: Option<u64>) -> Option<(Vec<JobEvent>, bool)> {
+        let inner = self.lock();
+        let entry = inner.jobs.get(id)?;
+        let events = entry
+            .events
+            .iter()
+            .filter(|e| after.is_none_or(|a| e.id > a))
+            .cloned()
+            .collect();
+        Some((events, entry.record.status.is_terminal()))
+    }
+
+    pub fn job_dir(&self, id: &str) -> Option<(PathBuf, JobStatus)> {
+        let inner = self.lock();
+        let entry = inner.jobs.get(id)?;
+        Some((entry.dir.clone(), entry.record.status))
+    }
+
+    /// Jobs per status and the queue depth.
+    pub fn counts(&self) -> (BTreeMap<&'static str, usize>, usize) {
+        let inner = self.lock();
+        let mut counts: BTreeMap<&'static str, usize> =
+            JobStatus::ALL.iter().map(|s| (s.name(), 0)).collect();
+        for entry in inner.jobs.values() {
+            *counts.entry(entry.record.status.name()).or_default() += 1;
+        }
+        (counts, inner.queue.len())
+    }
+
+    /// Waits for any change (an event, a status) or a stop.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Stops handing out jobs and cancels the queued ones; running jobs go on.
+    pub fn stop_accepting(&self) {
+        let queued: Vec<String> = {
+            let mut inner = self.lock();
+            inner.stopping = true;
+            inner.queue.drain(..).collect()
+        };
+        for id in queued {
+            self.finish_queued(&id);
+        }
+        self.work.notify_all();
+        self.bump();
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().running
+    }
+
+    /// Cancels every running job (after the shutdown grace period).
+    pub fn cancel_running(&self) {
+        let inner = self.lock();
+        for entry in inner.jobs.values() {
+            if entry.record.status == JobStatus::InProgress {
+                entry.cancel.cancel();
+            }
+        }
+    }
+
+    /// Adds a job found on disk (a restart).
+    pub fn restore(&self, record: JobRecord, dir: PathBuf) {
+        let mut inner = self.lock();
+        let id = record.id.clone();
+        let name = record.status.name().to_owned();
+        let data = json!({"restored": true, "error": record.error});
+        inner.jobs.insert(
+            id.clone(),
+            Entry {
+                record,
+                events: Vec::new(),
+                cancel: CancelToken::new(),
+                dir,
+                request: None,
+            },
+        );
+        push_event(&mut inner, &id, &name, data);
+    }
+
+    /// Forgets finished jobs beyond `keep` (newest kept) or older than `max_age` seconds, and
+    /// deletes their directories (the server made every file in them).
+    pub fn prune(&self, keep: usize, max_age: f64) {
+        let removed: Vec<PathBuf> = {
+            let mut inner = self.lock();
+            let mut finished: Vec<(f64, String)> = inner
+                .jobs
+                .values()
+                .filter(|e| e.record.status.is_terminal())
+                .map(|e| {
+                    (
+                        e.record.finished_at.unwrap_or(e.record.created_at),
+                        e.record.id.clone(),
+                    )
+                })
+                .collect();
+            finished.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let cutoff = now() - max_age;
+            let doomed: Vec<String> = finished
+                .iter()
+                .enumerate()
+                .filter(|(i, (at, _))| *i >= keep || *at < cutoff)
+                .map(|(_, (_, id))| id.clone())
+                .collect();
+            doomed
+                .iter()
+                .filter_map(|id| inner.jobs.remove(id).map(|e| e.dir))
+                .collect()
+        };
+        for dir in removed {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn push_event(inner: &mut Inner, id: &str, name: &str, data: Value) {
+    if let Some(entry) = inner.jobs.get_mut(id) {
+        let event_id = entry.events.len() as u64 + 1;
+        entry.events.push(JobEvent {
+            id: event_id,
+            name: name.to_owned(),
+            data,
+        });
+    }
+}
+
+/// Writes `job.json` (write then rename): a restarted server lists the job.
+fn persist(inner: &Inner, id: &str) {
+    let Some(entry) = inner.jobs.get(id) else {
+        return;
+    };
+    let Ok(text) = serde_json::to_string_pretty(&entry.record) else {
+        return;
+    };
+    let tmp = entry.dir.join("job.json.tmp");
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, entry.dir.join("job.json"));
+    }
+}
+
+/// Persists a record now (status changes call this themselves).
+pub fn persist_record(store: &Store, id: &str) {
+    persist(&store.lock(), id);
+}

@@ -1,0 +1,258 @@
+//! `st2v serve`: a video-generation server over the library [`crate::engine::Engine`].
+//!
+//! Jobs are validated into the same typed requests the CLI builds, queued in a bounded queue
+//! (full: 429 with `Retry-After` at once) and run by `workers` threads, each owning one engine.
+//! Every job writes into its own directory under the data directory (the server chooses every
+//! name): `video.mp4` and `preview.mp4` (fragmented MP4, streamed while they grow), and
+//! `job.json`. A restarted server lists jobs it finds there; those that were running are
+//! failed, their partial videos kept and playable. SIGTERM or Ctrl-C: stop accepting, let
+//! running jobs finish for the grace period, then cancel them (their frames are kept), exit 0.
+
+pub mod api;
+pub mod content;
+pub mod jobs;
+pub mod metrics;
+pub mod page;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+
+use crate::engine::{EngineError, RuntimeSettings};
+use crate::manifest::ModelSet;
+use crate::video::partial_path;
+
+use api::{error, App, CreateVideo};
+use jobs::{JobError, JobRecord, JobStatus, Store};
+use metrics::Metrics;
+
+/// Request limits; a violation is a 422 naming the field, the limit and the value.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_frames: usize,
+    pub max_steps: usize,
+    pub max_prompt_bytes: usize,
+    pub max_guidance: f32,
+    pub max_body_bytes: usize,
+    /// Finished jobs kept (newest first) and their maximum age in seconds.
+    pub keep_jobs: usize,
+    pub keep_seconds: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frames: 1200,
+            max_steps: 100,
+            max_prompt_bytes: 2000,
+            max_guidance: 30.0,
+            max_body_bytes: 64 * 1024,
+            keep_jobs: 200,
+            keep_seconds: 7.0 * 24.0 * 3600.0,
+        }
+    }
+}
+
+impl Limits {
+    /// The violation of a limit, as the response to send (`None` within every limit).
+    pub fn check(&self, body: &CreateVideo) -> Option<Response> {
+        let over = |field: &str, limit: f64, value: f64| {
+            Some(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "limit_exceeded",
+                format!("{field}: the server's limit is {limit}, got {value}"),
+                json!({"field": field, "limit": limit, "value": value}),
+            ))
+        };
+        let prompt_bytes = body.prompt.len().max(body.negative_prompt.len());
+        if prompt_bytes > self.max_prompt_bytes {
+            return over("prompt", self.max_prompt_bytes as f64, prompt_bytes as f64);
+        }
+        if let Some(frames) = body.frames.filter(|f| *f > self.max_frames) {
+            return over("frames", self.max_frames as f64, frames as f64);
+        }
+        let steps = [
+            ("steps", body.steps),
+            ("stage1_steps", body.stage1_steps),
+            ("enhance_steps", body.enhance_steps),
+        ];
+        for (field, steps) in steps {
+            if let Some(steps) = steps.filter(|s| *s > self.max_steps) {
+                return over(field, self.max_steps as f64, steps as f64);
+            }
+        }
+        if let Some(guidance) = &body.guidance {
+            for (field, scale) in [
+                ("guidance.scale", guidance.scale),
+                ("guidance.text_scale", guidance.text_scale),
+                ("guidance.anchor_scale", guidance.anchor_scale),
+            ] {
+                if let Some(scale) = scale.filter(|s| s.abs() > self.max_guidance) {
+                    return over(field, f64::from(self.max_guidance), f64::from(scale));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub models: PathBuf,
+    pub settings: RuntimeSettings,
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub data_dir: PathBuf,
+    pub api_key: Option<String>,
+    pub limits: Limits,
+    /// How long running jobs may go on after SIGTERM before they are cancelled.
+    pub grace: Duration,
+}
+
+/// Errors that keep the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Serves until SIGTERM or Ctrl-C; `on_listening` gets the bound address (port 0 picks one).
+pub fn serve(
+    options: ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let set = ModelSet::open(&options.models).map_err(EngineError::from)?;
+    std::fs::create_dir_all(&options.data_dir).map_err(|source| ServeError::Io {
+        what: format!("creating the data directory {}", options.data_dir.display()),
+        source,
+    })?;
+    let store = Arc::new(Store::new(&options.data_dir, options.queue_capacity));
+    restore_jobs(&store, &options.data_dir);
+    let metrics = Arc::new(Metrics::default());
+    let (workers, handles) = worker::spawn(
+        options.workers,
+        options.models.clone(),
+        options.settings.clone(),
+        store.clone(),
+        metrics.clone(),
+    );
+    let app = Arc::new(App {
+        store: store.clone(),
+        metrics,
+        workers,
+        set,
+        limits: options.limits.clone(),
+        api_key: options.api_key.clone(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| ServeError::Io {
+            what: "starting the async runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| ServeError::Io {
+                what: format!("listening on {}", options.listen),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| ServeError::Io {
+            what: "reading the bound address".into(),
+            source,
+        })?;
+        on_listening(address);
+        let shutdown_store = store.clone();
+        axum::serve(listener, api::router(app))
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                tracing::warn!("shutting down: no new jobs; running jobs get the grace period");
+                shutdown_store.stop_accepting();
+            })
+            .await
+            .map_err(|source| ServeError::Io {
+                what: "serving".into(),
+                source,
+            })
+    })?;
+    finish_running(&store, options.grace);
+    for handle in handles {
+        let _ = handle.join();
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// Lets running jobs finish within `grace`, then cancels them (they keep their frames).
+fn finish_running(store: &Store, grace: Duration) {
+    let deadline = std::time::Instant::now() + grace;
+    while store.running() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    store.cancel_running();
+}
+
+/// Lists the jobs a previous run of the server left in `data_dir`. A job that was queued or
+/// running when that server died is failed, and its partial videos are renamed into place.
+fn restore_jobs(store: &Store, data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for dir in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let Ok(text) = std::fs::read_to_string(dir.join("job.json")) else {
+            continue;
+        };
+        let Ok(mut record) = serde_json::from_str::<JobRecord>(&text) else {
+            continue;
+        };
+        if !record.status.is_terminal() {
+            for name in ["video.mp4", "preview.mp4"] {
+                let partial = partial_path(&dir.join(name));
+                if partial.exists() {
+                    let _ = std::fs::rename(&partial, dir.join(name));
+                }
+            }
+            record.status = JobStatus::Failed;
+            record.finished_at = Some(jobs::now());
+            record.error = Some(JobError {
+                kind: "server_stopped".into(),
+                message: "the server stopped while this job ran; the frames written before \
+                          are kept"
+                    .into(),
+            });
+        }
+        let id = record.id.clone();
+        store.restore(record, dir);
+        jobs::persist_record(store, &id);
+    }
+}

@@ -1,0 +1,272 @@
+//! Workers: each owns one [`Engine`] (its own copy of every session), loads it before the
+//! server reports ready, and runs queued jobs one at a time. A panic inside a job fails that
+//! job; the worker reopens its engine and goes on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use serde_json::json;
+
+use crate::engine::{
+    Engine, EngineError, ErrorKind, GenerateParams, GenerateRequest, Request, RuntimeSettings,
+};
+use crate::models::GraphPlacement;
+use crate::progress::{ProgressEvent, ProgressSink, Stage};
+
+use super::jobs::{JobError, JobStatus, Store};
+use super::metrics::Metrics;
+
+/// What workers share with the HTTP side.
+pub struct Workers {
+    pub ready: AtomicUsize,
+    pub count: usize,
+    pub placements: std::sync::Mutex<Vec<GraphPlacement>>,
+    pub load_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Starts `count` workers over the model set in `models`.
+pub fn spawn(
+    count: usize,
+    models: PathBuf,
+    settings: RuntimeSettings,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+) -> (Arc<Workers>, Vec<JoinHandle<()>>) {
+    let workers = Arc::new(Workers {
+        ready: AtomicUsize::new(0),
+        count,
+        placements: std::sync::Mutex::new(Vec::new()),
+        load_error: std::sync::Mutex::new(None),
+    });
+    let handles = (0..count)
+        .map(|index| {
+            let (models, settings) = (models.clone(), settings.clone());
+            let (store, metrics, workers) = (store.clone(), metrics.clone(), workers.clone());
+            std::thread::Builder::new()
+                .name(format!("st2v-worker-{index}"))
+                .spawn(move || work(&models, &settings, &store, &metrics, &workers))
+                .expect("a worker thread starts")
+        })
+        .collect();
+    (workers, handles)
+}
+
+/// Opens an engine and loads every graph a full job needs.
+fn open_engine(
+    models: &std::path::Path,
+    settings: &RuntimeSettings,
+    scratch: &std::path::Path,
+) -> Result<Engine, EngineError> {
+    let mut engine = Engine::open(models, settings.clone())?;
+    let params = GenerateParams::new("warm-up", scratch.join("warmup.mp4"));
+    let request: Request = GenerateRequest::new(&params, engine.model_set())?.into();
+    engine.load(&request)?;
+    Ok(engine)
+}
+
+fn work(
+    models: &std::path::Path,
+    settings: &RuntimeSettings,
+    store: &Store,
+    metrics: &Metrics,
+    workers: &Workers,
+) {
+    let scratch = store.data_dir().to_owned();
+    let mut engine = match open_engine(models, settings, &scratch) {
+        Ok(engine) => engine,
+        Err(err) => {
+            tracing::error!("a worker could not load the model set: {err}");
+            *workers.load_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
+            return;
+        }
+    };
+    *workers.placements.lock().unwrap_or_else(|p| p.into_inner()) = engine.placements();
+    workers.ready.fetch_add(1, Ordering::SeqCst);
+    while let Some(job) = store.next_job() {
+        let progress = JobProgressSink {
+            store,
+            metrics,
+            id: &job.id,
+            started: std::time::Instant::now(),
+            last: std::cell::Cell::new(std::time::Instant::now()),
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            engine.run_to_files(&job.request, &progress, &job.cancel)
+        }));
+        match outcome {
+            Ok(Ok(written)) => {
+                store.update(&job.id, None, |r| {
+                    r.progress.final_frames = written.output.frames
+                });
+                store.finish(&job.id, JobStatus::Completed, None);
+                metrics.job_finished("completed", None);
+            }
+            Ok(Err(err)) if err.kind() == ErrorKind::Cancelled => {
+                store.finish(&job.id, JobStatus::Cancelled, None);
+                metrics.job_finished("cancelled", None);
+            }
+            Ok(Err(err)) => {
+                let kind = error_type(err.kind());
+                let error = JobError {
+                    kind: kind.to_owned(),
+                    message: chain(&err),
+                };
+                store.finish(&job.id, JobStatus::Failed, Some(error));
+                metrics.job_finished("failed", Some(kind));
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "a panic".into());
+                let error = JobError {
+                    kind: "internal_error".into(),
+                    message: format!("the job panicked: {message}"),
+                };
+                store.finish(&job.id, JobStatus::Failed, Some(error));
+                metrics.job_finished("failed", Some("internal_error"));
+                // The engine's state is unknown after a panic: start over.
+                match open_engine(models, settings, &scratch) {
+                    Ok(fresh) => engine = fresh,
+                    Err(err) => {
+                        tracing::error!("a worker could not reload after a panic: {err}");
+                        workers.ready.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The stable error type of a failed job.
+pub fn error_type(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "invalid_request",
+        ErrorKind::Unavailable => "provider_unavailable",
+        ErrorKind::Failed => "generation_failed",
+        ErrorKind::Cancelled => "cancelled",
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns engine progress into the job's record, its events and the metrics.
+struct JobProgressSink<'a> {
+    store: &'a Store,
+    metrics: &'a Metrics,
+    id: &'a str,
+    started: std::time::Instant,
+    last: std::cell::Cell<std::time::Instant>,
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    crate::bench::timeline::stage_key(stage)
+}
+
+impl ProgressSink for JobProgressSink<'_> {
+    fn emit(&self, event: &ProgressEvent) {
+        let now_instant = std::time::Instant::now();
+        let since_last = now_instant
+            .duration_since(self.last.replace(now_instant))
+            .as_secs_f64();
+        let store = self.store;
+        match event {
+            ProgressEvent::StageStarted {
+                stage,
+                chunks,
+                steps,
+            } => store.update(
+                self.id,
+                Some((
+                    "stage_started",
+                    json!({"stage": stage_name(*stage), "chunks": chunks, "steps": steps}),
+                )),
+                |r| r.progress.stage = Some(stage_name(*stage).into()),
+            ),
+            ProgressEvent::Step {
+                stage,
+                chunk,
+                step,
+                steps,
+            } => {
+                self.metrics.observe("step", stage_name(*stage), since_last);
+                store.update(
+                    self.id,
+                    Some(("step", json!({"stage": stage_name(*stage), "chunk": chunk, "step": step, "steps": steps}))),
+                    |r| {
+                        r.progress.stage = Some(stage_name(*stage).into());
+                        (r.progress.chunk, r.progress.step, r.progress.steps) = (*chunk, *step, *steps);
+                    },
+                );
+            }
+            ProgressEvent::ChunkDone {
+                stage,
+                chunk,
+                frames,
+            } => {
+                let variant = match stage {
+                    Stage::Refinement => "final",
+                    _ => "preview",
+                };
+                store.update(
+                    self.id,
+                    Some(("chunk_ready", json!({"stage": stage_name(*stage), "chunk": chunk, "frames": frames, "variant": variant}))),
+                    |r| {
+                        if *stage != Stage::Refinement {
+                            r.progress.preview_frames += frames;
+                        }
+                    },
+                );
+            }
+            ProgressEvent::FramesWritten { total } => {
+                let elapsed = self.started.elapsed().as_secs_f64();
+                let first = *total == 1;
+                if first {
+                    self.metrics
+                        .observe("time_to_first_frame", "final", elapsed);
+                }
+                store.update(self.id, None, |r| {
+                    r.progress.final_frames = *total;
+                    if first {
+                        r.time_to_first_frame_s = Some(elapsed);
+                    }
+                });
+            }
+            ProgressEvent::StageFinished { stage, seconds } => {
+                self.metrics.observe("stage", stage_name(*stage), *seconds);
+                store.update(
+                    self.id,
+                    Some((
+                        "stage_finished",
+                        json!({"stage": stage_name(*stage), "seconds": seconds}),
+                    )),
+                    |r| {
+                        r.timings.insert(stage_name(*stage).into(), *seconds);
+                    },
+                );
+            }
+            ProgressEvent::Warning { message } => {
+                store.update(
+                    self.id,
+                    Some(("warning", json!({"message": message}))),
+                    |_| {},
+                );
+            }
+        }
+    }
+}

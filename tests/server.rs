@@ -1,0 +1,398 @@
+//! `st2v serve` over real HTTP on 127.0.0.1 (ephemeral ports) with the tiny model set: the job
+//! lifecycle, SSE order, preview and final videos while and after running, Range, validation
+//! errors, limits, 429, cancel, auth, SIGTERM and SIGKILL with a restart.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+fn tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny")
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--models"])
+            .arg(tiny())
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("st2v serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server prints its address")
+                .unwrap();
+            if let Some(address) = line.strip_prefix("st2v serve: listening on ") {
+                break address.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let server = Server { child, base };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while server.get("/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "the server got ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let mut response = Self::agent()
+            .get(format!("{}{path}", self.base))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn post(&self, body: Value, key: Option<&str>) -> (u16, Value, Option<String>) {
+        let mut request = Self::agent().post(format!("{}/v1/videos", self.base));
+        if let Some(key) = key {
+            request = request.header("authorization", &format!("Bearer {key}"));
+        }
+        let mut response = request.send_json(body).unwrap();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.body_mut().read_to_string().unwrap();
+        (
+            response.status().as_u16(),
+            serde_json::from_str(&text).unwrap(),
+            retry,
+        )
+    }
+
+    fn delete(&self, id: &str) -> u16 {
+        let url = format!("{}/v1/videos/{id}", self.base);
+        Self::agent().delete(url).call().unwrap().status().as_u16()
+    }
+
+    /// Event names from the job's SSE stream until it ends.
+    fn events(&self, id: &str) -> Vec<(String, Value)> {
+        let url = format!("{}/v1/videos/{id}/events", self.base);
+        let response = Self::agent().get(url).call().unwrap();
+        let reader = BufReader::new(response.into_body().into_reader());
+        let mut events = Vec::new();
+        let mut name = String::new();
+        for line in reader.lines() {
+            let line = line.unwrap();
+            if let Some(event) = line.strip_prefix("event: ") {
+                name = event.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                events.push((name.clone(), serde_json::from_str(data).unwrap()));
+            }
+        }
+        events
+    }
+
+    /// Downloads a content URL for at most `limit`, into `to`.
+    fn download(&self, url: &str, to: &Path, limit: Duration) -> u16 {
+        let response = Self::agent()
+            .get(format!("{}{url}", self.base))
+            .call()
+            .unwrap();
+        let status = response.status().as_u16();
+        let mut reader = response.into_body().into_reader();
+        let mut bytes = Vec::new();
+        let deadline = Instant::now() + limit;
+        let mut buffer = [0u8; 8192];
+        while Instant::now() < deadline {
+            match reader.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => bytes.extend_from_slice(&buffer[..n]),
+            }
+        }
+        std::fs::write(to, bytes).unwrap();
+        status
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn frames_in(path: &Path) -> (usize, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let frames = text
+        .rsplit(',')
+        .next()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    (frames, text)
+}
+
+fn fast(frames: usize) -> Value {
+    json!({"prompt": "a cat", "frames": frames, "steps": 2, "stage1_steps": 2, "enhance_steps": 2})
+}
+
+fn long_job(enhance: bool) -> Value {
+    json!({"prompt": "a long road", "frames": 400, "steps": 10, "stage1_steps": 2, "enhance_steps": 2, "enhance": enhance})
+}
+
+fn wait_for(server: &Server, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, record) = server.get(&format!("/v1/videos/{id}"));
+        if done(&record) {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "timed out: {record}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_job_goes_from_queued_to_completed_with_its_events_and_videos() {
+    let data = TempDir::new().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let (status, job, _) = server.post(fast(24), None);
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let events = server.events(&id);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[..2], ["queued", "in_progress"], "{names:?}");
+    assert_eq!(names.last(), Some(&"completed"));
+    let first_preview = names.iter().position(|n| *n == "chunk_ready").unwrap();
+    let first_step = names.iter().position(|n| *n == "step").unwrap();
+    assert!(first_step < first_preview, "{names:?}");
+    let record = wait_for(&server, &id, |r| r["status"] == "completed");
+    assert_eq!(record["progress"]["final_frames"], 24);
+    assert!(record["timings"]["stage1"].as_f64().unwrap() > 0.0);
+    assert!(record["time_to_first_frame_s"].as_f64().unwrap() > 0.0);
+
+    let final_mp4 = data.path().join("final.mp4");
+    assert_eq!(
+        server.download(
+            &format!("/v1/videos/{id}/content?variant=final"),
+            &final_mp4,
+            Duration::from_secs(30)
+        ),
+        200
+    );
+    assert_eq!(frames_in(&final_mp4).1, "80,80,24");
+    let preview = data.path().join("preview.mp4");
+    server.download(
+        &format!("/v1/videos/{id}/content"),
+        &preview,
+        Duration::from_secs(1),
+    );
+    let url = format!("{}/v1/videos/{id}/content?variant=preview", server.base);
+    let mut ranged = Server::agent()
+        .get(url)
+        .header("range", "bytes=0-99")
+        .call()
+        .unwrap();
+    assert_eq!(ranged.status().as_u16(), 206);
+    assert!(ranged
+        .headers()
+        .get("content-range")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("bytes 0-99/"));
+    assert_eq!(ranged.body_mut().read_to_vec().unwrap().len(), 100);
+
+    let (_, list) = server.get("/v1/videos");
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    let (_, metrics) = server.get("/metrics");
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("st2v_jobs_finished_total{state=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("st2v_step_seconds_bucket{stage=\"stage2\""));
+    let (_, models) = server.get("/v1/models");
+    assert_eq!(models["data"][0]["graphs"].as_array().unwrap().len(), 13);
+    let (status, page) = server.get("/");
+    assert!(status == 200 && page.as_str().unwrap().contains("<video id=\"preview\""));
+}
+
+#[test]
+fn bad_requests_name_the_field_and_the_limit() {
+    let data = TempDir::new().unwrap();
+    let server = Server::start(data.path(), &["--max-steps", "20"]);
+    let cases = [
+        (json!({"prompt": "a cat", "frames": 8}), "frames"),
+        (json!({"prompt": " "}), "prompt"),
+        (json!({"prompt": "a cat", "frame": 24}), "frame"),
+        (
+            json!({"prompt": "a cat", "guidance": {"mode": "joint", "scale": -1.0}}),
+            "guidance_scale",
+        ),
+        (
+            json!({"prompt": "a cat", "guidance": {"mode": "joint", "text_scale": 2.0}}),
+            "text_scale",
+        ),
+        (json!({"prompt": "a cat", "fps": 0}), "fps"),
+        (json!({"prompt": 7}), "prompt"),
+    ];
+    for (body, field) in cases {
+        let (status, error, _) = server.post(body.clone(), None);
+        assert_eq!(status, 422, "{body}: {error}");
+        assert_eq!(error["error"]["field"], field, "{body}: {error}");
+    }
+    let (status, error, _) = server.post(json!({"prompt": "a cat", "steps": 50}), None);
+    assert_eq!(status, 422);
+    assert_eq!(error["error"]["type"], "limit_exceeded");
+    assert_eq!(
+        (
+            error["error"]["limit"].as_f64(),
+            error["error"]["value"].as_f64()
+        ),
+        (Some(20.0), Some(50.0))
+    );
+    let (_, list) = server.get("/v1/videos");
+    assert!(
+        list["data"].as_array().unwrap().is_empty(),
+        "nothing was queued"
+    );
+}
+
+#[test]
+fn a_full_queue_answers_429_and_cancel_keeps_the_finished_frames() {
+    let data = TempDir::new().unwrap();
+    let server = Server::start(data.path(), &["--queue", "1"]);
+    let (_, running, _) = server.post(long_job(false), None);
+    let running = running["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &running, |r| r["status"] == "in_progress");
+    let (status, queued, _) = server.post(fast(24), None);
+    assert_eq!((status, queued["status"].as_str()), (202, Some("queued")));
+    assert_eq!(queued["queue_position"], 1);
+    let (status, error, retry) = server.post(fast(24), None);
+    assert_eq!(status, 429, "{error}");
+    assert_eq!(error["error"]["type"], "queue_full");
+    assert!(retry.is_some(), "Retry-After");
+
+    // The preview plays while the job runs: a partial download holds whole frames.
+    let growing = data.path().join("growing.mp4");
+    wait_for(&server, &running, |r| {
+        r["progress"]["preview_frames"].as_u64() >= Some(24)
+    });
+    let url = format!("/v1/videos/{running}/content?variant=preview");
+    assert_eq!(server.download(&url, &growing, Duration::from_secs(2)), 200);
+    let (frames, _) = frames_in(&growing);
+    assert!(
+        frames >= 8,
+        "{frames} frames playable from a video still being written"
+    );
+
+    assert_eq!(server.delete(queued["id"].as_str().unwrap()), 202);
+    assert_eq!(server.delete(&running), 202);
+    let record = wait_for(&server, &running, |r| r["status"] == "cancelled");
+    let kept = record["progress"]["final_frames"].as_u64().unwrap() as usize;
+    let video = data.path().join("cancelled.mp4");
+    server.download(
+        &format!("/v1/videos/{running}/content?variant=final"),
+        &video,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        frames_in(&video).0,
+        kept,
+        "every finished frame stays downloadable"
+    );
+    assert!(kept >= 24);
+}
+
+#[test]
+fn an_api_key_is_required_when_set() {
+    let data = TempDir::new().unwrap();
+    let server = Server::start(data.path(), &["--api-key", "s3cret"]);
+    assert_eq!(server.post(fast(16), None).0, 401);
+    assert_eq!(server.post(fast(16), Some("wrong")).0, 401);
+    assert_eq!(server.post(fast(16), Some("s3cret")).0, 202);
+    assert_eq!(server.get("/healthz").0, 200, "health needs no key");
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_a_killed_server_lists_its_jobs_after_a_restart() {
+    let data = TempDir::new().unwrap();
+    let mut server = Server::start(data.path(), &["--grace-seconds", "0"]);
+    let (_, job, _) = server.post(long_job(false), None);
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &id, |r| {
+        r["progress"]["final_frames"].as_u64() >= Some(24)
+    });
+    server.signal("-TERM");
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.path().join(&id).join("job.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["status"], "cancelled");
+
+    let server = Server::start(data.path(), &[]);
+    let (_, second, _) = server.post(long_job(false), None);
+    let second = second["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &second, |r| {
+        r["progress"]["final_frames"].as_u64() >= Some(24)
+    });
+    server.signal("-KILL");
+    drop(server);
+    let server = Server::start(data.path(), &[]);
+    let (_, first) = server.get(&format!("/v1/videos/{id}"));
+    assert_eq!(first["status"], "cancelled");
+    let (_, killed) = server.get(&format!("/v1/videos/{second}"));
+    assert_eq!(killed["status"], "failed", "{killed}");
+    assert_eq!(killed["error"]["type"], "server_stopped");
+    let video = data.path().join("killed.mp4");
+    server.download(
+        &format!("/v1/videos/{second}/content?variant=final"),
+        &video,
+        Duration::from_secs(10),
+    );
+    assert!(
+        frames_in(&video).0 >= 16,
+        "the killed job's frames play up to its last fragment"
+    );
+}
