@@ -64,6 +64,15 @@ fn command_lines(program: &str, args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// GPU memory in use per GPU (MiB), from `nvidia-smi`; empty without one.
+pub fn gpu_memory_used_mib() -> Vec<f64> {
+    let query = ["--query-gpu=memory.used", "--format=csv,noheader,nounits"];
+    command_lines("nvidia-smi", &query)
+        .iter()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 /// The git commit of the repository holding `dir` (`unknown` outside one).
 pub fn git_commit(dir: &Path) -> String {
     let dir = dir.to_string_lossy();

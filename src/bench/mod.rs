@@ -261,6 +261,7 @@ fn bench_provider(
     ));
     let memory = measure_memory(options, &mut engine)?;
     let calls_per_run = call_logs.first().cloned().unwrap_or_default();
+    let cpu_peak = Machine::probe().cpu_peak_gflops_estimate.filter(|_| name == "cpu");
     let graphs = timings
         .iter()
         .map(|timing| {
@@ -269,6 +270,7 @@ fn bench_provider(
                 .as_ref()
                 .map(|p: &profile::GraphProfile| p.flops / (timing.latency.p50_ms / 1e3) / 1e9);
             GraphReport {
+                share_of_peak: stats::ratio(achieved_gflops, cpu_peak),
                 calls_per_run: calls_per_run.get(&timing.role).map_or(0, |c| c.0),
                 timing: timing.clone(),
                 profile,
@@ -344,6 +346,7 @@ fn measure_memory(options: &BenchOptions, engine: &mut Engine) -> Result<Memory,
     let small = peak_at(options.memory_frames.0)?;
     let large = peak_at(options.memory_frames.1)?;
     Ok(Memory {
+        gpu_memory_used_mib: machine::gpu_memory_used_mib(),
         peak_rss_mib: overall,
         peak_rss_mib_small: small,
         peak_rss_mib_large: large,

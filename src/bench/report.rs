@@ -72,6 +72,8 @@ pub struct GraphReport {
     pub profile: Option<GraphProfile>,
     /// FLOPs per call / p50 latency.
     pub achieved_gflops: Option<f64>,
+    /// `achieved_gflops` over the machine's estimated peak (CPU providers).
+    pub share_of_peak: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +119,8 @@ pub struct Memory {
     pub peak_rss_mib_large: Option<f64>,
     /// large / small: 1.0 means memory does not grow with the video's length.
     pub ratio: Option<f64>,
+    /// GPU memory in use after the runs (`nvidia-smi`), per GPU, when there is one.
+    pub gpu_memory_used_mib: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -147,9 +151,10 @@ impl BenchReport {
         let m = &self.machine;
         let s = &self.settings;
         let _ = writeln!(md, "# st2v bench: {}\n", self.model_set.name);
+        let peak = opt(m.cpu_peak_gflops_estimate, |g| format!("; CPU fp32 peak ~{g:.0} GFLOP/s (estimate)"));
         let _ = writeln!(
             md,
-            "- machine: {} ({} cores){}; {}\n- ONNX Runtime {}; commit {}\n- model set `{}` \
+            "- machine: {} ({} cores{peak}){}; {}\n- ONNX Runtime {}; commit {}\n- model set `{}` \
              (preset {}); {} frames; steps {}/{}/{}; seed {}; {} warm-up + {} runs; threads {}; \
              opt level {}\n",
             m.cpu,
@@ -186,21 +191,20 @@ impl BenchReport {
         let _ = writeln!(md, "## End to end\n");
         let _ = writeln!(
             md,
-            "| provider | end to end p50 (s) | stage 1 (s) | stage 2 step p50 (ms) | stage 2 chunk p50 (ms) | stage 3 step p50 (ms) | first preview frame (s) | first final frame (s) | chunk gap p50/p99 (ms) | fps | fps w/o enhancer | fps w/o decode+enhancer | outside ORT | peak RSS (MiB) | RSS {}/{} frames | drift max abs / PSNR |",
+            "| provider | end to end p50 (s) | / first | stage 1 (s) | stage 2 step p50 (ms) | stage 2 chunk p50 (ms) | stage 3 step p50 (ms) | first preview frame (s) | first final frame (s) | chunk gap p50/p99 (ms) | fps | fps w/o enhancer | fps w/o decode+enhancer | outside ORT | peak RSS (MiB) | RSS {}/{} frames | drift max abs / PSNR |",
             self.settings.memory_frames.0, self.settings.memory_frames.1
         );
-        let _ = writeln!(
-            md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-        );
+        let _ = writeln!(md, "|{}", "---|".repeat(17));
+        let first = self.providers.first().map(|p| p.end_to_end.seconds.p50_ms);
         for p in &self.providers {
             let e = &p.end_to_end;
             let stage = |key: &str| e.stages.get(key);
             let _ = writeln!(
                 md,
-                "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1}% | {} | {} | {} |",
+                "| {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {:.1}% | {} | {} | {} |",
                 p.ep,
                 e.seconds.p50_ms / 1e3,
+                opt(super::stats::ratio(Some(e.seconds.p50_ms), first), |r| format!("x{r:.3}")),
                 opt(stage("stage1"), |s| format!("{:.2}", s.seconds.p50_ms / 1e3)),
                 opt(stage("stage2").and_then(|s| s.step), |l| ms(l.p50_ms)),
                 opt(stage("stage2").and_then(|s| s.chunk), |l| ms(l.p50_ms)),
@@ -248,9 +252,9 @@ fn graph_table(md: &mut String, p: &ProviderReport) {
     let _ = writeln!(md, "## Graphs on {}\n", p.ep);
     let _ = writeln!(
         md,
-        "| role | inputs | calls/run | session (s) | min | p50 | p90 | p99 | max (ms) | call p50 (ms) | GFLOP/call | GFLOP/s | top operators (kernel ms) |"
+        "| role | inputs | calls/run | session (s) | min | p50 | p90 | p99 | max (ms) | call p50 (ms) | GFLOP/call | GFLOP/s | % of peak | top operators (kernel ms) |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for g in &p.graphs {
         let t = &g.timing;
         let l = &t.latency;
@@ -270,7 +274,7 @@ fn graph_table(md: &mut String, p: &ProviderReport) {
         });
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.role,
             inputs.join(" "),
             g.calls_per_run,
@@ -283,6 +287,7 @@ fn graph_table(md: &mut String, p: &ProviderReport) {
             ms(t.call_latency.p50_ms),
             opt(g.profile.as_ref(), |p| format!("{:.3}", p.flops / 1e9)),
             opt(g.achieved_gflops, |v| format!("{v:.1}")),
+            opt(g.share_of_peak, |v| format!("{:.1}%", v * 100.0)),
             top.unwrap_or_else(|| "-".into()),
         );
     }
