@@ -177,3 +177,59 @@ fn stage2_seed_reseeds_stage_2_alone() {
         "stage 2's frames follow its own seed"
     );
 }
+
+#[test]
+fn a_prompt_schedule_changes_only_the_chunks_from_its_frame() {
+    let dir = TempDir::new().unwrap();
+    let mut engine = engine();
+    let mut run_with = |frames: usize, enhance: bool, edit: &dyn Fn(&mut GenerateParams)| {
+        let mut params = generate_params(&dir.path().join("unused.gif"), enhance);
+        params.frames = Some(frames);
+        edit(&mut params);
+        let request: Request = GenerateRequest::new(&params, engine.model_set())
+            .unwrap()
+            .into();
+        frames_of(&mut engine, &request).0
+    };
+    // One prompt through the schedule path (what the server runs) equals the plain path.
+    let plain = run_with(24, true, &|_| {});
+    let steerable = run_with(24, true, &|p| p.steerable = true);
+    assert!(
+        plain == steerable,
+        "a steerable job with one prompt is bit-identical"
+    );
+
+    let plain = run_with(32, false, &|_| {});
+    let scheduled = run_with(32, false, &|p| {
+        p.prompt_schedule = vec![(24, "a blue whale in deep water".into())];
+    });
+    assert!(
+        plain[..24] == scheduled[..24],
+        "frames before 24 keep the first prompt"
+    );
+    assert!(
+        plain[24..] != scheduled[24..],
+        "the chunk from frame 24 follows the new prompt"
+    );
+
+    let refused = |schedule: Vec<(usize, String)>| {
+        let mut params = generate_params(&dir.path().join("x.gif"), false);
+        params.frames = Some(32);
+        params.prompt_schedule = schedule;
+        GenerateRequest::new(&params, engine.model_set())
+            .unwrap_err()
+            .field()
+    };
+    use streamingt2v::engine::Field;
+    assert_eq!(refused(vec![(0, "x".into())]), Field::PromptSchedule);
+    assert_eq!(
+        refused(vec![(24, "x".into()), (16, "y".into())]),
+        Field::PromptSchedule
+    );
+    assert_eq!(
+        refused(vec![(40, "x".into())]),
+        Field::PromptSchedule,
+        "beyond the video"
+    );
+    assert_eq!(refused(vec![(24, " ".into())]), Field::PromptSchedule);
+}

@@ -209,7 +209,17 @@ fn bad_values_are_refused_before_any_compute() {
     let out = dir.path().join("x.mp4");
     let doubles = dir.path().join("noise.npy");
     ndarray_npy::write_npy(&doubles, &ndarray::Array5::<f64>::zeros((1, 4, 16, 8, 8))).unwrap();
+    let schedule = dir.path().join("schedule.json");
+    std::fs::write(&schedule, r#"[{"from_frame": 0, "prompt": "a dog"}]"#).unwrap();
+    let not_json = dir.path().join("schedule.txt");
+    std::fs::write(&not_json, "from frame 8: a dog").unwrap();
     let cases = [
+        (
+            "--prompt-schedule",
+            s(&schedule),
+            "--prompt-schedule: expected entry 0",
+        ),
+        ("--prompt-schedule", s(&not_json), "a JSON list"),
         ("--guidance-scale", "NaN", "--guidance-scale"),
         ("--guidance-scale", "inf", "--guidance-scale"),
         ("--threads", "0", "--threads"),

@@ -396,3 +396,47 @@ fn sigterm_exits_cleanly_and_a_killed_server_lists_its_jobs_after_a_restart() {
         "the killed job's frames play up to its last fragment"
     );
 }
+
+#[test]
+fn steering_changes_the_prompt_of_the_chunks_not_started() {
+    let data = TempDir::new().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let body = json!({"prompts": [{"from_frame": 0, "prompt": "a cat"}, {"from_frame": 40, "prompt": "a dog"}],
+                      "frames": 400, "steps": 10, "stage1_steps": 2, "enhance": false});
+    let (status, job, _) = server.post(body, None);
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &id, |r| {
+        r["progress"]["preview_frames"].as_u64() >= Some(32)
+    });
+    let url = format!("{}/v1/videos/{id}/prompt", server.base);
+    let mut response = Server::agent()
+        .post(&url)
+        .send_json(json!({"prompt": "a red bird flying"}))
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    let from = answer["from_frame"].as_u64().unwrap();
+    assert!(
+        from >= 40 && (from - 16).is_multiple_of(8),
+        "a chunk not started yet: {answer}"
+    );
+    assert_eq!(server.delete(&id), 202);
+    let events = server.events(&id);
+    let changed = events
+        .iter()
+        .find(|(n, _)| n == "prompt_changed")
+        .expect("a prompt_changed event");
+    assert_eq!(changed.1["from_frame"], from);
+    let mut late = Server::agent()
+        .post(&url)
+        .send_json(json!({"prompt": "too late"}))
+        .unwrap();
+    assert_eq!(
+        late.status().as_u16(),
+        409,
+        "{}",
+        late.body_mut().read_to_string().unwrap()
+    );
+}

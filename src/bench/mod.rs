@@ -261,7 +261,9 @@ fn bench_provider(
     ));
     let memory = measure_memory(options, &mut engine)?;
     let calls_per_run = call_logs.first().cloned().unwrap_or_default();
-    let cpu_peak = Machine::probe().cpu_peak_gflops_estimate.filter(|_| name == "cpu");
+    let cpu_peak = Machine::probe()
+        .cpu_peak_gflops_estimate
+        .filter(|_| name == "cpu");
     let graphs = timings
         .iter()
         .map(|timing| {

@@ -151,7 +151,9 @@ impl BenchReport {
         let m = &self.machine;
         let s = &self.settings;
         let _ = writeln!(md, "# st2v bench: {}\n", self.model_set.name);
-        let peak = opt(m.cpu_peak_gflops_estimate, |g| format!("; CPU fp32 peak ~{g:.0} GFLOP/s (estimate)"));
+        let peak = opt(m.cpu_peak_gflops_estimate, |g| {
+            format!("; CPU fp32 peak ~{g:.0} GFLOP/s (estimate)")
+        });
         let _ = writeln!(
             md,
             "- machine: {} ({} cores{peak}){}; {}\n- ONNX Runtime {}; commit {}\n- model set `{}` \
@@ -254,7 +256,10 @@ fn graph_table(md: &mut String, p: &ProviderReport) {
         md,
         "| role | inputs | calls/run | session (s) | min | p50 | p90 | p99 | max (ms) | call p50 (ms) | GFLOP/call | GFLOP/s | % of peak | top operators (kernel ms) |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for g in &p.graphs {
         let t = &g.timing;
         let l = &t.latency;

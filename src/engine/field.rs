@@ -22,10 +22,11 @@ pub enum Field {
     SaveLatents,
     Input,
     Events,
+    PromptSchedule,
 }
 
 impl Field {
-    pub const ALL: [Field; 18] = [
+    pub const ALL: [Field; 19] = [
         Field::Prompt,
         Field::NegativePrompt,
         Field::Frames,
@@ -44,6 +45,7 @@ impl Field {
         Field::SaveLatents,
         Field::Input,
         Field::Events,
+        Field::PromptSchedule,
     ];
 
     /// The JSON key (snake_case), as an HTTP request spells it.
@@ -67,6 +69,7 @@ impl Field {
             Field::SaveLatents => "save_latents",
             Field::Input => "input",
             Field::Events => "events",
+            Field::PromptSchedule => "prompts",
         }
     }
 
@@ -91,6 +94,8 @@ impl Field {
             Field::SaveLatents => "--save-latents",
             Field::Input => "--input",
             Field::Events => "--events",
+            // A file on the command line, a list in JSON.
+            Field::PromptSchedule => "--prompt-schedule",
         }
     }
 }
@@ -101,7 +106,10 @@ mod tests {
 
     #[test]
     fn flags_are_the_json_keys_in_kebab_case() {
-        for field in Field::ALL {
+        for field in Field::ALL
+            .into_iter()
+            .filter(|f| *f != Field::PromptSchedule)
+        {
             let kebab = format!("--{}", field.json_key().replace('_', "-"));
             assert_eq!(field.flag(), kebab, "{field:?}");
         }

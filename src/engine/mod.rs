@@ -27,6 +27,7 @@ pub mod outputs;
 pub mod params;
 pub mod paths;
 pub mod request;
+pub mod schedule;
 pub mod settings;
 
 use std::path::Path;
@@ -56,6 +57,7 @@ pub use paths::{check_distinct, check_replaceable, RunPath};
 pub use request::{
     EnhanceRequest, ExtendRequest, GenerateRequest, PromptText, Request, DEFAULT_FRAMES, MAX_FRAMES,
 };
+pub use schedule::PromptPlan;
 pub use settings::{models_dir, RuntimeSettings, DEFAULT_MODELS};
 
 /// One model set, opened once, running validated requests.
@@ -283,6 +285,13 @@ impl Engine {
                 let mut latents = r.save_latents().map(NpyLatentDir::create).transpose()?;
                 if let Some(dir) = latents.as_mut() {
                     run.latents = Some(dir);
+                }
+                if let Some(plan) = r.prompt_plan() {
+                    plan.attach(schedule::PlanTokenizers {
+                        text: self.text_tokenizer.clone().expect("tokenized before"),
+                        enhancer: self.enhancer_tokenizer.clone(),
+                    });
+                    run.prompts = Some(&**plan);
                 }
                 let noise = r.init_noise().cloned();
                 let text = text.expect("generate tokenizes its prompt");

@@ -108,6 +108,10 @@ pub struct GenerateParams {
     pub init_noise: Option<PathBuf>,
     /// A directory for each chunk's final latents as `.npy`.
     pub save_latents: Option<PathBuf>,
+    /// Prompts from later frames: (first frame, prompt), increasing frames above 0.
+    pub prompt_schedule: Vec<(usize, String)>,
+    /// Keep a prompt plan even with one prompt, so the prompt can change while it runs.
+    pub steerable: bool,
 }
 
 impl GenerateParams {
@@ -123,6 +127,8 @@ impl GenerateParams {
             preview_out: None,
             init_noise: None,
             save_latents: None,
+            prompt_schedule: Vec::new(),
+            steerable: false,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! anything short of the models can tell; its fields cannot be changed afterwards.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ndarray::Array5;
 
@@ -22,6 +23,7 @@ use super::params::{
     EnhanceParams, ExtendParams, GenerateParams, OutputParams, Stage3Params, StreamingParams,
 };
 use super::paths::{check_distinct, check_latent_dir, RunPath};
+use super::schedule::PromptPlan;
 
 /// The reference's default length (`--num_frames 24`), also the default extension.
 pub const DEFAULT_FRAMES: usize = 24;
@@ -46,6 +48,7 @@ pub struct GenerateRequest {
     init_noise: Option<Array5<f32>>,
     save_latents: Option<PathBuf>,
     output: OutputPlan,
+    prompt_plan: Option<Arc<PromptPlan>>,
 }
 
 /// A video continued by new frames, validated; holds the decoded input.
@@ -112,6 +115,7 @@ impl GenerateRequest {
             paths.push(RunPath::read(Field::InitNoise, noise));
         }
         check_distinct(&paths, &set.dir)?;
+        let prompt_plan = prompt_plan(params, &plan)?;
         Ok(Self {
             text: job.text,
             options: job.options,
@@ -119,6 +123,7 @@ impl GenerateRequest {
             plan,
             init_noise,
             save_latents: params.save_latents.clone(),
+            prompt_plan,
         })
     }
 
@@ -137,6 +142,11 @@ impl GenerateRequest {
 
     pub fn init_noise(&self) -> Option<&Array5<f32>> {
         self.init_noise.as_ref()
+    }
+
+    /// The prompt plan (a schedule, or steerable), shared with whoever steers the job.
+    pub fn prompt_plan(&self) -> Option<&Arc<PromptPlan>> {
+        self.prompt_plan.as_ref()
     }
 
     pub fn save_latents(&self) -> Option<&Path> {
@@ -313,6 +323,39 @@ impl From<EnhanceRequest> for Request {
     fn from(request: EnhanceRequest) -> Self {
         Request::Enhance(request)
     }
+}
+
+/// The prompt plan of a generate request: checked entries (frames increasing, above 0 and
+/// within the video, prompts with text), or `None` for one fixed prompt.
+fn prompt_plan(
+    params: &GenerateParams,
+    plan: &FramePlan,
+) -> Result<Option<Arc<PromptPlan>>, RequestError> {
+    if params.prompt_schedule.is_empty() && !params.steerable {
+        return Ok(None);
+    }
+    let mut previous = 0;
+    for (index, (frame, prompt)) in params.prompt_schedule.iter().enumerate() {
+        if *frame <= previous || *frame >= plan.stage2_frames {
+            return Err(RequestError::value(
+                Field::PromptSchedule,
+                format!(
+                    "entry {index}: a first frame above {previous} and below the video's {} frames",
+                    plan.stage2_frames
+                ),
+                frame,
+            ));
+        }
+        checks::prompt(Field::PromptSchedule, prompt)?;
+        previous = *frame;
+    }
+    Ok(Some(Arc::new(PromptPlan::new(
+        &params.prompt,
+        &params.streaming.negative_prompt,
+        &params.prompt_schedule,
+        plan.chunk_frames,
+        plan.new_frames_per_chunk(),
+    ))))
 }
 
 /// What generate and extend share: the prompts, the options and the outputs.

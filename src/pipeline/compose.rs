@@ -24,7 +24,7 @@ use crate::progress::{ProgressEvent, ProgressSink, Stage};
 use crate::video::{Frame, FrameSize, SampleRange, VideoError};
 
 /// A prompt and its negative, tokenized for one text encoder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptIds {
     pub prompt: TokenIds,
     pub negative: TokenIds,
@@ -143,7 +143,8 @@ impl<'a> Pipeline<'a> {
         let stage1_unet = stage1_unet.ok_or_else(|| missing("1", "stage1_unet"))?;
         let enhancer = self.start_enhancer(enhancer_text, options, plan.stage2_frames)?;
         let mut sink = StageTwoSink::new(enhancer, outputs, run.progress);
-        let text = encode_text(text_encoder, &text.prompt, &text.negative)?;
+        let ids = text.clone();
+        let text = encode_text(&mut *text_encoder, &text.prompt, &text.negative)?;
         let stage1 = Stage1Models {
             unet: stage1_unet,
             vae_decoder: &mut *stage2.vae_decoder,
@@ -169,8 +170,15 @@ impl<'a> Pipeline<'a> {
             start,
             options.stage2_seed(),
         )?;
+        let texts = ChunkTexts {
+            encoder: text_encoder,
+            current: ids,
+            first_new_frame: s2.chunk_frames,
+            new_per_chunk: s2.chunk_frames - s2.cond_frames,
+        };
         stream(
             streamer,
+            texts,
             1..plan.chunks,
             options.stage2.steps,
             &mut sink,
@@ -201,7 +209,8 @@ impl<'a> Pipeline<'a> {
         let enhancer = self.start_enhancer(enhancer_text, options, total)?;
         let mut sink = StageTwoSink::new(enhancer, outputs, run.progress);
         sink.push_chunk(&frames, run)?;
-        let text = encode_text(streaming.text_encoder, &text.prompt, &text.negative)?;
+        let ids = text.clone();
+        let text = encode_text(&mut *streaming.text_encoder, &text.prompt, &text.negative)?;
         let start = stream_start(&frames, s2.cond_frames);
         let streamer = Streamer::new(
             streaming.stage2,
@@ -211,8 +220,15 @@ impl<'a> Pipeline<'a> {
             start,
             options.stage2_seed(),
         )?;
+        let texts = ChunkTexts {
+            encoder: streaming.text_encoder,
+            current: ids,
+            first_new_frame: frames.len_of(Axis(0)),
+            new_per_chunk,
+        };
         stream(
             streamer,
+            texts,
             1..chunks + 1,
             options.stage2.steps,
             &mut sink,
@@ -289,20 +305,52 @@ fn start_enhancer<'a>(
     frames: usize,
     seed: u64,
 ) -> Result<Enhancer<'a>, PipelineError> {
-    let embeddings = encode_text(graphs.text_encoder, &text.prompt, &text.negative)?;
-    Enhancer::new(
+    let embeddings = encode_text(&mut *graphs.text_encoder, &text.prompt, &text.negative)?;
+    let enhancer = Enhancer::new(
         graphs.stage3,
         config,
         options.clone(),
         &embeddings,
         frames,
         seed,
-    )
+    )?;
+    Ok(enhancer.with_text_encoder(graphs.text_encoder, text.clone()))
+}
+
+/// The stage-2 text of each chunk: re-encoded when a prompt schedule changes it.
+struct ChunkTexts<'e> {
+    encoder: &'e mut dyn TextEncoder,
+    current: PromptIds,
+    /// The first new frame of chunk 1 (the stage-1 chunk's length, or the input's).
+    first_new_frame: usize,
+    new_per_chunk: usize,
+}
+
+impl ChunkTexts<'_> {
+    /// Gives `streamer` the prompt in effect at `chunk`'s first new frame.
+    fn update(
+        &mut self,
+        streamer: &mut Streamer<'_>,
+        chunk: usize,
+        run: &RunContext<'_>,
+    ) -> Result<(), PipelineError> {
+        let Some(schedule) = run.prompts else {
+            return Ok(());
+        };
+        let frame = self.first_new_frame + self.new_per_chunk * (chunk - 1);
+        let ids = schedule.streaming_at(frame);
+        if ids != self.current {
+            streamer.set_text(encode_text(self.encoder, &ids.prompt, &ids.negative)?);
+            self.current = ids;
+        }
+        Ok(())
+    }
 }
 
 /// Generates chunks `chunks` of stage 2 and hands their new frames on.
 fn stream(
     mut streamer: Streamer<'_>,
+    mut texts: ChunkTexts<'_>,
     chunks: Range<usize>,
     steps: usize,
     sink: &mut StageTwoSink<'_, '_, '_>,
@@ -315,6 +363,7 @@ fn stream(
     });
     timed(run, Stage::Streaming, |run| {
         for chunk in chunks {
+            texts.update(&mut streamer, chunk, run)?;
             let frames = streamer.next_chunk(chunk, run)?;
             sink.push_chunk(&frames, run)?;
         }

@@ -11,6 +11,7 @@ pub mod conditioning;
 mod denoise;
 pub mod noise;
 pub mod options;
+pub mod prompts;
 pub mod run;
 pub mod stage1;
 pub mod stage2;
@@ -27,6 +28,7 @@ use crate::video::VideoError;
 pub use compose::{EnhancerGraphs, Outputs, Pipeline, PromptIds, RunSummary, StreamingGraphs};
 pub use conditioning::TokenIds;
 pub use options::{AnchorMode, EnhanceOptions, GenerateOptions, Stage2Guidance};
+pub use prompts::PromptSchedule;
 pub use run::{FrameOutput, LatentOutput, NpyLatentDir, RunContext};
 
 /// Errors of a pipeline run. Frames already handed out stay valid.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array5;
 use ndarray_npy::WriteNpyExt;
 
+use super::prompts::PromptSchedule;
 use super::PipelineError;
 use crate::progress::{CancelToken, ProgressEvent, ProgressSink, Stage};
 use crate::video::{Frame, FrameSink, VideoError};
@@ -86,11 +87,13 @@ impl LatentOutput for NpyLatentDir {
     }
 }
 
-/// The caller's side of a run: where progress, frames and latents go, and the cancel flag.
+/// The caller's side of a run: where progress, frames and latents go, the cancel flag, and
+/// (optionally) prompts that change along the video.
 pub struct RunContext<'a> {
     pub progress: &'a dyn ProgressSink,
     pub cancel: &'a CancelToken,
     pub latents: Option<&'a mut dyn LatentOutput>,
+    pub prompts: Option<&'a dyn PromptSchedule>,
 }
 
 impl<'a> RunContext<'a> {
@@ -99,6 +102,7 @@ impl<'a> RunContext<'a> {
             progress,
             cancel,
             latents: None,
+            prompts: None,
         }
     }
 

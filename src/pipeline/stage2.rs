@@ -112,6 +112,11 @@ impl<'a> Streamer<'a> {
         })
     }
 
+    /// The text embeddings of the chunks to come (a prompt schedule changed the prompt).
+    pub fn set_text(&mut self, text: TextEmbeddings) {
+        self.text = text;
+    }
+
     /// Generates the next chunk and returns its new, final frames (F - F_cond, 3, H, W) in
     /// [0, 1]. `chunk` numbers the chunk in the whole video (stage 1's chunk is 0).
     pub fn next_chunk(

@@ -16,14 +16,15 @@ use std::time::Instant;
 
 use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Zip};
 
-use super::conditioning::{text_conditions, text_context, TextEmbeddings};
+use super::compose::PromptIds;
+use super::conditioning::{encode_text, text_conditions, text_context, TextEmbeddings};
 use super::noise::{frame_noise, NoiseStream};
 use super::options::EnhanceOptions;
 use super::run::{FrameOutput, RunContext};
 use super::tensor::{decoded_to_unit, expect_shape, into_video, repeat_batch};
 use super::PipelineError;
 use crate::manifest::PipelineConfig;
-use crate::models::{VaeDecoder, VaeEncoder, VideoUnet};
+use crate::models::{TextEncoder, VaeDecoder, VaeEncoder, VideoUnet};
 use crate::plan::{BlendSchedule, EnhancePlan, EnhancerGeometry};
 use crate::progress::{ProgressEvent, Stage};
 use crate::sampling::{build_scheduler, Guidance, Scheduler};
@@ -54,6 +55,8 @@ pub struct Enhancer<'a> {
     plan: EnhancePlan,
     geometry: EnhancerGeometry,
     context: Array3<f32>,
+    /// Re-encodes the text of chunks a prompt schedule gives another prompt.
+    prompts: Option<ChunkPrompts<'a>>,
     guidance: Guidance,
     /// Answers the per-step questions (timesteps, input scaling, x0); never stepped.
     schedule: Box<dyn Scheduler>,
@@ -66,6 +69,20 @@ pub struct Enhancer<'a> {
     /// The last real frame's clean latent, kept to pad videos shorter than a chunk.
     last_clean: Option<Array3<f32>>,
     started: Option<Instant>,
+}
+
+/// The enhancer's text encoder, the request's prompt and each chunk's text (decided at its
+/// first step: a chunk keeps the prompt it started with).
+struct ChunkPrompts<'a> {
+    encoder: &'a mut dyn TextEncoder,
+    default: PromptIds,
+    chunks: Vec<ChunkText>,
+}
+
+enum ChunkText {
+    Undecided,
+    Default,
+    Custom(Array3<f32>),
 }
 
 /// One frame of the padded video in flight.
@@ -118,6 +135,7 @@ impl<'a> Enhancer<'a> {
             plan,
             geometry,
             context,
+            prompts: None,
             guidance,
             schedule,
             noise_timestep,
@@ -127,6 +145,47 @@ impl<'a> Enhancer<'a> {
             last_clean: None,
             started: None,
         })
+    }
+
+    /// Lets a prompt schedule ([`RunContext::prompts`]) give chunks other prompts than
+    /// `default`, the ids the enhancer's text was encoded from.
+    pub fn with_text_encoder(
+        mut self,
+        encoder: &'a mut dyn TextEncoder,
+        default: PromptIds,
+    ) -> Self {
+        let chunks = self
+            .plan
+            .chunks
+            .iter()
+            .map(|_| ChunkText::Undecided)
+            .collect();
+        self.prompts = Some(ChunkPrompts {
+            encoder,
+            default,
+            chunks,
+        });
+        self
+    }
+
+    /// Decides `chunk`'s text before its first step, from the schedule if there is one.
+    fn decide_text(&mut self, chunk: usize, run: &RunContext<'_>) -> Result<(), PipelineError> {
+        let (Some(schedule), Some(prompts)) = (run.prompts, self.prompts.as_mut()) else {
+            return Ok(());
+        };
+        if !matches!(prompts.chunks[chunk], ChunkText::Undecided) {
+            return Ok(());
+        }
+        let start = self.plan.source_frame(self.plan.chunks[chunk].start);
+        prompts.chunks[chunk] = match schedule.enhancer_at(start) {
+            Some(ids) if ids != prompts.default => {
+                let text = encode_text(prompts.encoder, &ids.prompt, &ids.negative)?;
+                let conditions = text_conditions(self.options.guidance_scale);
+                ChunkText::Custom(text_context(&text, &conditions))
+            }
+            _ => ChunkText::Default,
+        };
+        Ok(())
     }
 
     /// The chunk plan (frames, chunks, padding).
@@ -278,13 +337,18 @@ impl<'a> Enhancer<'a> {
                 steps: self.options.steps,
             });
         }
+        self.decide_text(chunk, run)?;
         let step = self.chunk_steps[chunk];
         let range = self.plan.chunks[chunk].frames();
         let sample = self.gather(range.clone());
+        let context = match self.prompts.as_ref().map(|p| &p.chunks[chunk]) {
+            Some(ChunkText::Custom(context)) => context,
+            _ => &self.context,
+        };
         let x0 = chunk_x0(
             &mut self.models,
             self.schedule.as_ref(),
-            &self.context,
+            context,
             self.guidance,
             &sample,
             step,

@@ -42,6 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/videos", get(list).post(create))
         .route("/v1/videos/{id}", get(retrieve).delete(cancel))
         .route("/v1/videos/{id}/events", get(events))
+        .route("/v1/videos/{id}/prompt", axum::routing::post(steer))
         .route("/v1/videos/{id}/content", get(content::serve))
         .route("/v1/models", get(models))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), authorize));
@@ -96,7 +97,12 @@ async fn authorize(State(app): State<Arc<App>>, request: HttpRequest, next: Next
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideo {
+    /// Optional when `prompts` starts at frame 0.
+    #[serde(default)]
     pub prompt: String,
+    /// A schedule: `[{"from_frame": 0, "prompt": ...}, {"from_frame": 120, ...}]`.
+    #[serde(default)]
+    pub prompts: Vec<ScheduleEntry>,
     #[serde(default)]
     pub negative_prompt: String,
     pub frames: Option<usize>,
@@ -109,6 +115,13 @@ pub struct CreateVideo {
     pub anchor: Option<AnchorBody>,
     pub enhance: Option<bool>,
     pub fps: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    pub from_frame: usize,
+    pub prompt: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,7 +150,19 @@ pub enum AnchorBody {
 impl CreateVideo {
     /// The plain request values; outputs go to the job's own directory.
     fn params(&self, dir: &std::path::Path) -> GenerateParams {
-        let mut params = GenerateParams::new(self.prompt.clone(), dir.join("video.mp4"));
+        let mut later = self.prompts.clone();
+        let prompt = match later.first() {
+            Some(first) if first.from_frame == 0 && self.prompt.is_empty() => {
+                later.remove(0).prompt
+            }
+            _ => self.prompt.clone(),
+        };
+        let mut params = GenerateParams::new(prompt, dir.join("video.mp4"));
+        params.prompt_schedule = later
+            .into_iter()
+            .map(|e| (e.from_frame, e.prompt))
+            .collect();
+        params.steerable = true;
         params.frames = self.frames;
         params.stage1_steps = self.stage1_steps;
         params.preview_out = Some(dir.join("preview.mp4"));
@@ -295,6 +320,56 @@ fn not_found(id: &str) -> Response {
         format!("no video `{id}`"),
         Value::Null,
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SteerBody {
+    prompt: String,
+}
+
+/// Changes the prompt of every chunk not started yet (stage 2 and the enhancer chunks from
+/// there on); answers the frame it takes effect from.
+async fn steer(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let body: SteerBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            let message = format!("expected {{\"prompt\": \"...\"}}: {err}");
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                message,
+                json!({"field": "prompt"}),
+            );
+        }
+    };
+    if body.prompt.trim().is_empty() || body.prompt.len() > app.limits.max_prompt_bytes {
+        let message = format!(
+            "prompt: expected 1 to {} bytes of text",
+            app.limits.max_prompt_bytes
+        );
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            message,
+            json!({"field": "prompt"}),
+        );
+    }
+    match app.store.steer(&id, &body.prompt) {
+        None => not_found(&id),
+        Some(Ok(from_frame)) => {
+            Json(json!({"id": id, "from_frame": from_frame, "prompt": body.prompt})).into_response()
+        }
+        Some(Err(status)) => error(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!(
+                "video `{id}` is {}: its prompt cannot change",
+                status.name()
+            ),
+            Value::Null,
+        ),
+    }
 }
 
 async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

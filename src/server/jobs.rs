@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::engine::Request;
+use std::sync::Arc;
+
+use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +104,8 @@ struct Entry {
     cancel: CancelToken,
     dir: PathBuf,
     request: Option<Request>,
+    /// The job's prompt plan, for steering.
+    plan: Option<Arc<PromptPlan>>,
 }
 
 struct Inner {
@@ -198,12 +202,17 @@ impl Store {
         let id = record.id.clone();
         inner.queue.push_back(id.clone());
         let position = inner.queue.len();
+        let plan = match &request {
+            Request::Generate(r) => r.prompt_plan().cloned(),
+            _ => None,
+        };
         let entry = Entry {
             record,
             events: Vec::new(),
             cancel: CancelToken::new(),
             dir,
             request: Some(request),
+            plan,
         };
         inner.jobs.insert(id.clone(), entry);
         push_event(&mut inner, &id, "queued", json!({"position": position}));
@@ -343,6 +352,27 @@ impl Store {
         Some((events, entry.record.status.is_terminal()))
     }
 
+    /// Changes the prompt of the chunks not started yet: `Ok(from_frame)`, or the status of a
+    /// job that cannot change any more (`None` for an unknown id).
+    pub fn steer(&self, id: &str, prompt: &str) -> Option<Result<usize, JobStatus>> {
+        let mut inner = self.lock();
+        let entry = inner.jobs.get(id)?;
+        let status = entry.record.status;
+        let Some(plan) = entry.plan.clone().filter(|_| !status.is_terminal()) else {
+            return Some(Err(status));
+        };
+        let from = plan.steer(prompt);
+        push_event(
+            &mut inner,
+            id,
+            "prompt_changed",
+            json!({"from_frame": from, "prompt": prompt}),
+        );
+        drop(inner);
+        self.bump();
+        Some(Ok(from))
+    }
+
     pub fn job_dir(&self, id: &str) -> Option<(PathBuf, JobStatus)> {
         let inner = self.lock();
         let entry = inner.jobs.get(id)?;
@@ -415,6 +445,7 @@ impl Store {
                 cancel: CancelToken::new(),
                 dir,
                 request: None,
+                plan: None,
             },
         );
         push_event(&mut inner, &id, &name, data);

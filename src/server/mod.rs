@@ -40,6 +40,8 @@ pub struct Limits {
     pub max_prompt_bytes: usize,
     pub max_guidance: f32,
     pub max_body_bytes: usize,
+    /// Entries of a prompt schedule.
+    pub max_schedule: usize,
     /// Finished jobs kept (newest first) and their maximum age in seconds.
     pub keep_jobs: usize,
     pub keep_seconds: f64,
@@ -53,6 +55,7 @@ impl Default for Limits {
             max_prompt_bytes: 2000,
             max_guidance: 30.0,
             max_body_bytes: 64 * 1024,
+            max_schedule: 64,
             keep_jobs: 200,
             keep_seconds: 7.0 * 24.0 * 3600.0,
         }
@@ -70,7 +73,18 @@ impl Limits {
                 json!({"field": field, "limit": limit, "value": value}),
             ))
         };
-        let prompt_bytes = body.prompt.len().max(body.negative_prompt.len());
+        if body.prompts.len() > self.max_schedule {
+            return over(
+                "prompts",
+                self.max_schedule as f64,
+                body.prompts.len() as f64,
+            );
+        }
+        let scheduled = body.prompts.iter().map(|e| e.prompt.len());
+        let prompt_bytes = scheduled
+            .chain([body.prompt.len(), body.negative_prompt.len()])
+            .max()
+            .unwrap_or(0);
         if prompt_bytes > self.max_prompt_bytes {
             return over("prompt", self.max_prompt_bytes as f64, prompt_bytes as f64);
         }

@@ -225,6 +225,12 @@ pub struct GenerateArgs {
     /// Start stage 1 from this noise (.npy, shape (1, 4, F, h, w)) instead of the seed.
     #[arg(long, value_name = "FILE.npy")]
     pub init_noise: Option<PathBuf>,
+    /// Prompts for later parts of the video: a JSON list
+    /// `[{"from_frame": 120, "prompt": "..."}, ...]` (frames increasing, above 0; --prompt is
+    /// frame 0's). Each stage-2 chunk and enhancer chunk takes the prompt in effect at its
+    /// first frame.
+    #[arg(long, value_name = "FILE.json")]
+    pub prompt_schedule: Option<PathBuf>,
     #[command(flatten)]
     pub streaming: StreamingArgs,
     #[command(flatten)]

@@ -1,6 +1,8 @@
 //! `st2v generate`: text to video through stages 1, 2 and (unless `--no-enhance`) 3.
 
-use streamingt2v::engine::{GenerateParams, GenerateRequest};
+use std::path::Path;
+
+use streamingt2v::engine::{Field, GenerateParams, GenerateRequest, RequestError};
 
 use crate::args::GenerateArgs;
 use crate::job;
@@ -16,8 +18,38 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         preview_out: args.preview_out.clone(),
         init_noise: args.init_noise.clone(),
         save_latents: args.save_latents.clone(),
+        prompt_schedule: match &args.prompt_schedule {
+            Some(path) => read_schedule(path)?,
+            None => Vec::new(),
+        },
+        steerable: false,
     };
     job::run(&args.runtime, &args.output, |set| {
         GenerateRequest::new(&params, set).map(Into::into)
     })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleEntry {
+    from_frame: usize,
+    prompt: String,
+}
+
+/// `--prompt-schedule FILE`: `[{"from_frame": N, "prompt": "..."}, ...]`.
+fn read_schedule(path: &Path) -> Result<Vec<(usize, String)>, RequestError> {
+    let fail = |problem: String| {
+        RequestError::value(
+            Field::PromptSchedule,
+            "a JSON list of {\"from_frame\": N, \"prompt\": \"...\"}",
+            format!("{}: {problem}", path.display()),
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let entries: Vec<ScheduleEntry> =
+        serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| (e.from_frame, e.prompt))
+        .collect())
 }
