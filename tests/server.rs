@@ -440,3 +440,29 @@ fn steering_changes_the_prompt_of_the_chunks_not_started() {
         late.body_mut().read_to_string().unwrap()
     );
 }
+
+/// The load script (benches/load.py) runs clean for a few seconds against a real server.
+#[test]
+fn the_load_script_runs_clean() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let data = TempDir::new().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load.py");
+    let report = data.path().join("load.json");
+    let status = Command::new("python3")
+        .arg(&script)
+        .args(["--url", &server.base, "--clients", "2", "--seconds", "3"])
+        .args(["--frames", "16", "--steps", "1", "--json"])
+        .arg(&report)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "no errors");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(report["completed"].as_u64().unwrap() >= 1, "{report}");
+    assert!(report["latency_s"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(report["time_to_first_frame_s"]["p50"].as_f64().unwrap() > 0.0);
+}
