@@ -254,6 +254,27 @@ fn a_job_goes_from_queued_to_completed_with_its_events_and_videos() {
     assert_eq!(models["data"][0]["graphs"].as_array().unwrap().len(), 13);
     let (status, page) = server.get("/");
     assert!(status == 200 && page.as_str().unwrap().contains("<video id=\"preview\""));
+    let (status, openapi) = server.get("/openapi.json");
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/videos",
+        "/v1/videos/{id}/content",
+        "/v1/videos/{id}/prompt",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} documented");
+    }
+    let schemas = &openapi["components"]["schemas"];
+    for field in ["prompt", "prompts", "frames", "guidance", "enhance_steps"] {
+        assert!(
+            schemas["CreateVideo"]["properties"][field].is_object(),
+            "{field}: {schemas}"
+        );
+    }
+    let states = schemas["JobStatus"].to_string();
+    assert!(
+        states.contains("in_progress") && states.contains("cancelled"),
+        "{states}"
+    );
 }
 
 #[test]

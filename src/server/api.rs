@@ -51,6 +51,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
         .merge(v1)
         .layer(axum::extract::DefaultBodyLimit::max(
             app.limits.max_body_bytes,
@@ -94,7 +98,7 @@ async fn authorize(State(app): State<Arc<App>>, request: HttpRequest, next: Next
 }
 
 /// The body of `POST /v1/videos`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideo {
     /// Optional when `prompts` starts at frame 0.
@@ -117,14 +121,14 @@ pub struct CreateVideo {
     pub fps: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleEntry {
     pub from_frame: usize,
     pub prompt: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuidanceBody {
     pub mode: GuidanceModeBody,
@@ -133,14 +137,14 @@ pub struct GuidanceBody {
     pub anchor_scale: Option<f32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GuidanceModeBody {
     Joint,
     Multi,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnchorBody {
     First,
@@ -322,10 +326,10 @@ fn not_found(id: &str) -> Response {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SteerBody {
-    prompt: String,
+pub struct SteerBody {
+    pub prompt: String,
 }
 
 /// Changes the prompt of every chunk not started yet (stage 2 and the enhancer chunks from

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -51,7 +51,7 @@ impl JobStatus {
 }
 
 /// Where a running job is.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobProgress {
     pub stage: Option<String>,
     pub chunk: usize,
@@ -64,7 +64,7 @@ pub struct JobProgress {
 }
 
 /// A stable error type and its message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobError {
     #[serde(rename = "type")]
     pub kind: String,
@@ -72,7 +72,7 @@ pub struct JobError {
 }
 
 /// What the API shows of a job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobRecord {
     pub id: String,
     pub object: String,

@@ -12,6 +12,7 @@ pub mod api;
 pub mod content;
 pub mod jobs;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod worker;
 
