@@ -119,6 +119,8 @@ pub struct CreateVideo {
     pub anchor: Option<AnchorBody>,
     pub enhance: Option<bool>,
     pub fps: Option<u32>,
+    /// `mp4` (fragmented, streamed while it grows): the only format the server serves.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -233,6 +235,16 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     if let Some(response) = app.limits.check(&body) {
         return response;
+    }
+    if let Some(format) = body.format.as_deref().filter(|f| *f != "mp4") {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!(
+                "format: expected `mp4` (fragmented MP4, playable while it grows), got `{format}`"
+            ),
+            json!({"field": "format"}),
+        );
     }
     let store = &app.store;
     store.prune(app.limits.keep_jobs, app.limits.keep_seconds);
