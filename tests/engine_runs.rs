@@ -233,3 +233,57 @@ fn a_prompt_schedule_changes_only_the_chunks_from_its_frame() {
     );
     assert_eq!(refused(vec![(24, " ".into())]), Field::PromptSchedule);
 }
+
+#[test]
+fn cancelling_reaches_a_running_graph_and_the_engine_runs_again() {
+    use streamingt2v::engine::ErrorKind;
+    use streamingt2v::models::Role;
+    use streamingt2v::progress::{ProgressEvent, Stage};
+    let dir = TempDir::new().unwrap();
+    let mut engine = engine();
+    let params = generate_params(&dir.path().join("unused.gif"), false);
+    let request: Request = GenerateRequest::new(&params, engine.model_set())
+        .unwrap()
+        .into();
+    engine.load(&request).unwrap();
+    fn run(
+        engine: &mut Engine,
+        request: &Request,
+        progress: &dyn streamingt2v::progress::ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<streamingt2v::pipeline::RunSummary, streamingt2v::engine::EngineError> {
+        let discard = |_: &Frame| -> Result<(), VideoError> { Ok(()) };
+        let (mut video, mut preview) = (discard, discard);
+        let outputs = Outputs {
+            video: &mut video,
+            preview: Some(&mut preview),
+        };
+        engine.run(request, outputs, progress, cancel)
+    }
+    // What a cancel does to a graph in progress: its run options are terminated.
+    let unet = engine
+        .graphs_mut()
+        .into_iter()
+        .find(|g| g.role() == Role::Unet)
+        .unwrap()
+        .terminator();
+    unet.terminate().unwrap();
+    let err = run(&mut engine, &request, &NoProgress, &CancelToken::new()).unwrap_err();
+    assert!(err.to_string().contains("unet"), "{err}");
+
+    let cancel = CancelToken::new();
+    let trigger = cancel.clone();
+    let cancel_in_stage2 = move |event: &ProgressEvent| {
+        if let ProgressEvent::Step {
+            stage: Stage::Streaming,
+            ..
+        } = event
+        {
+            trigger.cancel();
+        }
+    };
+    let err = run(&mut engine, &request, &cancel_in_stage2, &cancel).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    let (video, _) = frames_of(&mut engine, &request);
+    assert_eq!(video.len(), 24, "the sessions run again after a cancel");
+}

@@ -21,7 +21,12 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--models"])
             .arg(tiny())
             .arg("--data")
@@ -500,4 +505,39 @@ fn the_load_script_runs_clean() {
     assert!(report["completed"].as_u64().unwrap() >= 1, "{report}");
     assert!(report["latency_s"]["p50"].as_f64().unwrap() > 0.0);
     assert!(report["time_to_first_frame_s"]["p50"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_panicking_job_fails_alone_and_a_job_over_the_time_limit_keeps_its_frames() {
+    let data = TempDir::new().unwrap();
+    let env = [("ST2V_FAILPOINT", "panic:boom")];
+    let server = Server::start_with_env(data.path(), &["--max-job-seconds", "4"], &env);
+    let (_, job, _) = server.post(
+        json!({"prompt": "boom", "frames": 16, "steps": 1, "stage1_steps": 1}),
+        None,
+    );
+    let panicked = job["id"].as_str().unwrap().to_owned();
+    let record = wait_for(&server, &panicked, |r| r["status"] == "failed");
+    assert_eq!(record["error"]["type"], "internal_error", "{record}");
+    let (_, job, _) = server.post(fast(16), None);
+    let next = job["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &next, |r| r["status"] == "completed");
+
+    let (_, job, _) = server.post(long_job(false), None);
+    let long = job["id"].as_str().unwrap().to_owned();
+    let record = wait_for(&server, &long, |r| r["status"] == "failed");
+    assert_eq!(record["error"]["type"], "timeout", "{record}");
+    let kept = record["progress"]["final_frames"].as_u64().unwrap() as usize;
+    let video = data.path().join("timed-out.mp4");
+    server.download(
+        &format!("/v1/videos/{long}/content?variant=final"),
+        &video,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        frames_in(&video).0,
+        kept,
+        "the frames finished before the limit are kept"
+    );
+    assert!(kept >= 16);
 }

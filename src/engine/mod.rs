@@ -31,6 +31,8 @@ pub mod schedule;
 pub mod settings;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::manifest::{ModelSet, PipelineConfig};
 use crate::models::onnx::OnnxVideoUnet;
@@ -188,7 +190,7 @@ impl Engine {
     ) -> Result<RunSummary, EngineError> {
         let tokens = self.tokenize(request, progress)?;
         self.load(request)?;
-        Ok(self.execute(request, &tokens, outputs, progress, cancel)?)
+        Ok(self.execute_cancellable(request, &tokens, outputs, progress, cancel)?)
     }
 
     /// Runs `request` into the files it names. Every file is finished whatever way the run
@@ -203,7 +205,7 @@ impl Engine {
         let tokens = self.tokenize(request, progress)?;
         self.load(request)?;
         let mut files = OpenOutputs::open(request.output())?;
-        let result = self.execute(request, &tokens, files.outputs(), progress, cancel);
+        let result = self.execute_cancellable(request, &tokens, files.outputs(), progress, cancel);
         files.conclude(result, progress)
     }
 
@@ -253,6 +255,45 @@ impl Engine {
             text: streaming_ids,
             enhancer: enhancer_ids,
         })
+    }
+
+    /// [`Engine::execute`], with cancellation reaching a graph that is running: a watcher
+    /// terminates every session's run when `cancel` is set, and the run ends `Cancelled`.
+    fn execute_cancellable(
+        &mut self,
+        request: &Request,
+        tokens: &Tokenized,
+        outputs: Outputs<'_>,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<RunSummary, PipelineError> {
+        let terminators: Vec<_> = self.graphs_mut().iter().map(|g| g.terminator()).collect();
+        let watched = terminators.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (done, cancel) = (Arc::clone(&done), cancel.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    if cancel.is_cancelled() {
+                        for options in &watched {
+                            let _ = options.terminate();
+                        }
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+        };
+        let result = self.execute(request, tokens, outputs, progress, cancel);
+        done.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        for options in &terminators {
+            let _ = options.unterminate();
+        }
+        match result {
+            Err(_) if cancel.is_cancelled() => Err(PipelineError::Cancelled),
+            other => other,
+        }
     }
 
     /// Runs a loaded request.

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{Array, ArrayD, ArrayViewD, CowArray, Dimension, IxDyn};
-use ort::session::{Session, SessionInputValue};
+use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::TensorRef;
 use serde::Serialize;
 
@@ -146,6 +147,17 @@ pub struct GraphSession {
     placement: GraphPlacement,
     load_seconds: f64,
     calls: CallLog,
+    /// Passed to every run; `terminate()` on it stops a running graph (cancellation).
+    run_options: SharedRunOptions,
+}
+
+/// Run options shared with a cancellation watcher (ort's type has no `Debug`).
+struct SharedRunOptions(Arc<RunOptions>);
+
+impl std::fmt::Debug for SharedRunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunOptions")
+    }
 }
 
 impl GraphSession {
@@ -170,6 +182,12 @@ impl GraphSession {
         let started = Instant::now();
         let opened = factory.open(role.name(), &path)?;
         let load_seconds = started.elapsed().as_secs_f64();
+        let run_options = RunOptions::new().map_err(|e| {
+            LoadError::Runtime(RuntimeError::Session {
+                graph: path.clone(),
+                message: format!("creating its run options: {e}"),
+            })
+        })?;
         check_signature(role, &path, &entry, &opened.session)?;
         Ok(GraphSession {
             role,
@@ -183,7 +201,14 @@ impl GraphSession {
             session: opened.session,
             load_seconds,
             calls: CallLog::default(),
+            run_options: SharedRunOptions(Arc::new(run_options)),
         })
+    }
+
+    /// The run options of this session's runs: `terminate()` stops a run in progress (and
+    /// every later one until `unterminate()`).
+    pub fn terminator(&self) -> Arc<RunOptions> {
+        Arc::clone(&self.run_options.0)
     }
 
     /// Seconds ONNX Runtime took to create this session.
@@ -254,7 +279,7 @@ impl GraphSession {
         let ort_started = Instant::now();
         let outputs = self
             .session
-            .run(named)
+            .run_with_options(named, &self.run_options.0)
             .map_err(|e| run_error(role, e.to_string()))?;
         let ort = ort_started.elapsed();
         let arrays = contract

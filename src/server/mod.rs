@@ -130,6 +130,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// How long running jobs may go on after SIGTERM before they are cancelled.
     pub grace: Duration,
+    /// The longest a job may run.
+    pub max_job: Option<Duration>,
 }
 
 /// Errors that keep the server from starting.
@@ -164,6 +166,7 @@ pub fn serve(
         options.settings.clone(),
         store.clone(),
         metrics.clone(),
+        options.max_job,
     );
     let app = Arc::new(App {
         store: store.clone(),

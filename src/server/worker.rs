@@ -27,13 +27,15 @@ pub struct Workers {
     pub load_error: std::sync::Mutex<Option<String>>,
 }
 
-/// Starts `count` workers over the model set in `models`.
+/// Starts `count` workers over the model set in `models`; a job running longer than
+/// `max_job` is stopped (its frames kept) and fails with type `timeout`.
 pub fn spawn(
     count: usize,
     models: PathBuf,
     settings: RuntimeSettings,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    max_job: Option<std::time::Duration>,
 ) -> (Arc<Workers>, Vec<JoinHandle<()>>) {
     let workers = Arc::new(Workers {
         ready: AtomicUsize::new(0),
@@ -47,7 +49,7 @@ pub fn spawn(
             let (store, metrics, workers) = (store.clone(), metrics.clone(), workers.clone());
             std::thread::Builder::new()
                 .name(format!("st2v-worker-{index}"))
-                .spawn(move || work(&models, &settings, &store, &metrics, &workers))
+                .spawn(move || work(&models, &settings, &store, &metrics, &workers, max_job))
                 .expect("a worker thread starts")
         })
         .collect();
@@ -73,6 +75,7 @@ fn work(
     store: &Store,
     metrics: &Metrics,
     workers: &Workers,
+    max_job: Option<std::time::Duration>,
 ) {
     let scratch = store.data_dir().to_owned();
     let mut engine = match open_engine(models, settings, &scratch) {
@@ -93,10 +96,25 @@ fn work(
             started: std::time::Instant::now(),
             last: std::cell::Cell::new(std::time::Instant::now()),
         };
+        let timer = max_job.map(|limit| Timeout::start(limit, job.cancel.clone()));
         let outcome = catch_unwind(AssertUnwindSafe(|| {
+            failpoint(&job.request);
             engine.run_to_files(&job.request, &progress, &job.cancel)
         }));
+        let timed_out = timer.is_some_and(|t| t.stop());
         match outcome {
+            Ok(Err(err)) if timed_out && err.kind() == ErrorKind::Cancelled => {
+                let limit = max_job.unwrap_or_default().as_secs_f64();
+                let error = JobError {
+                    kind: "timeout".into(),
+                    message: format!(
+                        "the job ran longer than the server's limit of {limit} s; {}",
+                        chain(&err)
+                    ),
+                };
+                store.finish(&job.id, JobStatus::Failed, Some(error));
+                metrics.job_finished("failed", Some("timeout"));
+            }
             Ok(Ok(written)) => {
                 store.update(&job.id, None, |r| {
                     r.progress.final_frames = written.output.frames
@@ -138,6 +156,45 @@ fn work(
                         return;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Cancels a job when its time is up, unless stopped first.
+struct Timeout {
+    done: std::sync::mpsc::Sender<()>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Timeout {
+    fn start(limit: std::time::Duration, cancel: crate::progress::CancelToken) -> Self {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = fired.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
+                flag.store(true, Ordering::SeqCst);
+                cancel.cancel();
+            }
+        });
+        Self { done, fired }
+    }
+
+    /// Stops the timer; whether it had fired.
+    fn stop(self) -> bool {
+        let _ = self.done.send(());
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+/// Test builds only: `ST2V_FAILPOINT=panic:<prompt>` makes a job with that prompt panic, so
+/// the tests can check that a panic fails one job and the server goes on.
+fn failpoint(request: &Request) {
+    if cfg!(debug_assertions) {
+        if let (Ok(spec), Request::Generate(r)) = (std::env::var("ST2V_FAILPOINT"), request) {
+            if spec.strip_prefix("panic:") == Some(r.text().prompt.as_str()) {
+                panic!("failpoint for prompt {:?}", r.text().prompt);
             }
         }
     }

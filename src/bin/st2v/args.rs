@@ -324,34 +324,68 @@ pub struct ServeArgs {
     pub data: PathBuf,
     /// Independent engines, each with its own copy of every session (memory: one model set
     /// per worker).
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, env = "ST2V_WORKERS", default_value_t = 1, value_name = "N")]
     pub workers: usize,
     /// Jobs that may wait for a worker; more are refused with 429.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    #[arg(long, env = "ST2V_QUEUE", default_value_t = 8, value_name = "N")]
     pub queue: usize,
     /// Require `Authorization: Bearer KEY` on /v1/*.
     #[arg(long, env = "ST2V_API_KEY", value_name = "KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Largest `frames` a request may ask for.
-    #[arg(long, default_value_t = 1200, value_name = "N")]
+    #[arg(
+        long,
+        env = "ST2V_MAX_FRAMES",
+        default_value_t = 1200,
+        value_name = "N"
+    )]
     pub max_frames: usize,
     /// Largest step count (each of steps, stage1_steps, enhance_steps).
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, env = "ST2V_MAX_STEPS", default_value_t = 100, value_name = "N")]
     pub max_steps: usize,
     /// Largest prompt, in bytes.
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(
+        long,
+        env = "ST2V_MAX_PROMPT_BYTES",
+        default_value_t = 2000,
+        value_name = "N"
+    )]
     pub max_prompt_bytes: usize,
     /// Largest request body, in bytes.
-    #[arg(long, default_value_t = 65536, value_name = "N")]
+    #[arg(
+        long,
+        env = "ST2V_MAX_BODY_BYTES",
+        default_value_t = 65536,
+        value_name = "N"
+    )]
     pub max_body_bytes: usize,
     /// Finished jobs kept (newest first); older ones and their files are deleted.
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, env = "ST2V_KEEP_JOBS", default_value_t = 200, value_name = "N")]
     pub keep_jobs: usize,
     /// Finished jobs older than this are deleted.
-    #[arg(long, default_value_t = 168.0, value_name = "HOURS")]
+    #[arg(
+        long,
+        env = "ST2V_KEEP_HOURS",
+        default_value_t = 168.0,
+        value_name = "HOURS"
+    )]
     pub keep_hours: f64,
+    /// Longest a job may run (seconds); it is then stopped, keeping its frames, and fails
+    /// with type `timeout`. 0: no limit.
+    #[arg(
+        long,
+        env = "ST2V_MAX_JOB_SECONDS",
+        default_value_t = 0,
+        value_name = "S"
+    )]
+    pub max_job_seconds: u64,
     /// Seconds running jobs may go on after SIGTERM before they are cancelled.
-    #[arg(long, default_value_t = 30, value_name = "S")]
+    #[arg(
+        long,
+        env = "ST2V_GRACE_SECONDS",
+        default_value_t = 30,
+        value_name = "S"
+    )]
     pub grace_seconds: u64,
     #[command(flatten)]
     pub runtime: RuntimeArgs,

@@ -37,6 +37,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             ..Limits::default()
         },
         grace: Duration::from_secs(args.grace_seconds),
+        max_job: (args.max_job_seconds > 0).then(|| Duration::from_secs(args.max_job_seconds)),
     };
     let open = options.api_key.is_none();
     serve(options, |address| {
