@@ -268,6 +268,10 @@ fn a_job_goes_from_queued_to_completed_with_its_events_and_videos() {
         "{metrics}"
     );
     assert!(metrics.contains("st2v_step_seconds_bucket{stage=\"stage2\""));
+    assert!(
+        metrics.contains("st2v_chunk_seconds_count{stage=\"stage2\"} 1"),
+        "{metrics}"
+    );
     let (_, models) = server.get("/v1/models");
     assert_eq!(models["data"][0]["graphs"].as_array().unwrap().len(), 13);
     let (status, page) = server.get("/");

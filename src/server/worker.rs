@@ -56,16 +56,30 @@ pub fn spawn(
     (workers, handles)
 }
 
-/// Opens an engine and loads every graph a full job needs.
+/// Opens an engine, loads every graph a full job needs and warms them with one short run
+/// (one step per stage, frames discarded): ONNX Runtime plans and allocates on a session's
+/// first run, which the first user's job should not pay for.
 fn open_engine(
     models: &std::path::Path,
     settings: &RuntimeSettings,
     scratch: &std::path::Path,
 ) -> Result<Engine, EngineError> {
     let mut engine = Engine::open(models, settings.clone())?;
-    let params = GenerateParams::new("warm-up", scratch.join("warmup.mp4"));
+    let mut params = GenerateParams::new("warm-up", scratch.join("warmup.mp4"));
+    params.stage1_steps = Some(1);
+    params.streaming.steps = Some(1);
+    if let Some(enhance) = params.enhance.as_mut() {
+        enhance.steps = Some(1);
+    }
     let request: Request = GenerateRequest::new(&params, engine.model_set())?.into();
-    engine.load(&request)?;
+    let discard = |_: &crate::video::Frame| -> Result<(), crate::video::VideoError> { Ok(()) };
+    let (mut video, mut preview) = (discard, discard);
+    let outputs = crate::pipeline::Outputs {
+        video: &mut video,
+        preview: Some(&mut preview),
+    };
+    let cancel = crate::progress::CancelToken::new();
+    engine.run(&request, outputs, &crate::progress::NoProgress, &cancel)?;
     Ok(engine)
 }
 
@@ -95,6 +109,7 @@ fn work(
             id: &job.id,
             started: std::time::Instant::now(),
             last: std::cell::Cell::new(std::time::Instant::now()),
+            chunk_start: Default::default(),
         };
         let timer = max_job.map(|limit| Timeout::start(limit, job.cancel.clone()));
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -229,6 +244,8 @@ struct JobProgressSink<'a> {
     id: &'a str,
     started: std::time::Instant,
     last: std::cell::Cell<std::time::Instant>,
+    /// When the previous chunk of each stage ended (or its stage started).
+    chunk_start: std::cell::RefCell<std::collections::BTreeMap<&'static str, std::time::Instant>>,
 }
 
 fn stage_name(stage: Stage) -> &'static str {
@@ -247,14 +264,18 @@ impl ProgressSink for JobProgressSink<'_> {
                 stage,
                 chunks,
                 steps,
-            } => store.update(
-                self.id,
-                Some((
-                    "stage_started",
-                    json!({"stage": stage_name(*stage), "chunks": chunks, "steps": steps}),
-                )),
-                |r| r.progress.stage = Some(stage_name(*stage).into()),
-            ),
+            } => {
+                let key = stage_name(*stage);
+                self.chunk_start.borrow_mut().insert(key, now_instant);
+                store.update(
+                    self.id,
+                    Some((
+                        "stage_started",
+                        json!({"stage": stage_name(*stage), "chunks": chunks, "steps": steps}),
+                    )),
+                    |r| r.progress.stage = Some(key.into()),
+                );
+            }
             ProgressEvent::Step {
                 stage,
                 chunk,
@@ -276,6 +297,15 @@ impl ProgressSink for JobProgressSink<'_> {
                 chunk,
                 frames,
             } => {
+                let key = stage_name(*stage);
+                let mut starts = self.chunk_start.borrow_mut();
+                let since = starts.insert(key, now_instant).unwrap_or(self.started);
+                self.metrics.observe(
+                    "chunk",
+                    key,
+                    now_instant.duration_since(since).as_secs_f64(),
+                );
+                drop(starts);
                 let variant = match stage {
                     Stage::Refinement => "final",
                     _ => "preview",
