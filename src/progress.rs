@@ -21,6 +21,17 @@ pub enum Stage {
     Refinement,
 }
 
+impl Stage {
+    /// `stage1`, `stage2`, `stage3`: the short name reports, metrics and latent files use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Stage::Initialization => "stage1",
+            Stage::Streaming => "stage2",
+            Stage::Refinement => "stage3",
+        }
+    }
+}
+
 /// One progress event. Serialized as one JSON object per line by `--events`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

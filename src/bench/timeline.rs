@@ -43,14 +43,6 @@ pub struct StageTimes {
     pub chunks: Vec<f64>,
 }
 
-pub fn stage_key(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Initialization => "stage1",
-        Stage::Streaming => "stage2",
-        Stage::Refinement => "stage3",
-    }
-}
-
 impl<'a> Timeline<'a> {
     pub fn new(forward: &'a dyn ProgressSink) -> Self {
         Self {
@@ -101,13 +93,14 @@ impl<'a> Timeline<'a> {
             previous = *at;
             match event {
                 ProgressEvent::Step { stage, chunk, .. } => {
-                    let stage = times.stages.entry(stage_key(*stage)).or_default();
+                    let key = stage.key();
+                    let stage = times.stages.entry(key).or_default();
                     stage.seconds += delta;
                     stage.steps.push(delta);
-                    *chunk_time.entry((stage_key_of(event), *chunk)).or_default() += delta;
+                    *chunk_time.entry((key, *chunk)).or_default() += delta;
                 }
                 ProgressEvent::ChunkDone { stage, chunk, .. } => {
-                    let key = stage_key(*stage);
+                    let key = stage.key();
                     times.stages.entry(key).or_default().seconds += delta;
                     *chunk_time.entry((key, *chunk)).or_default() += delta;
                     if *stage == Stage::Streaming || *stage == Stage::Initialization {
@@ -118,7 +111,7 @@ impl<'a> Timeline<'a> {
                 }
                 ProgressEvent::StageStarted { stage, .. }
                 | ProgressEvent::StageFinished { stage, .. } => {
-                    times.stages.entry(stage_key(*stage)).or_default().seconds += delta;
+                    times.stages.entry(stage.key()).or_default().seconds += delta;
                 }
                 ProgressEvent::FramesWritten { total } => {
                     times.final_frames = *total;
@@ -137,15 +130,6 @@ impl<'a> Timeline<'a> {
             times.stages.entry(stage).or_default().chunks.push(seconds);
         }
         times
-    }
-}
-
-fn stage_key_of(event: &ProgressEvent) -> &'static str {
-    match event {
-        ProgressEvent::Step { stage, .. } | ProgressEvent::ChunkDone { stage, .. } => {
-            stage_key(*stage)
-        }
-        _ => "other",
     }
 }
 

@@ -57,12 +57,7 @@ impl NpyLatentDir {
     }
 
     fn file_name(stage: Stage, chunk: usize) -> String {
-        let stage = match stage {
-            Stage::Initialization => "stage1",
-            Stage::Streaming => "stage2",
-            Stage::Refinement => "stage3",
-        };
-        format!("{stage}_chunk{chunk:03}.npy")
+        format!("{}_chunk{chunk:03}.npy", stage.key())
     }
 }
 

@@ -272,10 +272,10 @@ impl Store {
     /// Ends a job: its final status, event and error; the record is written to disk.
     pub fn finish(&self, id: &str, status: JobStatus, error: Option<JobError>) {
         let mut inner = self.lock();
-        inner.running = inner.running.saturating_sub(1);
         let Some(entry) = inner.jobs.get_mut(id) else {
             return;
         };
+        let was_running = entry.record.status == JobStatus::InProgress;
         entry.record.status = status;
         entry.record.finished_at = Some(now());
         entry.record.error = error.clone();
@@ -283,6 +283,9 @@ impl Store {
             Some(error) => json!({"error": error}),
             None => json!({"frames": entry.record.progress.final_frames}),
         };
+        if was_running {
+            inner.running = inner.running.saturating_sub(1);
+        }
         push_event(&mut inner, id, status.name(), data);
         persist(&inner, id);
         drop(inner);
@@ -298,19 +301,12 @@ impl Store {
             JobStatus::Queued => {
                 inner.queue.retain(|q| q != id);
                 drop(inner);
-                self.finish_queued(id);
+                self.finish(id, JobStatus::Cancelled, None);
             }
             JobStatus::InProgress => inner.jobs.get(id)?.cancel.cancel(),
             _ => {}
         }
         Some(status)
-    }
-
-    fn finish_queued(&self, id: &str) {
-        let mut inner = self.lock();
-        inner.running += 1; // balanced by finish()
-        drop(inner);
-        self.finish(id, JobStatus::Cancelled, None);
     }
 
     /// A job's record with its queue position.
@@ -411,7 +407,7 @@ impl Store {
             inner.queue.drain(..).collect()
         };
         for id in queued {
-            self.finish_queued(&id);
+            self.finish(&id, JobStatus::Cancelled, None);
         }
         self.work.notify_all();
         self.bump();

@@ -248,10 +248,6 @@ struct JobProgressSink<'a> {
     chunk_start: std::cell::RefCell<std::collections::BTreeMap<&'static str, std::time::Instant>>,
 }
 
-fn stage_name(stage: Stage) -> &'static str {
-    crate::bench::timeline::stage_key(stage)
-}
-
 impl ProgressSink for JobProgressSink<'_> {
     fn emit(&self, event: &ProgressEvent) {
         let now_instant = std::time::Instant::now();
@@ -265,13 +261,13 @@ impl ProgressSink for JobProgressSink<'_> {
                 chunks,
                 steps,
             } => {
-                let key = stage_name(*stage);
+                let key = stage.key();
                 self.chunk_start.borrow_mut().insert(key, now_instant);
                 store.update(
                     self.id,
                     Some((
                         "stage_started",
-                        json!({"stage": stage_name(*stage), "chunks": chunks, "steps": steps}),
+                        json!({"stage": stage.key(), "chunks": chunks, "steps": steps}),
                     )),
                     |r| r.progress.stage = Some(key.into()),
                 );
@@ -282,13 +278,17 @@ impl ProgressSink for JobProgressSink<'_> {
                 step,
                 steps,
             } => {
-                self.metrics.observe("step", stage_name(*stage), since_last);
+                self.metrics.observe("step", stage.key(), since_last);
                 store.update(
                     self.id,
-                    Some(("step", json!({"stage": stage_name(*stage), "chunk": chunk, "step": step, "steps": steps}))),
+                    Some((
+                        "step",
+                        json!({"stage": stage.key(), "chunk": chunk, "step": step, "steps": steps}),
+                    )),
                     |r| {
-                        r.progress.stage = Some(stage_name(*stage).into());
-                        (r.progress.chunk, r.progress.step, r.progress.steps) = (*chunk, *step, *steps);
+                        r.progress.stage = Some(stage.key().into());
+                        (r.progress.chunk, r.progress.step, r.progress.steps) =
+                            (*chunk, *step, *steps);
                     },
                 );
             }
@@ -297,7 +297,7 @@ impl ProgressSink for JobProgressSink<'_> {
                 chunk,
                 frames,
             } => {
-                let key = stage_name(*stage);
+                let key = stage.key();
                 let mut starts = self.chunk_start.borrow_mut();
                 let since = starts.insert(key, now_instant).unwrap_or(self.started);
                 self.metrics.observe(
@@ -312,7 +312,7 @@ impl ProgressSink for JobProgressSink<'_> {
                 };
                 store.update(
                     self.id,
-                    Some(("chunk_ready", json!({"stage": stage_name(*stage), "chunk": chunk, "frames": frames, "variant": variant}))),
+                    Some(("chunk_ready", json!({"stage": stage.key(), "chunk": chunk, "frames": frames, "variant": variant}))),
                     |r| {
                         if *stage != Stage::Refinement {
                             r.progress.preview_frames += frames;
@@ -335,15 +335,15 @@ impl ProgressSink for JobProgressSink<'_> {
                 });
             }
             ProgressEvent::StageFinished { stage, seconds } => {
-                self.metrics.observe("stage", stage_name(*stage), *seconds);
+                self.metrics.observe("stage", stage.key(), *seconds);
                 store.update(
                     self.id,
                     Some((
                         "stage_finished",
-                        json!({"stage": stage_name(*stage), "seconds": seconds}),
+                        json!({"stage": stage.key(), "seconds": seconds}),
                     )),
                     |r| {
-                        r.timings.insert(stage_name(*stage).into(), *seconds);
+                        r.timings.insert(stage.key().into(), *seconds);
                     },
                 );
             }
