@@ -58,13 +58,15 @@ class PipelineError(Exception):
 class Graphs:
     """One onnxruntime session per role, opened once; every run() call is timed."""
 
-    def __init__(self, model_dir: Path, manifest: dict, roles: list[str], threads: int):
+    def __init__(self, model_dir: Path, manifest: dict, roles: list[str], threads: int,
+                 cpu_arena: bool = True):
         self.dir = model_dir
         self.manifest = manifest
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads > 0:
             options.intra_op_num_threads = threads
+        options.enable_cpu_mem_arena = cpu_arena
         self.sessions = {}
         self.outputs = {}
         self.creation_s = {}
@@ -916,6 +918,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=33)
     p.add_argument("--stage2-seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's)")
+    p.add_argument("--no-cpu-arena", action="store_true",
+                   help="turn onnxruntime's CPU memory arena off (as st2v --no-cpu-arena)")
     p.add_argument("--json", required=True, type=Path, help="where to write the report")
     p.add_argument("--prompt", default="a cat running on the street")
     p.add_argument("--negative-prompt", default="")
@@ -951,7 +955,7 @@ def main(argv=None) -> int:
 
     def open_graphs():
         started = time.perf_counter()
-        graphs = Graphs(args.models, manifest, roles, args.threads)
+        graphs = Graphs(args.models, manifest, roles, args.threads, not args.no_cpu_arena)
         return graphs, time.perf_counter() - started
 
     graphs, creation_s = (None, 0.0) if args.fresh_sessions else open_graphs()
@@ -1002,6 +1006,7 @@ def main(argv=None) -> int:
         "models": str(args.models),
         "providers": ["CPUExecutionProvider"],
         "threads": args.threads,
+        "cpu_arena": not args.no_cpu_arena,
         "enhance": not args.no_enhance,
         "steps": {"stage1": args.stage1_steps, "stage2": args.steps,
                   "stage3": 0 if args.no_enhance else args.enhance_steps},

@@ -9,6 +9,7 @@
 //! - [`video`]: frame sinks and sources (MP4, GIF, PNG directories).
 //! - [`engine`]: one opened model set running validated requests; every shell (the `st2v`
 //!   command line, the server, the benchmark) runs its jobs through it.
+//! - [`eval`]: `st2v eval`'s quality metrics (CLIP score, SCuts, MAWE, seams, drift).
 //! - [`bench`]: `st2v bench`'s measurements and report over the engine.
 //! - [`server`]: `st2v serve`, the HTTP server over the engine (job queue, workers, SSE).
 //!
@@ -16,6 +17,7 @@
 
 pub mod bench;
 pub mod engine;
+pub mod eval;
 pub mod manifest;
 pub mod models;
 pub mod pipeline;

@@ -287,12 +287,19 @@ fn too_old_onnx_runtime_is_rejected_with_the_fix() {
 }
 
 #[test]
-fn unimplemented_commands_say_so() {
+fn eval_names_a_missing_video_and_a_bad_metric_before_loading_anything() {
     st2v()
-        .args(["eval", "x.mp4"])
+        .args(["eval", "missing.mp4", "--metrics", "scuts"])
         .assert()
-        .code(4)
-        .stderr(contains("`st2v eval` is not implemented yet"));
+        .code(2)
+        .stderr(contains("VIDEO"))
+        .stderr(contains("missing.mp4"));
+    st2v()
+        .args(["eval", "missing.mp4", "--metrics", "scuts,ssim"])
+        .assert()
+        .code(2)
+        .stderr(contains("--metrics"))
+        .stderr(contains("ssim"));
 }
 
 #[test]

@@ -273,7 +273,7 @@ fn a_job_goes_from_queued_to_completed_with_its_events_and_videos() {
         "{metrics}"
     );
     let (_, models) = server.get("/v1/models");
-    assert_eq!(models["data"][0]["graphs"].as_array().unwrap().len(), 13);
+    assert_eq!(models["data"][0]["graphs"].as_array().unwrap().len(), 14);
     let (status, page) = server.get("/");
     assert!(status == 200 && page.as_str().unwrap().contains("<video id=\"preview\""));
     let (status, openapi) = server.get("/openapi.json");

@@ -4,7 +4,10 @@ Sources (the user downloads them; nothing is fetched here):
 * `streaming_t2v`: the Lightning checkpoint `streaming_t2v.ckpt`, whose `state_dict` holds every
   stage-2 module under the prefixes text_encoder., vae., base_model. (UNet), unet. (CAM),
   resampler. and image_encoder.;
-* `modelscope_t2v`: the diffusers folder of damo-vilab/text-to-video-ms-1.7b (stage-1 UNet).
+* `modelscope_t2v`: the diffusers folder of damo-vilab/text-to-video-ms-1.7b (stage-1 UNet);
+* `open_clip` (optional): OpenCLIP ViT-H-14's `open_clip_pytorch_model.bin`, whose text tower the
+  `clip_text_encoder` graph of `st2v eval` needs (streaming_t2v.ckpt dropped its blocks);
+* `raft` (optional): torchvision's RAFT-large weights, for the `raft` graph of `st2v eval`.
 
 Loading is strict: a missing, unexpected or mis-shaped key is an error that lists them all.
 """
@@ -27,6 +30,25 @@ SOURCE_FILES: dict[str, str] = {
         "(unet/config.json and unet/diffusion_pytorch_model[.fp16].safetensors)"
     ),
 }
+
+OPEN_CLIP = "open_clip"
+RAFT = "raft"
+OPTIONAL_SOURCE_FILES: dict[str, str] = {
+    OPEN_CLIP: (
+        "open_clip_pytorch_model.bin from https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K "
+        "(only for the clip_text_encoder graph of st2v eval's CLIP score)"
+    ),
+    RAFT: (
+        "raft_large_C_T_SKHT_V2-ff5fadd5.pth, torchvision's Raft_Large_Weights.DEFAULT (only for the "
+        "raft graph of st2v eval's MAWE)"
+    ),
+}
+OPEN_CLIP_TEXT = "open_clip text tower"
+"""The `prefix` that makes `WeightSource.load_into` read the OpenCLIP checkpoint's text tower."""
+RAFT_WEIGHTS = "torchvision raft"
+"""The `prefix` that makes `WeightSource.load_into` read torchvision's RAFT state dict."""
+# Keys of the OpenCLIP checkpoint that the text tower does not hold.
+_OPEN_CLIP_OTHER = ("visual.", "logit_scale", "logit_bias")
 
 # The checkpoint prefix of each stage-2 component that a graph is exported from.
 STREAMING_PREFIXES = (
@@ -193,8 +215,20 @@ class WeightSource:
             self._streaming = read_streaming_state(path, self.trust_pickle)
         return self._streaming
 
+    def has(self, source: str) -> bool:
+        return source in self.sources
+
     def load_into(self, module: nn.Module, name: str, prefix: str | None) -> None:
-        """prefix: a streaming_t2v.ckpt prefix, or None for the stage-1 UNet."""
+        """prefix: a streaming_t2v.ckpt prefix, None for the stage-1 UNet, or OPEN_CLIP_TEXT."""
+        if prefix in (OPEN_CLIP_TEXT, RAFT_WEIGHTS):
+            source = OPEN_CLIP if prefix == OPEN_CLIP_TEXT else RAFT
+            path = self.sources.get(source)
+            if path is None or not path.is_file():
+                raise MissingSourceError({source: f"{path or 'not given'}"}, OPTIONAL_SOURCE_FILES)
+            raw = _read_torch(path, self.trust_pickle)
+            state = {k: v for k, v in raw.items() if not k.startswith(_OPEN_CLIP_OTHER)}
+            load_strict(module, state, f"{name} ({path})")
+            return
         if prefix is None:
             state = read_stage1_state(self.sources[MODELSCOPE_T2V])
             load_strict(module, state, f"{name} ({self.sources[MODELSCOPE_T2V]})")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import SOURCE_FILES, CheckpointError
+from .checkpoint import OPTIONAL_SOURCE_FILES, SOURCE_FILES, CheckpointError
 from .model_set import enhancer_errors, export_model_set, summary_table
 from .onnx_export import PRECISIONS, ExportOptions, GraphSpecError, ParityError
 from .presets import PRESETS, PresetError, load_preset_file
@@ -23,7 +23,8 @@ def _source(text: str) -> tuple[str, Path]:
 
 
 def parser() -> argparse.ArgumentParser:
-    sources_help = "; ".join(f"{name}: {where}" for name, where in sorted(SOURCE_FILES.items()))
+    known = sorted((SOURCE_FILES | OPTIONAL_SOURCE_FILES).items())
+    sources_help = "; ".join(f"{name}: {where}" for name, where in known)
     cli = argparse.ArgumentParser(prog="st2v_export", description=__doc__)
     which = cli.add_mutually_exclusive_group()
     which.add_argument("--preset", help=f"one of {sorted(PRESETS)} (default tiny)")

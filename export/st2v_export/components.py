@@ -14,8 +14,10 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from .checkpoint import WeightSource
+from .checkpoint import OPEN_CLIP_TEXT, RAFT_WEIGHTS, WeightSource
 from .modules.cam import Cam
+from .modules.clip_text import build_clip_text
+from .modules.raft import build_raft, raft_config
 from .modules.image import build_visual
 from .modules.resampler import ApmResampler
 from .modules.streaming_unet import StreamingUnet
@@ -72,6 +74,15 @@ class Components:
             # transformers 5 keeps CLIPTextModel's keys without the `text_model.` level.
             "text_encoder.text_model.",
         )
+
+    @cached_property
+    def clip_text(self) -> nn.Module:
+        return self._build("clip_text_encoder", lambda: build_clip_text(self.preset), OPEN_CLIP_TEXT)
+
+    @cached_property
+    def raft(self) -> nn.Module:
+        config = raft_config(self.preset.enhancer)
+        return self._build("raft", lambda: build_raft(config), RAFT_WEIGHTS)
 
     @cached_property
     def visual(self) -> nn.Module:

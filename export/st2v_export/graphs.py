@@ -9,6 +9,8 @@ import torch
 from .checkpoint import WeightSource
 from .components import Components
 from .modules.cam import CamCondEncoderGraph
+from .modules.clip_text import ClipTextEncoder
+from .modules.raft import RaftFlow, raft_config
 from .modules.image import ImageEncoder
 from .modules.text import TextEncoder
 from .modules.unet3d import Stage1Unet, skip_channels
@@ -43,7 +45,11 @@ STAGE2_ROLES = (
     "vae_decoder",
     "vae_encoder",
     "stage1_unet",
+    "clip_text_encoder",
+    "raft",
 )
+EVAL_ROLES = ("clip_text_encoder", "raft")
+"""Graphs no generation runs: `st2v eval` uses them (the CLIP score)."""
 
 
 class ExampleInputs:
@@ -94,6 +100,27 @@ class Stage2Graphs:
             {"input_ids": ids},
             self._all_batch("text_encoder"),
             parity_batches=PARITY_BATCHES,
+        )
+
+    def clip_text_encoder(self) -> GraphSpec:
+        ids = self.inputs.integers(CLIP_VOCAB_SIZE, EXAMPLE_BATCH, TEXT_TOKENS)
+        return self._spec(
+            "clip_text_encoder",
+            ClipTextEncoder(self.components.clip_text),
+            {"input_ids": ids},
+            self._all_batch("clip_text_encoder"),
+            parity_batches=PARITY_BATCHES,
+        )
+
+    def raft(self) -> GraphSpec:
+        size = raft_config(self.preset.enhancer).size
+        images = {name: self.inputs.uniform(1, 3, size, size) for name in ("image1", "image2")}
+        return self._spec(
+            "raft",
+            RaftFlow(self.components.raft),
+            images,
+            self._all_batch("raft"),
+            parity_batches=[2],
         )
 
     def image_encoder(self) -> GraphSpec:

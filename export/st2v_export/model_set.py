@@ -10,8 +10,8 @@ from pathlib import Path
 
 from . import manifest as manifest_module
 from . import tokenizer
-from .checkpoint import SOURCE_FILES, WeightSource, check_sources
-from .graphs import STAGE2_ROLES, enhancer_specs, stage2_specs
+from .checkpoint import OPEN_CLIP, RAFT, SOURCE_FILES, WeightSource, check_sources
+from .graphs import EVAL_ROLES, STAGE2_ROLES, enhancer_specs, stage2_specs
 from .onnx_export import ExportedGraph, ExportOptions, export_graph, sha256_of
 from .presets import Preset, PresetError, resolve_preset
 from .roles import role_interface
@@ -61,8 +61,15 @@ def _specs(
     weights: WeightSource | None,
     sources: dict[str, Path] | None,
     include_enhancer: bool,
+    log: Callable[[str], None],
 ) -> Iterable[GraphSpec]:
     stage2 = [role for role in STAGE2_ROLES if roles is None or role in roles]
+    if roles is None and weights is not None:
+        # Real weights for the eval graphs come from sources generation does not need.
+        for role, source in zip(EVAL_ROLES, (OPEN_CLIP, RAFT), strict=True):
+            if not weights.has(source):
+                stage2.remove(role)
+                log(f"skipping {role} (a graph of st2v eval): no --source {source}=PATH")
     yield from stage2_specs(preset, seed, weights, stage2)
     if include_enhancer and (roles is None or any(r not in STAGE2_ROLES for r in roles)):
         for spec in enhancer_specs(preset, seed, sources):
@@ -132,7 +139,7 @@ def export_model_set(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     reports = []
-    specs = _specs(preset, seed, roles, weights, sources, include_enhancer)
+    specs = _specs(preset, seed, roles, weights, sources, include_enhancer, log)
     for index, spec in enumerate(specs, start=1):
         log(f"[{index}] {spec.role}: exporting")
         started = time.monotonic()

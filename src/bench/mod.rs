@@ -141,6 +141,7 @@ fn bench_settings(options: &BenchOptions, engine: &Engine) -> BenchSettings {
         seed: options.seed,
         threads: eps.and_then(|e| e.intra_threads),
         opt_level: eps.map_or_else(|| "-".into(), |e| format!("{:?}", e.opt_level)),
+        cpu_arena: eps.is_none_or(|e| !e.disable_cpu_arena),
         memory_frames: options.memory_frames,
     }
 }
@@ -248,6 +249,14 @@ fn bench_provider(
             timings.push(timing);
         }
     }
+    progress.phase(&format!(
+        "{name}: memory at {} and {} frames",
+        options.memory_frames.0, options.memory_frames.1
+    ));
+    let memory = measure_memory(options, &mut engine)?;
+    // The profiling engine opens every session again: the first one goes before, so the two
+    // never hold memory together (a full-size set on a CPU has room for one).
+    drop(engine);
     let (profiles, creation_again) = match options.profile {
         true => {
             progress.phase(&format!("{name}: profiling each graph (FLOPs)"));
@@ -255,11 +264,6 @@ fn bench_provider(
         }
         false => (BTreeMap::new(), None),
     };
-    progress.phase(&format!(
-        "{name}: memory at {} and {} frames",
-        options.memory_frames.0, options.memory_frames.1
-    ));
-    let memory = measure_memory(options, &mut engine)?;
     let calls_per_run = call_logs.first().cloned().unwrap_or_default();
     let cpu_peak = Machine::probe()
         .cpu_peak_gflops_estimate
@@ -468,6 +472,7 @@ fn run_peers(
         warmup: options.warmup,
         seed: options.seed,
         threads: settings.threads,
+        cpu_arena: settings.cpu_arena,
     };
     match peers::run_python(peer, &work, &options.work_dir.join("python.json")) {
         Ok(value) => report.python = Some(value),

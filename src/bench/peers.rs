@@ -34,6 +34,7 @@ pub struct PeerWork<'a> {
     pub warmup: usize,
     pub seed: u64,
     pub threads: Option<usize>,
+    pub cpu_arena: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -79,6 +80,9 @@ pub fn run_python(options: &PeerOptions, work: &PeerWork<'_>, out: &Path) -> Res
         .arg(out);
     if s3.is_none() {
         command.arg("--no-enhance");
+    }
+    if !work.cpu_arena {
+        command.arg("--no-cpu-arena");
     }
     run_script(command, &script, out)
 }

@@ -45,6 +45,8 @@ pub struct BenchSettings {
     pub seed: u64,
     pub threads: Option<usize>,
     pub opt_level: String,
+    /// ONNX Runtime's CPU memory arena (`--no-cpu-arena` turns it off).
+    pub cpu_arena: bool,
     /// Frame counts of the two memory runs (1 step per stage).
     pub memory_frames: (usize, usize),
 }
@@ -158,7 +160,7 @@ impl BenchReport {
             md,
             "- machine: {} ({} cores{peak}){}; {}\n- ONNX Runtime {}; commit {}\n- model set `{}` \
              (preset {}); {} frames; steps {}/{}/{}; seed {}; {} warm-up + {} runs; threads {}; \
-             opt level {}\n",
+             opt level {}; CPU arena {}\n",
             m.cpu,
             m.cores,
             if m.gpus.is_empty() {
@@ -179,7 +181,8 @@ impl BenchReport {
             s.warmup,
             s.runs,
             opt(s.threads, |v| v.to_string()),
-            s.opt_level
+            s.opt_level,
+            if s.cpu_arena { "on" } else { "off" }
         );
         self.end_to_end_table(&mut md);
         for provider in &self.providers {

@@ -4,6 +4,7 @@
 use std::error::Error as StdError;
 use std::path::PathBuf;
 
+use crate::eval::EvalError;
 use crate::manifest::ManifestError;
 use crate::models::LoadError;
 use crate::pipeline::PipelineError;
@@ -191,12 +192,26 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     if let Some(load) = err.downcast_ref::<LoadError>() {
         return Some(load_kind(load));
     }
+    if let Some(eval) = err.downcast_ref::<EvalError>() {
+        return Some(eval_kind(eval));
+    }
     let invalid = err.is::<RequestError>()
         || err.is::<ManifestError>()
         || err.is::<TokenizerError>()
         || err.is::<VideoError>()
         || err.is::<PlanError>();
     invalid.then_some(ErrorKind::InvalidInput)
+}
+
+/// `st2v eval`: a graph that fails while running is a failure, everything else it refuses is
+/// bad input (videos, flags, a model set without the CLIP graphs).
+fn eval_kind(err: &EvalError) -> ErrorKind {
+    match err {
+        EvalError::Load(load) => load_kind(load),
+        EvalError::Model(_) => ErrorKind::Failed,
+        EvalError::Cancelled => ErrorKind::Cancelled,
+        _ => ErrorKind::InvalidInput,
+    }
 }
 
 /// Bad input found by the pipeline is invalid usage; the rest are failures while running.

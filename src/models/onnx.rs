@@ -59,6 +59,14 @@ wrapper!(
     OnnxTextEncoder: TextEncoder | EnhancerTextEncoder
 );
 wrapper!(
+    /// The CLIP text tower with projection (`st2v eval`'s CLIP score).
+    OnnxClipTextEncoder: ClipTextEncoder
+);
+wrapper!(
+    /// RAFT optical flow (`st2v eval --flow raft`).
+    OnnxRaft: Raft
+);
+wrapper!(
     /// G2: the image encoder feeding the APM.
     OnnxImageEncoder: ImageEncoder
 );
@@ -95,6 +103,25 @@ impl TextEncoder for OnnxTextEncoder {
     fn encode(&mut self, input_ids: &Array2<i64>) -> ModelResult<Array3<f32>> {
         self.0
             .run_single::<Ix3>(&[InputView::I64(input_ids.view().into_dyn())])
+    }
+}
+
+impl OnnxClipTextEncoder {
+    /// input_ids (B, 77) -> projected text embeddings (B, E), not normalised.
+    pub fn embed(&mut self, input_ids: &Array2<i64>) -> ModelResult<Array2<f32>> {
+        self.0
+            .run_single::<Ix2>(&[InputView::I64(input_ids.view().into_dyn())])
+    }
+}
+
+impl OnnxRaft {
+    /// Two batches of frames (N, 3, S, S) in [-1, 1] -> flow from the first to the second
+    /// (N, 2, S, S), x then y, in pixels.
+    pub fn flow(&mut self, image1: &Array4<f32>, image2: &Array4<f32>) -> ModelResult<Array4<f32>> {
+        self.0.run_single::<Ix4>(&[
+            InputView::F32(image1.view().into_dyn()),
+            InputView::F32(image2.view().into_dyn()),
+        ])
     }
 }
 

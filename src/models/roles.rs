@@ -32,10 +32,14 @@ pub enum Role {
     EnhancerUnet,
     EnhancerVaeEncoder,
     EnhancerVaeDecoder,
+    /// CLIP text tower with projection: `st2v eval`'s CLIP score (no generation runs it).
+    ClipTextEncoder,
+    /// RAFT optical flow: `st2v eval --flow raft` (MAWE as the reference measures it).
+    Raft,
 }
 
 impl Role {
-    pub const ALL: [Role; 13] = [
+    pub const ALL: [Role; 15] = [
         Role::TextEncoder,
         Role::ImageEncoder,
         Role::ApmResampler,
@@ -49,6 +53,8 @@ impl Role {
         Role::EnhancerUnet,
         Role::EnhancerVaeEncoder,
         Role::EnhancerVaeDecoder,
+        Role::ClipTextEncoder,
+        Role::Raft,
     ];
 
     /// The manifest / roles.json key.
@@ -67,6 +73,8 @@ impl Role {
             Role::EnhancerUnet => "enhancer_unet",
             Role::EnhancerVaeEncoder => "enhancer_vae_encoder",
             Role::EnhancerVaeDecoder => "enhancer_vae_decoder",
+            Role::ClipTextEncoder => "clip_text_encoder",
+            Role::Raft => "raft",
         }
     }
 

@@ -23,13 +23,15 @@ use crate::runtime::{Provider, ProviderAttempt, RuntimeError, SessionFactory};
 pub enum LoadError {
     #[error(
         "model set {dir} has no `{role}` graph in its {MANIFEST_FILE}; {needed_by} needs it \
-         (graphs present: {present})"
+         (graphs present: {present}); add it with `PYTHONPATH=export .venv/bin/python -m \
+         st2v_export --preset {preset} --out {dir} --only {role}`"
     )]
     MissingGraph {
         dir: PathBuf,
         role: Role,
         needed_by: String,
         present: String,
+        preset: String,
     },
     #[error(
         "{manifest}: graph `{role}` does not follow the role interface (models/roles.json):{}",
@@ -434,6 +436,7 @@ pub(crate) fn missing_graph(set: &ModelSet, role: Role, needed_by: &str) -> Load
         role,
         needed_by: needed_by.to_owned(),
         present: present.join(", "),
+        preset: set.manifest.preset.to_string(),
     }
 }
 

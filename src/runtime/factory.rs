@@ -139,7 +139,12 @@ fn build_session(
         path.push(format!("-{stem}"));
         builder = builder.with_profiling(path)?;
     }
-    let eps = dispatches(config, provider);
+    let mut eps = dispatches(config, provider);
+    if config.disable_cpu_arena {
+        // The CPU provider's registration is where ONNX Runtime takes the arena setting; it
+        // also serves the nodes a GPU provider does not take.
+        eps.push(ort::ep::CPU::default().with_arena_allocator(false).build());
+    }
     if !eps.is_empty() {
         builder = builder.with_execution_providers(eps)?;
     }

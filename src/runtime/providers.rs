@@ -252,6 +252,10 @@ pub struct EpConfig {
     /// Write ONNX Runtime's per-node profile (Chrome trace JSON) with this path prefix
     /// (`st2v bench` reads it for FLOPs and per-operator time).
     pub profile_prefix: Option<PathBuf>,
+    /// CPU: no memory arena. ONNX Runtime's arena keeps each session's peak activation memory
+    /// after the call; with many large sessions open (a full-size set on a CPU) the arenas
+    /// together exceed the machine, while without them memory is returned after every call.
+    pub disable_cpu_arena: bool,
 }
 
 impl EpConfig {

@@ -13,6 +13,7 @@ Examples:
   st2v generate --prompt \"waves at dusk\" --ep cuda --no-enhance --out waves.gif
   st2v extend --input cat.mp4 --prompt \"the cat jumps\" --frames 48 --out longer.mp4
   st2v enhance --input draft.mp4 --prompt \"waves at dusk\" --out sharp.mp4
+  st2v eval cat.mp4 --prompt \"a cat running on the street\" --plot cat.svg
   st2v models inspect models/tiny --verify
 
 Execution providers (--ep, env ST2V_EP):
@@ -22,8 +23,8 @@ Execution providers (--ep, env ST2V_EP):
 
 Exit status: 0 success, 1 failure while running (a full disk included), 2 invalid usage or
 input found before any compute (flags, paths, model set), 3 ONNX Runtime or execution provider
-unavailable, 4 command not implemented yet, 128+N stopped by signal N: 130 interrupted (Ctrl-C),
-143 SIGTERM, 129 SIGHUP (the outputs keep every frame finished so far).";
+unavailable, 128+N stopped by signal N: 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP (the
+outputs keep every frame finished so far).";
 
 #[derive(Debug, Parser)]
 #[command(name = "st2v", version, about = ABOUT, after_help = EXAMPLES)]
@@ -44,7 +45,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Measure per-stage speed and memory on this machine.
     Bench(BenchArgs),
-    /// Score generated videos (frame consistency, prompt similarity).
+    /// Score videos with the paper's metrics (CLIP score, SCuts, MAWE), seams and drift.
     Eval(EvalArgs),
     /// Report ONNX Runtime, execution providers, CPU/GPU facts, and check a model set.
     Doctor(DoctorArgs),
@@ -87,6 +88,11 @@ pub struct EngineArgs {
     /// CUDA/TensorRT: capture CUDA graphs (static shapes only).
     #[arg(long)]
     pub cuda_graph: bool,
+    /// CPU: turn ONNX Runtime's memory arena off, so each graph call returns its activation
+    /// memory instead of every session keeping its peak (needed to run a full-size set on a CPU
+    /// with under ~40 GiB; memory is then allocated per call).
+    #[arg(long, env = "ST2V_NO_CPU_ARENA")]
+    pub no_cpu_arena: bool,
     /// ONNX Runtime shared library (libonnxruntime.so); ORT_DYLIB_PATH is honoured next, then
     /// the repository's runtime/ directory, then the onnxruntime Python package.
     #[arg(long, value_name = "PATH")]
@@ -231,6 +237,11 @@ pub struct GenerateArgs {
     /// first frame.
     #[arg(long, value_name = "FILE.json")]
     pub prompt_schedule: Option<PathBuf>,
+    /// After writing the video, score it as `st2v eval` does (every metric the model set has
+    /// graphs for; seams at the stage-2 chunk geometry), print the table and append an `eval`
+    /// event to --events.
+    #[arg(long)]
+    pub eval: bool,
     #[command(flatten)]
     pub streaming: StreamingArgs,
     #[command(flatten)]
@@ -458,11 +469,81 @@ pub struct BenchArgs {
     pub runtime: RuntimeArgs,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowArg {
+    Farneback,
+    Raft,
+}
+
+const EVAL_HELP: &str = "\
+Metrics (--metrics, default all):
+  clip    CLIP text-image score: mean over frames of 100 x cos(prompt, frame) with the model
+          set's CLIP towers (clip_text_encoder + image_encoder); frames centre-cropped
+  scuts   scene cuts: PySceneDetect's AdaptiveDetector with its defaults (the paper's SCuts);
+          a generated video should have 0
+  mawe    motion-aware warp error (the paper's MAWE, as the reference's mawe.py): frames at
+          720x720, optical flow (--flow: Farneback by default; the reference uses RAFT, values
+          are comparable only between runs with the same flow), mean over frame pairs of
+          warp error / (9.5 x mean flow); lower is better
+  seams   frame difference and warp error across chunk boundaries vs inside chunks; a seam is
+          flagged when it jumps more than anything inside its two chunks
+  drift   per chunk: CLIP similarity to the anchor frame and to the previous chunk, colour
+          distance to the first chunk
+
+Examples:
+  st2v eval cat.mp4 --prompt \"a cat running on the street\"
+  st2v eval a.mp4 b.mp4 --prompt \"waves at dusk\" --json eval.json --plot eval.svg
+  st2v eval enhanced.mp4 --metrics seams,scuts --chunk 24 --overlap 8";
+
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EVAL_HELP)]
 pub struct EvalArgs {
-    /// Videos to score.
+    /// Videos to score (MP4 and other FFmpeg containers, GIF, PNG directories); several are
+    /// compared side by side.
     #[arg(required = true, value_name = "VIDEO")]
     pub videos: Vec<PathBuf>,
+    /// The prompt the videos were made from (needed by the clip metric).
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Comma-separated metrics: clip, scuts, mawe, seams, drift, or all.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    pub metrics: String,
+    /// Frames per generated chunk [default: the model set's stage-2 chunk, 16].
+    #[arg(long, value_name = "N")]
+    pub chunk: Option<usize>,
+    /// Frames each chunk shares with the previous one [default: the model set's stage-2
+    /// conditioning frames, 8]; use --chunk 24 --overlap 8 for enhanced (stage-3) videos.
+    #[arg(long, value_name = "N")]
+    pub overlap: Option<usize>,
+    /// The frame drift compares every chunk with (the reference's APM anchor is frame 0).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub anchor_frame: usize,
+    /// Optical flow for mawe and seams: farneback (no weights, any machine) or raft (the
+    /// model set's `raft` graph, as the reference's mawe.py; random-weight sets give
+    /// arbitrary flow).
+    #[arg(long, value_enum, default_value = "farneback")]
+    pub flow: FlowArg,
+    /// Side of the square frames Farneback flow runs on [default: 720, as the reference's
+    /// MAWE; smaller is faster]. RAFT runs at its graph's size.
+    #[arg(long, value_name = "PIXELS")]
+    pub motion_size: Option<usize>,
+    /// Write the full report (every per-frame and per-chunk figure) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write one row per frame of every video as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Draw the seam, drift and CLIP curves as an SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Replace existing report files.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress display.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Debug, Clone, Args)]

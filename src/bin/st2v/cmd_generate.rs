@@ -5,7 +5,7 @@ use std::path::Path;
 use streamingt2v::engine::{Field, GenerateParams, GenerateRequest, RequestError};
 
 use crate::args::GenerateArgs;
-use crate::job;
+use crate::{cmd_eval, job};
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let params = GenerateParams {
@@ -24,9 +24,13 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         },
         steerable: false,
     };
-    job::run(&args.runtime, &args.output, |set| {
-        GenerateRequest::new(&params, set).map(Into::into)
-    })
+    let build = |set: &_| GenerateRequest::new(&params, set).map(Into::into);
+    match args.eval {
+        true => job::run_then(&args.runtime, &args.output, build, |engine, ui| {
+            cmd_eval::after_generate(args, engine, ui)
+        }),
+        false => job::run(&args.runtime, &args.output, build),
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -24,6 +24,7 @@ pub fn runtime_settings(args: &EngineArgs) -> Result<RuntimeSettings, RuntimeErr
         trt_engine_cache: trt_cache,
         cuda_graph: args.cuda_graph,
         profile_prefix: None,
+        disable_cpu_arena: args.no_cpu_arena,
     };
     Ok(RuntimeSettings {
         eps,

@@ -41,6 +41,16 @@ pub fn run(
     output: &OutputArgs,
     build: impl FnOnce(&ModelSet) -> Result<Request, RequestError>,
 ) -> anyhow::Result<()> {
+    run_then(runtime, output, build, |_, _| Ok(()))
+}
+
+/// [`run`], then `after` on the finished output (not when the run fails or is stopped).
+pub fn run_then(
+    runtime: &RuntimeArgs,
+    output: &OutputArgs,
+    build: impl FnOnce(&ModelSet) -> Result<Request, RequestError>,
+    after: impl FnOnce(&Engine, &CliProgress) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let settings = runtime_settings(&runtime.engine)?;
     let mut engine = Engine::open(&models_dir(&runtime.models)?, settings)?;
     let request = build(engine.model_set())?;
@@ -73,7 +83,9 @@ pub fn run(
         summary.size,
         summary.path.display()
     ));
-    Ok(())
+    let finished = after(&engine, &ui);
+    ui.close();
+    finished
 }
 
 /// `--events FILE` is written like an output: not over an existing file (unless `--force`)
@@ -99,7 +111,7 @@ fn check_events_path(
 /// Asks the run to stop on SIGINT (Ctrl-C), SIGTERM (`timeout`, systemd, Kubernetes) and
 /// SIGHUP (a closed terminal): the pipeline stops at its next model call and every output
 /// keeps the frames finished so far. A second signal exits at once.
-fn cancel_on_signals() -> anyhow::Result<CancelToken> {
+pub fn cancel_on_signals() -> anyhow::Result<CancelToken> {
     let cancel = CancelToken::new();
     let token = cancel.clone();
     let mut signals =

@@ -6,10 +6,10 @@ mod checks;
 mod cmd_bench;
 mod cmd_doctor;
 mod cmd_enhance;
+mod cmd_eval;
 mod cmd_extend;
 mod cmd_generate;
 mod cmd_models;
-mod cmd_pending;
 mod cmd_serve;
 mod config;
 mod job;
@@ -45,9 +45,7 @@ fn dispatch(command: &Command) -> anyhow::Result<()> {
         Command::Enhance(args) => cmd_enhance::run(args),
         Command::Serve(args) => cmd_serve::run(args),
         Command::Bench(args) => cmd_bench::run(args),
-        Command::Eval(_) => {
-            cmd_pending::not_implemented("eval", "the evaluation metrics are planned")
-        }
+        Command::Eval(args) => cmd_eval::run(args),
         Command::Doctor(args) => cmd_doctor::run(args),
         Command::Models(command) => cmd_models::run(command),
     }
@@ -67,13 +65,10 @@ fn init_logging() {
 }
 
 /// Exit status (documented in `st2v --help`): 1 failure while running, 2 invalid usage or input,
-/// 3 ONNX Runtime or execution provider unavailable, 4 not implemented yet, 128+N stopped by
+/// 3 ONNX Runtime or execution provider unavailable, 128+N stopped by
 /// signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the outputs keep the frames finished before). The outermost library error in the
 /// chain decides, through the library's one classification.
 fn exit_status(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|c| c.is::<cmd_pending::NotImplemented>()) {
-        return 4;
-    }
     match err.chain().find_map(classify) {
         Some(ErrorKind::InvalidInput) => 2,
         Some(ErrorKind::Unavailable) => 3,

@@ -74,9 +74,14 @@ impl CliProgress {
     }
 
     fn write_event(&self, event: &ProgressEvent) {
+        self.write_json(event);
+    }
+
+    /// One JSON line on the event stream (progress events, and `generate --eval`'s report).
+    pub fn write_json(&self, value: &impl serde::Serialize) {
         if let Some(events) = &self.events {
             let mut out = events.borrow_mut();
-            if let Ok(line) = serde_json::to_string(event) {
+            if let Ok(line) = serde_json::to_string(value) {
                 // A closed event pipe must not stop the generation.
                 let _ = writeln!(out, "{line}").and_then(|()| out.flush());
             }
