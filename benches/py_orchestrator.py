@@ -59,7 +59,7 @@ class Graphs:
     """One onnxruntime session per role, opened once; every run() call is timed."""
 
     def __init__(self, model_dir: Path, manifest: dict, roles: list[str], threads: int,
-                 cpu_arena: bool = True):
+                 cpu_arena: bool = True, decode_batch: int = 0):
         self.dir = model_dir
         self.manifest = manifest
         options = ort.SessionOptions()
@@ -67,6 +67,7 @@ class Graphs:
         if threads > 0:
             options.intra_op_num_threads = threads
         options.enable_cpu_mem_arena = cpu_arena
+        self.decode_batch = decode_batch
         self.sessions = {}
         self.outputs = {}
         self.creation_s = {}
@@ -86,6 +87,14 @@ class Graphs:
     def reset_counters(self):
         self.ort_s = 0.0
         self.calls = {role: [0, 0.0] for role in self.sessions}
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """The stage-1/2 VAE decoder, at most `decode_batch` frames per call (as st2v
+        --vae-batch; 0: all at once)."""
+        step = self.decode_batch or len(latents)
+        parts = [self.run("vae_decoder", {"latents": latents[i : i + step]})[0]
+                 for i in range(0, len(latents), step)]
+        return np.concatenate(parts, axis=0)
 
     def run(self, role: str, feeds: dict) -> list[np.ndarray]:
         session = self.sessions[role]
@@ -837,7 +846,7 @@ def generate(graphs: Graphs, manifest: dict, tokenizers: dict, args, clock: RunC
             guided = joint_guidance(out, scale1) if guided1 else out
             latents = scheduler.step(guided, index, latents, None)
             clock.step_ms["stage1"].append((time.perf_counter() - started) * 1e3)
-        (images,) = graphs.run("vae_decoder", {"latents": latents_to_frames(latents, scaling)})
+        images = graphs.decode(latents_to_frames(latents, scaling))
         first = decoded_to_unit(images)
     emit(first)
 
@@ -892,7 +901,7 @@ def generate(graphs: Graphs, manifest: dict, tokenizers: dict, args, clock: RunC
                     noise = rng.standard_normal((f, c, h, w), dtype=np.float32).transpose(1, 0, 2, 3)[None]
                 latents = scheduler.step(guided, index, latents, noise)
                 clock.step_ms["stage2"].append((time.perf_counter() - started) * 1e3)
-            (images,) = graphs.run("vae_decoder", {"latents": latents_to_frames(latents, scaling)})
+            images = graphs.decode(latents_to_frames(latents, scaling))
             new_frames = decoded_to_unit(images)[cond_frames:]
             cond_frames_now = new_frames[-cond_frames:]
             clock.chunk_ms.append((time.perf_counter() - chunk_started) * 1e3)
@@ -918,6 +927,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=33)
     p.add_argument("--stage2-seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0: onnxruntime's)")
+    p.add_argument("--vae-batch", type=int, default=0,
+                   help="frames per stage-1/2 VAE decoder call (as st2v --vae-batch; 0: a chunk)")
     p.add_argument("--no-cpu-arena", action="store_true",
                    help="turn onnxruntime's CPU memory arena off (as st2v --no-cpu-arena)")
     p.add_argument("--json", required=True, type=Path, help="where to write the report")
@@ -955,7 +966,8 @@ def main(argv=None) -> int:
 
     def open_graphs():
         started = time.perf_counter()
-        graphs = Graphs(args.models, manifest, roles, args.threads, not args.no_cpu_arena)
+        graphs = Graphs(args.models, manifest, roles, args.threads, not args.no_cpu_arena,
+                        args.vae_batch)
         return graphs, time.perf_counter() - started
 
     graphs, creation_s = (None, 0.0) if args.fresh_sessions else open_graphs()
@@ -1007,6 +1019,7 @@ def main(argv=None) -> int:
         "providers": ["CPUExecutionProvider"],
         "threads": args.threads,
         "cpu_arena": not args.no_cpu_arena,
+        "vae_batch": args.vae_batch,
         "enhance": not args.no_enhance,
         "steps": {"stage1": args.stage1_steps, "stage2": args.steps,
                   "stage3": 0 if args.no_enhance else args.enhance_steps},

@@ -287,3 +287,28 @@ fn cancelling_reaches_a_running_graph_and_the_engine_runs_again() {
     let (video, _) = frames_of(&mut engine, &request);
     assert_eq!(video.len(), 24, "the sessions run again after a cancel");
 }
+
+#[test]
+fn decoding_in_slices_gives_the_frames_of_whole_chunk_decoding() {
+    let dir = TempDir::new().unwrap();
+    let params = generate_params(&dir.path().join("unused.gif"), false);
+    let mut whole = engine();
+    let request: Request = GenerateRequest::new(&params, whole.model_set())
+        .unwrap()
+        .into();
+    let expected = frames_of(&mut whole, &request).0;
+    let mut settings = RuntimeSettings::cpu();
+    settings.decode_batch = Some(3);
+    let mut sliced = Engine::open(&tiny(), settings).expect("the tiny set opens");
+    let actual = frames_of(&mut sliced, &request).0;
+    assert_eq!(actual.len(), expected.len());
+    for (index, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        let worst = a
+            .pixels()
+            .iter()
+            .zip(e.pixels().iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "frame {index} differs by {worst}");
+    }
+}

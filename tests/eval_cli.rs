@@ -406,3 +406,44 @@ fn clip_score_matches_the_python_reference() {
         }
     }
 }
+
+#[test]
+fn raft_mawe_matches_the_python_reference() {
+    let golden_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/eval");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden_dir.join("mawe_raft.json")).unwrap())
+            .unwrap();
+    let dir = TempDir::new().expect("tempdir");
+    let video = golden_dir.join("clip_video");
+    let models = tiny();
+    let report = eval_json(
+        dir.path(),
+        &[
+            video.to_str().unwrap(),
+            "--metrics",
+            "mawe",
+            "--flow",
+            "raft",
+            "--models",
+            models.to_str().unwrap(),
+        ],
+    );
+    let mawe = &report["videos"][0]["mawe"];
+    assert_eq!(mawe["flow"], "raft");
+    assert_eq!(mawe["size"], golden["size"]);
+    let close = |a: &Value, e: &Value, what: &str| {
+        let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+        // ONNX Runtime and PyTorch differ in the flow's last digits; a rounding flip of a warp
+        // target moves the error slightly.
+        assert!(
+            (a - e).abs() <= 1e-3 * e.abs().max(1.0),
+            "{what}: {a} vs {e}"
+        );
+    };
+    let pairs = mawe["pairs"].as_array().expect("pairs");
+    for (actual, expected) in pairs.iter().zip(golden["pairs"].as_array().unwrap()) {
+        close(&actual["mean_flow"], &expected["mean_flow"], "mean flow");
+        close(&actual["warp_error"], &expected["warp_error"], "warp error");
+    }
+    close(&mawe["value"], &golden["mawe"], "MAWE");
+}

@@ -142,6 +142,7 @@ fn bench_settings(options: &BenchOptions, engine: &Engine) -> BenchSettings {
         threads: eps.and_then(|e| e.intra_threads),
         opt_level: eps.map_or_else(|| "-".into(), |e| format!("{:?}", e.opt_level)),
         cpu_arena: eps.is_none_or(|e| !e.disable_cpu_arena),
+        vae_batch: options.providers.first().and_then(|(_, s)| s.decode_batch),
         memory_frames: options.memory_frames,
     }
 }
@@ -473,6 +474,7 @@ fn run_peers(
         seed: options.seed,
         threads: settings.threads,
         cpu_arena: settings.cpu_arena,
+        vae_batch: settings.vae_batch,
     };
     match peers::run_python(peer, &work, &options.work_dir.join("python.json")) {
         Ok(value) => report.python = Some(value),

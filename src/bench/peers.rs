@@ -35,6 +35,7 @@ pub struct PeerWork<'a> {
     pub seed: u64,
     pub threads: Option<usize>,
     pub cpu_arena: bool,
+    pub vae_batch: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -83,6 +84,9 @@ pub fn run_python(options: &PeerOptions, work: &PeerWork<'_>, out: &Path) -> Res
     }
     if !work.cpu_arena {
         command.arg("--no-cpu-arena");
+    }
+    if let Some(frames) = work.vae_batch {
+        command.args(["--vae-batch", &frames.to_string()]);
     }
     run_script(command, &script, out)
 }

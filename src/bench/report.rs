@@ -47,6 +47,8 @@ pub struct BenchSettings {
     pub opt_level: String,
     /// ONNX Runtime's CPU memory arena (`--no-cpu-arena` turns it off).
     pub cpu_arena: bool,
+    /// Frames per stage-1/2 VAE decoder call (`--vae-batch`; `None`: a chunk).
+    pub vae_batch: Option<usize>,
     /// Frame counts of the two memory runs (1 step per stage).
     pub memory_frames: (usize, usize),
 }
@@ -160,7 +162,7 @@ impl BenchReport {
             md,
             "- machine: {} ({} cores{peak}){}; {}\n- ONNX Runtime {}; commit {}\n- model set `{}` \
              (preset {}); {} frames; steps {}/{}/{}; seed {}; {} warm-up + {} runs; threads {}; \
-             opt level {}; CPU arena {}\n",
+             opt level {}; CPU arena {}; VAE decode batch {}\n",
             m.cpu,
             m.cores,
             if m.gpus.is_empty() {
@@ -182,7 +184,8 @@ impl BenchReport {
             s.runs,
             opt(s.threads, |v| v.to_string()),
             s.opt_level,
-            if s.cpu_arena { "on" } else { "off" }
+            if s.cpu_arena { "on" } else { "off" },
+            opt(s.vae_batch, |v| v.to_string())
         );
         self.end_to_end_table(&mut md);
         for provider in &self.providers {

@@ -307,6 +307,7 @@ impl Engine {
     ) -> Result<RunSummary, PipelineError> {
         let config = &self.set.manifest.pipeline;
         let mut run = RunContext::new(progress, cancel);
+        run.decode_batch = self.settings.decode_batch;
         let enhancer = match request.enhances() {
             true => self.enhancer.as_mut().map(EnhancerGraphs::from_onnx),
             false => None,

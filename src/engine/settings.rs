@@ -16,6 +16,8 @@ pub struct RuntimeSettings {
     pub eps: EpConfig,
     /// `None` searches as [`crate::runtime::library`] describes.
     pub ort_lib: Option<PathBuf>,
+    /// At most this many frames per stage-1/2 VAE decoder call (memory; `None`: a chunk).
+    pub decode_batch: Option<usize>,
 }
 
 impl RuntimeSettings {
@@ -24,6 +26,7 @@ impl RuntimeSettings {
         Self {
             eps: EpConfig::cpu(),
             ort_lib: None,
+            decode_batch: None,
         }
     }
 

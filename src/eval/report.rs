@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::drift::DriftReport;
-use super::evaluate::FlowMethod;
+use super::evaluate::{EvalOptions, FlowMethod};
 use super::mawe::PairScore;
 use super::scuts::SceneCuts;
 use super::seams::SeamReport;
@@ -180,6 +180,24 @@ const ROWS: [Row; 11] = [
 ];
 
 impl EvalReport {
+    /// The report of `videos` evaluated with `options`.
+    pub fn new(
+        tool: String,
+        options: &EvalOptions,
+        model_set: Option<String>,
+        videos: Vec<VideoReport>,
+    ) -> Self {
+        EvalReport {
+            tool,
+            prompt: options.prompt.clone(),
+            metrics: options.metrics.clone(),
+            geometry: options.geometry,
+            anchor_frame: options.anchor_frame,
+            model_set,
+            videos,
+        }
+    }
+
     /// A plain-text table: one row per figure, one column per video.
     pub fn table(&self) -> String {
         let names: Vec<String> = self.videos.iter().map(|v| short_name(&v.path)).collect();

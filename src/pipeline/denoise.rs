@@ -6,7 +6,7 @@
 //! from the run's generator in the reference's order and frame-major layout: diffusers draws
 //! `randn(model_output.shape)` on the `(F, C, h, w)` view it steps on.
 
-use ndarray::{Array4, Array5};
+use ndarray::{s, Array4, Array5, Axis};
 
 use super::run::RunContext;
 use super::tensor::{
@@ -82,19 +82,33 @@ pub fn denoise(
     Ok(latents)
 }
 
-/// Decodes (1, C, F, h, w) latents to F frames (F, 3, H, W) in [0, 1].
+/// Decodes (1, C, F, h, w) latents to F frames (F, 3, H, W) in [0, 1], at most
+/// `max_frames` frames per decoder call (`None`: all at once).
 pub fn decode_chunk(
     decoder: &mut dyn VaeDecoder,
     latents: &Array5<f32>,
     scaling_factor: f32,
+    max_frames: Option<usize>,
 ) -> Result<Array4<f32>, PipelineError> {
     let batch = latents_to_frame_batch(latents, scaling_factor);
-    let images = decoder.decode(&batch)?;
+    let frames = batch.dim().0;
+    let step = max_frames.unwrap_or(frames).clamp(1, frames.max(1));
+    let mut slices = Vec::new();
+    for start in (0..frames).step_by(step) {
+        let slice = batch.slice(s![start..(start + step).min(frames), .., .., ..]);
+        slices.push(decoder.decode(&slice.to_owned())?);
+    }
+    let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
+    let images = ndarray::concatenate(Axis(0), &views).map_err(|e| PipelineError::Invalid {
+        field: "VAE decoder output".into(),
+        expected: "slices of one frame size".into(),
+        actual: e.to_string(),
+    })?;
     let (_, _, height, width) = images.dim();
     expect_shape(
         "VAE decoder output",
         images.shape(),
-        &[batch.dim().0, 3, height, width],
+        &[frames, 3, height, width],
     )?;
     Ok(decoded_to_unit(images))
 }

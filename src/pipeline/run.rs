@@ -89,6 +89,10 @@ pub struct RunContext<'a> {
     pub cancel: &'a CancelToken,
     pub latents: Option<&'a mut dyn LatentOutput>,
     pub prompts: Option<&'a dyn PromptSchedule>,
+    /// At most this many frames per stage-1/2 VAE decoder call (`None`: a chunk at once). The
+    /// decoder works frame by frame; slicing bounds its activation memory (gigabytes per
+    /// 16-frame call at full size).
+    pub decode_batch: Option<usize>,
 }
 
 impl<'a> RunContext<'a> {
@@ -98,6 +102,7 @@ impl<'a> RunContext<'a> {
             cancel,
             latents: None,
             prompts: None,
+            decode_batch: None,
         }
     }
 

@@ -72,7 +72,12 @@ pub fn initial_chunk(
     )?;
     run.save_latents(Stage::Initialization, 0, &latents)?;
     run.check_cancelled()?;
-    let frames = decode_chunk(models.vae_decoder, &latents, config.vae_scaling_factor)?;
+    let frames = decode_chunk(
+        models.vae_decoder,
+        &latents,
+        config.vae_scaling_factor,
+        run.decode_batch,
+    )?;
     run.emit(ProgressEvent::ChunkDone {
         stage: Stage::Initialization,
         chunk: 0,

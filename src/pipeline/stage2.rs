@@ -169,6 +169,7 @@ impl<'a> Streamer<'a> {
             self.models.vae_decoder,
             &latents,
             self.config.vae_scaling_factor,
+            run.decode_batch,
         )?;
         let new_frames = frames.slice(s![s2.cond_frames.., .., .., ..]).to_owned();
         self.advance(&new_frames);

@@ -93,6 +93,11 @@ pub struct EngineArgs {
     /// with under ~40 GiB; memory is then allocated per call).
     #[arg(long, env = "ST2V_NO_CPU_ARENA")]
     pub no_cpu_arena: bool,
+    /// Decode at most N frames per stage-1/2 VAE decoder call [default: a whole chunk]. The
+    /// decoder's activations at full size take gigabytes per 16-frame call; fewer frames per
+    /// call bound them.
+    #[arg(long, env = "ST2V_VAE_BATCH", value_name = "N")]
+    pub vae_batch: Option<usize>,
     /// ONNX Runtime shared library (libonnxruntime.so); ORT_DYLIB_PATH is honoured next, then
     /// the repository's runtime/ directory, then the onnxruntime Python package.
     #[arg(long, value_name = "PATH")]

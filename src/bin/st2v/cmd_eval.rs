@@ -73,16 +73,12 @@ pub fn evaluate(
         display.bar.finish_and_clear();
         videos.push(result.with_context(|| format!("evaluating {}", path.display()))?);
     }
-    let options = evaluator.options();
-    Ok(EvalReport {
-        tool: format!("st2v eval {}", env!("CARGO_PKG_VERSION")),
-        prompt: options.prompt.clone(),
-        metrics: options.metrics.clone(),
-        geometry: options.geometry,
-        anchor_frame: options.anchor_frame,
-        model_set: set.map(|s| s.dir.display().to_string()),
+    Ok(EvalReport::new(
+        format!("st2v eval {}", env!("CARGO_PKG_VERSION")),
+        evaluator.options(),
+        set.map(|s| s.dir.display().to_string()),
         videos,
-    })
+    ))
 }
 
 /// The graphs the options need, each checked present before any is opened.
@@ -263,16 +259,12 @@ pub fn after_generate(
     ui.note("eval: scoring the video");
     let video = evaluator.evaluate(&args.output.out, &NoEvalProgress, &CancelToken::new())?;
     ui.write_json(&serde_json::json!({"event": "eval", "report": &video}));
-    let options = evaluator.options();
-    let report = EvalReport {
-        tool: format!("st2v generate --eval {}", env!("CARGO_PKG_VERSION")),
-        prompt: options.prompt.clone(),
-        metrics: options.metrics.clone(),
-        geometry: options.geometry,
-        anchor_frame: options.anchor_frame,
-        model_set: Some(set.dir.display().to_string()),
-        videos: vec![video],
-    };
+    let report = EvalReport::new(
+        format!("st2v generate --eval {}", env!("CARGO_PKG_VERSION")),
+        evaluator.options(),
+        Some(set.dir.display().to_string()),
+        vec![video],
+    );
     ui.note(report.table().trim_end());
     Ok(())
 }

@@ -26,9 +26,17 @@ pub fn runtime_settings(args: &EngineArgs) -> Result<RuntimeSettings, RuntimeErr
         profile_prefix: None,
         disable_cpu_arena: args.no_cpu_arena,
     };
+    if args.vae_batch == Some(0) {
+        return Err(RuntimeError::Option {
+            field: "--vae-batch (env ST2V_VAE_BATCH)",
+            value: String::from("0"),
+            expected: String::from("at least 1 frame per VAE decoder call"),
+        });
+    }
     Ok(RuntimeSettings {
         eps,
         ort_lib: args.ort_lib.clone(),
+        decode_batch: args.vae_batch,
     })
 }
 
