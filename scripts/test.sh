@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --dev --no-build
 echo "== cargo test ==" >&2
 cargo test --locked
+echo "== build without FFmpeg ==" >&2
+./scripts/test-no-ffmpeg.sh
 echo "== pytest (export/) ==" >&2
 set +e
 .venv/bin/python -m pytest export/tests -q

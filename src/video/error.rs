@@ -29,12 +29,19 @@ pub enum VideoError {
     },
     #[error("FFmpeg initialization failed: {message}")]
     FfmpegInit { message: String },
+    #[cfg(feature = "ffmpeg")]
     #[error("{path}: {operation} failed: {source}")]
     Ffmpeg {
         path: PathBuf,
         operation: &'static str,
         source: video_rs::Error,
     },
+    #[error(
+        "{path}: {what} needs FFmpeg, and this st2v was built without it (the `ffmpeg` cargo \
+         feature); write a GIF or a PNG directory (`--out frames/`), read GIF or PNG frames, \
+         or use a build with the default features"
+    )]
+    NoFfmpeg { path: PathBuf, what: &'static str },
     #[error("{path}: {operation} failed: {source}")]
     Image {
         path: PathBuf,

@@ -116,6 +116,12 @@ impl OutputTarget {
             Some(format) => format,
             None => OutputFormat::from_path(path)?,
         };
+        if format == OutputFormat::Mp4 && !cfg!(feature = "ffmpeg") {
+            return Err(VideoError::NoFfmpeg {
+                path: path.to_owned(),
+                what: "writing MP4",
+            });
+        }
         if format.is_directory() {
             check_output_dir(path)?;
         } else {

@@ -8,9 +8,12 @@
 //! - [`open_source`] / [`read_video`] read a user's video back into [`Frame`]s.
 
 mod error;
+#[cfg(feature = "ffmpeg")]
+mod ffmpeg_source;
 mod format;
 mod frame;
 mod gif_sink;
+#[cfg(feature = "ffmpeg")]
 mod mp4_sink;
 mod png_sink;
 mod sink;

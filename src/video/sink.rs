@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::gif_sink::GifSink;
+#[cfg(feature = "ffmpeg")]
 use super::mp4_sink::Mp4Sink;
 use super::png_sink::PngDirSink;
 use super::{Frame, FrameSize, OutputFormat, OutputTarget, VideoError};
@@ -62,7 +63,15 @@ pub fn open_sink(
     }
     let spec = SinkSpec { target, fps, size };
     Ok(match spec.target.format {
+        #[cfg(feature = "ffmpeg")]
         OutputFormat::Mp4 => Box::new(Mp4Sink::create(spec)?),
+        #[cfg(not(feature = "ffmpeg"))]
+        OutputFormat::Mp4 => {
+            return Err(VideoError::NoFfmpeg {
+                path: spec.target.path.clone(),
+                what: "writing MP4",
+            })
+        }
         OutputFormat::Gif => Box::new(GifSink::create(spec)?),
         OutputFormat::PngDir => Box::new(PngDirSink::create(spec)?),
     })

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use image::codecs::gif::GifDecoder;
 use image::{AnimationDecoder, ImageDecoder};
 
-use super::mp4_sink::init_ffmpeg;
 use super::sink::invalid;
 use super::{Frame, FrameSize, InputFormat, VideoError};
 
@@ -37,7 +36,8 @@ pub struct FrameSource {
 }
 
 enum Frames {
-    Ffmpeg(Box<video_rs::Decoder>),
+    #[cfg(feature = "ffmpeg")]
+    Ffmpeg(super::ffmpeg_source::FfmpegFrames),
     Gif(Box<Peekable<image::Frames<'static>>>),
     Png(std::vec::IntoIter<PathBuf>),
 }
@@ -80,55 +80,18 @@ fn unreadable(path: &Path, problem: impl Into<String>) -> VideoError {
 
 type Opened = (Frames, FrameSize, Option<f64>);
 
+#[cfg(feature = "ffmpeg")]
 fn open_ffmpeg(path: &Path) -> Result<Opened, VideoError> {
-    init_ffmpeg()?;
-    let rotation = display_rotation(path)?;
-    if rotation.abs() > 0.5 {
-        return Err(unreadable(
-            path,
-            format!(
-                "has rotation metadata ({rotation:.0} degrees), which the decoder does not apply; \
-                 re-encode it upright first (e.g. `ffmpeg -i in.mp4 upright.mp4` applies it)"
-            ),
-        ));
-    }
-    let decoder = video_rs::Decoder::new(path).map_err(|source| VideoError::Ffmpeg {
-        path: path.to_owned(),
-        operation: "opening the video for decoding",
-        source,
-    })?;
-    let (width, height) = decoder.size_out();
-    let size = FrameSize::new(width as usize, height as usize);
-    let rate = f64::from(decoder.frame_rate());
-    let fps = (rate > 0.0).then_some(rate);
-    Ok((Frames::Ffmpeg(Box::new(decoder)), size, fps))
+    let (frames, size, fps) = super::ffmpeg_source::open(path)?;
+    Ok((Frames::Ffmpeg(frames), size, fps))
 }
 
-/// The rotation (degrees) a video stream's display matrix asks players to apply; 0 without one.
-fn display_rotation(path: &Path) -> Result<f64, VideoError> {
-    use video_rs::ffmpeg::codec::packet::side_data::Type;
-    use video_rs::ffmpeg::{ffi, format, media};
-    let input = format::input(&path).map_err(|source| VideoError::Ffmpeg {
+#[cfg(not(feature = "ffmpeg"))]
+fn open_ffmpeg(path: &Path) -> Result<Opened, VideoError> {
+    Err(VideoError::NoFfmpeg {
         path: path.to_owned(),
-        operation: "opening the video",
-        source: video_rs::Error::BackendError(source),
-    })?;
-    let Some(stream) = input.streams().best(media::Type::Video) else {
-        return Ok(0.0);
-    };
-    for side in stream.side_data() {
-        let data = side.data();
-        if side.kind() == Type::DisplayMatrix && data.len() >= 36 {
-            let matrix: Vec<i32> = data[..36]
-                .chunks_exact(4)
-                .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            // SAFETY: `matrix` holds the 9 int32 values the function reads.
-            let degrees = unsafe { ffi::av_display_rotation_get(matrix.as_ptr()) };
-            return Ok(if degrees.is_nan() { 0.0 } else { degrees });
-        }
-    }
-    Ok(0.0)
+        what: "decoding this container",
+    })
 }
 
 fn open_gif(path: &Path) -> Result<Opened, VideoError> {
@@ -220,15 +183,8 @@ impl FrameSource {
     fn next_frame(&mut self) -> Option<Result<Frame, VideoError>> {
         let path = &self.info.path;
         match &mut self.frames {
-            Frames::Ffmpeg(decoder) => match decoder.decode() {
-                Ok((_, rgb)) => Some(Frame::from_rgb8(rgb.view())),
-                Err(video_rs::Error::DecodeExhausted | video_rs::Error::ReadExhausted) => None,
-                Err(source) => Some(Err(VideoError::Ffmpeg {
-                    path: path.clone(),
-                    operation: "decoding a frame",
-                    source,
-                })),
-            },
+            #[cfg(feature = "ffmpeg")]
+            Frames::Ffmpeg(frames) => frames.next(path),
             Frames::Gif(frames) => frames.next().map(|frame| {
                 let rgba = frame
                     .map_err(|source| VideoError::Image {
