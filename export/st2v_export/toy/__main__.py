@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import checker, world
+from .train_cli import add_train_parser, train_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--chunk-starts", type=_int_list, default=None,
                        help="comma-separated first frames of each chunk after the first")
     check.add_argument("--json", type=Path, help="write the full report here")
+    add_train_parser(commands)
     return parser
 
 
@@ -125,7 +127,7 @@ def _figure(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = render_command if args.command == "render" else check_command
+    command = {"render": render_command, "check": check_command, "train": train_command}[args.command]
     try:
         return command(args)
     except ValueError as error:  # a caption outside the grammar, frames of the wrong shape

@@ -1,0 +1,115 @@
+"""The `train` subcommand of `python -m st2v_export.toy` (see train.py and TRAINING.md).
+
+  python -m st2v_export.toy train --model vae|clip --steps N --out DIR [--resume] [--seed S]
+      [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
+      [--eval-every K] [--eval-frames N] [--threads T] [--preset-file FILE]
+
+`--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
+Also runnable alone: `python -m st2v_export.toy.train_cli --model vae ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..presets import PresetError, load_preset_file
+from .train import MODELS, TrainConfig, TrainError, train
+
+DEFAULT_THREADS = 1
+"""One intra-op thread: on this 2-core machine shared with other jobs, two threads ran the VAE
+step about 8 times slower than one (OpenMP threads waiting on each other); see TRAINING.md."""
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--model", choices=MODELS, required=True, help="what to train")
+    parser.add_argument("--steps", type=int, required=True,
+                        help="total optimizer steps (a resumed run stops at this step too)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run directory: checkpoint.pt, log.jsonl, metrics.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from DIR/checkpoint.pt (a fresh start when there is none)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and data seed")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="frames per step (default: vae 16, clip 64)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate (default: vae 2e-3, clip 1e-3)")
+    parser.add_argument("--schedule-steps", type=int, default=None,
+                        help="length of the warmup + cosine schedule (default: --steps of the "
+                             "first run; kept when resuming)")
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="evaluate on held-out frames every K steps (0: at the end only)")
+    parser.add_argument("--eval-frames", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"torch intra-op threads (default {DEFAULT_THREADS})")
+    parser.add_argument("--preset-file", type=Path, default=None,
+                        help="a custom preset (JSON) instead of the toy preset")
+    return parser
+
+
+def add_train_parser(commands) -> argparse.ArgumentParser:
+    """Adds `train` to the subparsers of `python -m st2v_export.toy`."""
+    parser = commands.add_parser("train", help="train a toy model (vae, clip) on the toy world",
+                                 description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_train_arguments(parser)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    preset = None
+    if args.preset_file is not None:
+        try:
+            preset = load_preset_file(args.preset_file)
+        except PresetError as error:
+            raise TrainError(str(error)) from None
+    return TrainConfig(
+        model=args.model,
+        steps=args.steps,
+        out=args.out,
+        seed=args.seed,
+        batch=args.batch,
+        lr=args.lr,
+        schedule_steps=args.schedule_steps,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        eval_every=args.eval_every,
+        eval_frames=args.eval_frames,
+        resume=args.resume,
+        preset=preset,
+    )
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Runs `train`; a TrainError (a ValueError) becomes the caller's clear error message."""
+    if args.threads <= 0:
+        raise TrainError(f"--threads must be positive, got {args.threads}")
+    config = config_from_args(args)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        train(config, log=lambda line: print(line, flush=True))
+    finally:
+        torch.set_num_threads(previous)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m st2v_export.toy.train_cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    args = add_train_arguments(parser).parse_args(argv)
+    try:
+        return train_command(args)
+    except TrainError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
