@@ -181,8 +181,8 @@ impl Evaluator {
             if cancel.is_cancelled() {
                 return Err(EvalError::Cancelled);
             }
+            // The source checks every frame against the first one's size.
             let frame = frame?;
-            check_size(path, index, info.size, &frame)?;
             pass.push(frame, self.clip.as_mut(), self.raft.as_mut())?;
             progress.frame(index + 1);
         }
@@ -192,18 +192,6 @@ impl Evaluator {
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
     }
-}
-
-fn check_size(path: &Path, index: usize, size: FrameSize, frame: &Frame) -> Result<(), EvalError> {
-    if frame.size() == size {
-        return Ok(());
-    }
-    Err(EvalError::FrameSize {
-        path: path.to_owned(),
-        frame: index,
-        expected: size.to_string(),
-        actual: frame.size().to_string(),
-    })
 }
 
 /// The per-video state of one pass.
@@ -375,7 +363,11 @@ impl Motion {
     ) -> Result<(), EvalError> {
         let side = self.size;
         let resized = resize_bilinear_u8(rgb, frame.width, frame.height, side, side);
-        let gray = rgb_to_gray(&resized);
+        // Farneback runs on grey frames; RAFT on the colour ones.
+        let gray = match raft {
+            Some(_) => Vec::new(),
+            None => rgb_to_gray(&resized),
+        };
         if let Some((left, left_gray)) = &self.previous {
             let flow: Flow = match raft {
                 Some(raft) => raft.flow(left, &resized)?,

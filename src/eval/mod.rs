@@ -138,13 +138,6 @@ pub enum EvalError {
         frames: usize,
         needed: String,
     },
-    #[error("{path}: frame {frame} is {actual}, but the video's first frame is {expected}")]
-    FrameSize {
-        path: PathBuf,
-        frame: usize,
-        expected: String,
-        actual: String,
-    },
     #[error("scene-cut detection: {0}")]
     SceneCuts(String),
     #[error(transparent)]
