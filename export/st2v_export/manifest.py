@@ -160,12 +160,17 @@ def build_manifest(
     sources: list[dict],
     pass_libraries: tuple[str, ...] = (),
     enhancer_dimensions: dict | None = None,
+    training: dict | None = None,
 ) -> dict:
-    description = (
-        f"StreamingT2V model set, preset {preset.name}"
-        + (" (seeded random weights)" if preset.seeded_random else "")
-    )
-    return {
+    """`training`: where trained weights came from (the toy world's runs), for the provenance;
+    the description then names the trained roles instead of "seeded random weights"."""
+    if training is not None:
+        trained = sorted(role for role, origin in training["roles"].items() if origin != "seeded random")
+        weights = f" (trained: {', '.join(trained)}; other roles seeded random)"
+    else:
+        weights = " (seeded random weights)" if preset.seeded_random else ""
+    description = f"StreamingT2V model set, preset {preset.name}{weights}"
+    manifest = {
         "schema_version": 1,
         "name": f"streamingt2v-{preset.name}",
         "preset": preset.name,
@@ -186,6 +191,9 @@ def build_manifest(
             "libraries": library_versions(pass_libraries),
         },
     }
+    if training is not None:
+        manifest["provenance"]["training"] = training
+    return manifest
 
 
 def write_manifest(manifest: dict, out_dir: Path) -> Path:

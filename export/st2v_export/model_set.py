@@ -119,10 +119,16 @@ def export_model_set(
     trust_pickle: bool = False,
     log: Callable[[str], None] = print,
     options: ExportOptions = ExportOptions(),
+    weights: WeightSource | None = None,
+    training: dict | None = None,
 ) -> tuple[dict, list[GraphReport]]:
     """Exports the preset's graphs (or only `roles`, keeping the other entries of an existing
     manifest of the same preset in `out_dir`), writes tokenizer.json and a schema-valid
-    manifest.json. `preset`: a registered preset's name or any Preset (custom ones included)."""
+    manifest.json. `preset`: a registered preset's name or any Preset (custom ones included).
+    `weights`: the stage-1/2 weights to export instead of the preset's own (its `--source`
+    checkpoints, or seeded random); anything with WeightSource's `has` and `load_into`, such as
+    the toy world's trained runs (`toy.weights.ToyWeights`), described by `training` in the
+    manifest's provenance."""
     preset = resolve_preset(preset)
     roles = _selected(roles)
     exports_enhancer = include_enhancer and (roles is None or any(r not in STAGE2_ROLES for r in roles))
@@ -132,8 +138,7 @@ def export_model_set(
     if roles is not None:
         dimensions = manifest_module.preset_dimensions(preset, enhancer)
         existing = _existing_graphs(out_dir, preset, dimensions)
-    weights = None
-    if not preset.seeded_random:
+    if weights is None and not preset.seeded_random:
         check_sources(sources or {}, SOURCE_FILES)
         weights = WeightSource(sources or {}, trust_pickle)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +161,7 @@ def export_model_set(
         _source_entries(preset, sources),
         options.libraries(),
         enhancer,
+        training,
     )
     manifest["graphs"] = existing | manifest["graphs"]
     manifest_module.validate_manifest(manifest)

@@ -14,19 +14,13 @@ import torch
 
 from st2v_export.components import Components
 from st2v_export.presets import VAE_SCALING_FACTOR
-from st2v_export.toy import train as toy_train
+from st2v_export.toy import data as toy_data
 from st2v_export.toy import world
+from st2v_export.toy.image_tasks import LATENT_STAT_FRAMES, ClipTask, VaeTask
 from st2v_export.toy.preset import TOY_PRESET, toy_preset, toy_preset_definition
-from st2v_export.toy.train import (
-    CHECKPOINT_FILE,
-    ClipTask,
-    TrainConfig,
-    TrainError,
-    VaeTask,
-    read_checkpoint,
-    tokenize,
-    train,
-)
+from st2v_export.toy.data import tokenize
+from st2v_export.toy.runfiles import CHECKPOINT_FILE, read_checkpoint
+from st2v_export.toy.train import TrainConfig, TrainError, train
 from st2v_export.toy.train_cli import main as train_cli_main
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError, world_token_ids
 from st2v_export.presets import preset_from_dict
@@ -74,12 +68,12 @@ def test_clip_steps_lower_the_loss_on_a_fixed_batch():
 
 
 def test_batches_are_pure_functions_of_seed_and_step_and_come_from_the_train_split():
-    frames, captions, specs = toy_train.frame_batch(3, 5, 4, 64)
-    again, _, _ = toy_train.frame_batch(3, 5, 4, 64)
+    frames, captions, specs = toy_data.frame_batch(3, 5, 4, 64)
+    again, _, _ = toy_data.frame_batch(3, 5, 4, 64)
     assert np.array_equal(frames, again) and frames.shape == (4, 64, 64, 3)
     assert not any(world.is_heldout(spec) for spec in specs)
     assert [world.caption(spec) for spec in specs] == captions
-    _, _, heldout = toy_train.heldout_batch(4, 64)
+    _, _, heldout = toy_data.heldout_batch(4, 64)
     assert all(world.is_heldout(spec) for spec in heldout)
 
 
@@ -100,7 +94,7 @@ def test_clip_batches_pair_scenes_with_train_split_twins():
 
 
 def test_tokenize_matches_open_clip_on_toy_captions():
-    captions = [toy_train.frame_and_caption(0, i, "train", 64)[1] for i in range(20)]
+    captions = [toy_data.frame_and_caption(0, i, "train", 64)[1] for i in range(20)]
     assert torch.equal(tokenize(captions), open_clip.tokenize(captions))
 
 
@@ -208,8 +202,8 @@ def test_the_exported_vae_reconstructs_the_same_with_normalised_latents(runs):
     raw = VaeTask(toy_preset(), 0).vae
     raw.load_state_dict(read_checkpoint(runs / "vae")["modules"]["vae"])
     # The frames the statistics came from (train split, seed + 1).
-    frames, _, _ = toy_train.frame_batch(1, 0, toy_train.LATENT_STAT_FRAMES, 64)
-    images = toy_train.to_pixels(frames)
+    frames, _, _ = toy_data.frame_batch(1, 0, LATENT_STAT_FRAMES, 64)
+    images = toy_data.to_pixels(frames)
     with torch.no_grad():
         means = vae.encode(images).latent_dist.mean
         recon = vae.decode(means[:4]).sample

@@ -1,8 +1,12 @@
-"""Command line of the toy world: render a caption (or a seeded clip) to PNGs, check a PNG video.
+"""Command line of the toy world: render a caption (or a seeded clip) to PNGs, check a PNG video,
+train the toy models and export the toy model set.
 
   python -m st2v_export.toy render --caption "a small red circle moving left on a blue background"
       --frames 48 --out DIR   (or --seed 0 --index 3 [--split heldout] instead of --caption)
   python -m st2v_export.toy check DIR [--caption "..."] [--chunk-starts 16,24,32] [--json FILE]
+
+  python -m st2v_export.toy train --model vae|clip|stage1|stage2 --steps N --out RUNS/MODEL
+  python -m st2v_export.toy export --runs RUNS --out models/toy
 
 render writes DIR/frame_00000.png ... and DIR/scene.json (caption and spec); check reads the PNGs
 in name order, takes the caption from --caption or DIR/scene.json, prints a summary and exits 0
@@ -20,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from . import checker, world
+from .export import add_export_parser, export_command
 from .train_cli import add_train_parser, train_command
 
 
@@ -43,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="comma-separated first frames of each chunk after the first")
     check.add_argument("--json", type=Path, help="write the full report here")
     add_train_parser(commands)
+    add_export_parser(commands)
     return parser
 
 
@@ -127,7 +133,12 @@ def _figure(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"render": render_command, "check": check_command, "train": train_command}[args.command]
+    command = {
+        "render": render_command,
+        "check": check_command,
+        "train": train_command,
+        "export": export_command,
+    }[args.command]
     try:
         return command(args)
     except ValueError as error:  # a caption outside the grammar, frames of the wrong shape

@@ -32,11 +32,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="run directory: checkpoint.pt, log.jsonl, metrics.json")
     parser.add_argument("--resume", action="store_true",
                         help="continue from DIR/checkpoint.pt (a fresh start when there is none)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="directory of the runs a UNet trains on (RUNS/vae, RUNS/clip, "
+                             "RUNS/stage1; default: the parent of --out)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and data seed")
     parser.add_argument("--batch", type=int, default=None,
-                        help="frames per step (default: vae 16, clip 64)")
+                        help="frames per step for vae (16) and clip (64); clips per step for stage1 and stage2 (4)")
     parser.add_argument("--lr", type=float, default=None,
-                        help="peak learning rate (default: vae 2e-3, clip 1e-3)")
+                        help="peak learning rate (default: vae 2e-3, others 1e-3)")
     parser.add_argument("--schedule-steps", type=int, default=None,
                         help="length of the warmup + cosine schedule (default: --steps of the "
                              "first run; kept when resuming)")
@@ -44,7 +47,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--eval-every", type=int, default=0,
                         help="evaluate on held-out frames every K steps (0: at the end only)")
-    parser.add_argument("--eval-frames", type=int, default=None)
+    parser.add_argument("--eval-frames", type=int, default=None,
+                        help="held-out frames (vae 128, clip 256) or generated videos (8)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"torch intra-op threads (default {DEFAULT_THREADS})")
     parser.add_argument("--preset-file", type=Path, default=None,
@@ -54,7 +58,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def add_train_parser(commands) -> argparse.ArgumentParser:
     """Adds `train` to the subparsers of `python -m st2v_export.toy`."""
-    parser = commands.add_parser("train", help="train a toy model (vae, clip) on the toy world",
+    parser = commands.add_parser("train", help="train a toy model (vae, clip, stage1, stage2) on the toy world",
                                  description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     return add_train_arguments(parser)
@@ -81,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         eval_frames=args.eval_frames,
         resume=args.resume,
         preset=preset,
+        runs=args.runs,
     )
 
 

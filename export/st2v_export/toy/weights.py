@@ -19,7 +19,8 @@ Roles and where their weights come from (ROLE_SOURCES):
   OpenCLIP-H's tower without its last block, the stage-1/2 text encoder is the CLIP text tower
   read one block early. The two graphs share these weights (the CLIP one has one block more and
   the projection).
-Later runs add their roles to ROLE_SOURCES (stage-1 UNet, stage-2 UNet, CAM, resampler).
+- `stage1_unet`: the `stage1` run's UNet3D; `unet`, `cam`, `apm_resampler`: the `stage2` run's
+  StreamingT2V UNet, CAM and APM resampler (`video_tasks.py`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from ..components import randomize_zero_parameters
 from ..presets import VAE_SCALING_FACTOR, Preset
 from . import world
 from .preset import toy_preset
-from .train import CHECKPOINT_FILE, read_checkpoint, tokenize
+from .data import tokenize
+from .runfiles import CHECKPOINT_FILE, read_checkpoint
 
 State = dict[str, torch.Tensor]
 
@@ -139,6 +141,8 @@ class RoleSource:
     model: str
     convert: Callable[[dict, nn.Module, ToyWeights], State]
     dimensions: tuple[str, ...]
+    preferred: tuple[str, ...] = ()
+    """Runs that refine `model`'s and are used instead when they exist (vae_decoder)."""
 
 
 def _vae_state(payload: dict, module: nn.Module, weights: ToyWeights) -> State:
@@ -163,15 +167,23 @@ def _text_encoder_state(payload: dict, module: nn.Module, weights: ToyWeights) -
     return state
 
 
-def _visual_state(payload: dict, module: nn.Module, weights: ToyWeights) -> State:
-    return payload["modules"]["visual"]
+def _module_state(name: str) -> Callable[[dict, nn.Module, "ToyWeights"], State]:
+    return lambda payload, module, weights: payload["modules"][name]
 
 
 ROLE_SOURCES: dict[str, RoleSource] = {
-    "vae": RoleSource("vae", _vae_state, ("vae", "stage2")),
+    "vae": RoleSource("vae", _vae_state, ("vae", "stage2"), preferred=("vae_decoder",)),
     "clip_text_encoder": RoleSource("clip", _clip_text_state, ("text", "image_embed_dim")),
     "text_encoder": RoleSource("clip", _text_encoder_state, ("text",)),
-    "image_encoder": RoleSource("clip", _visual_state, ("vision", "image_embed_dim", "stage2")),
+    "image_encoder": RoleSource("clip", _module_state("visual"), ("vision", "image_embed_dim", "stage2")),
+    "stage1_unet": RoleSource("stage1", _module_state("unet"), ("unet", "text")),
+    "unet": RoleSource(
+        "stage2", _module_state("unet"), ("unet", "text", "merger_head_dim", "merger_norm_groups")
+    ),
+    "cam": RoleSource("stage2", _module_state("cam"), ("unet", "text", "cond_embedding_channels")),
+    "apm_resampler": RoleSource(
+        "stage2", _module_state("resampler"), ("text", "image_embed_dim", "resampler_inner_dim")
+    ),
 }
 """Component name (as `Components` passes it) -> its training run. `stage2` is the resolution
 the run trained at (the image encoder's preprocessing depends on it)."""
@@ -204,7 +216,8 @@ class ToyWeights:
             self.run_dirs = {model: Path(path) for model, path in runs.items()}
         else:
             root = Path(runs)
-            self.run_dirs = {source.model: root / source.model for source in ROLE_SOURCES.values()}
+            models = {m for s in ROLE_SOURCES.values() for m in (s.model, *s.preferred)}
+            self.run_dirs = {model: root / model for model in models}
         self.preset = preset or toy_preset()
         self.require = set(require)
         unknown = self.require - set(ROLE_SOURCES)
@@ -233,7 +246,14 @@ class ToyWeights:
             self._payloads[model] = read_checkpoint(path) if found else None
         return self._payloads[model]
 
-    def _check_dimensions(self, name: str, source: RoleSource, payload: dict) -> None:
+    def _model_for(self, source: RoleSource) -> str:
+        """The run a role loads from: a refining run (`preferred`) when it exists."""
+        for model in source.preferred:
+            if self._payload(model) is not None:
+                return model
+        return source.model
+
+    def _check_dimensions(self, name: str, source: RoleSource, model: str, payload: dict) -> None:
         keys = source.dimensions
         trained = {key: _dimension(payload["preset"]["dimensions"], key) for key in keys}
         wanted = {key: _dimension(self.preset.dimensions(), key) for key in keys}
@@ -242,15 +262,16 @@ class ToyWeights:
             details = "; ".join(
                 f"{key}: run {trained[key]} vs preset {wanted[key]}" for key in differing
             )
-            run = self.checkpoint_path(source.model)
+            run = self.checkpoint_path(model)
             raise ToyWeightsError(
-                f"{name}: the {source.model} run ({run}) was trained with other "
+                f"{name}: the {model} run ({run}) was trained with other "
                 f"{', '.join(differing)} than preset {self.preset.name!r}: {details}"
             )
 
     def load_into(self, module: nn.Module, name: str, prefix: str | None) -> None:
         source = ROLE_SOURCES.get(name)
-        payload = self._payload(source.model) if source is not None else None
+        model = self._model_for(source) if source is not None else None
+        payload = self._payload(model) if source is not None else None
         if payload is None:
             if name in self.require:
                 raise ToyWeightsError(
@@ -261,11 +282,11 @@ class ToyWeights:
             self.fallbacks.append(name)
             self.log(f"{name}: seeded random weights (no trained run)")
             return
-        self._check_dimensions(name, source, payload)
+        self._check_dimensions(name, source, model, payload)
         state = source.convert(payload, module, self)
-        where = f"{self.checkpoint_path(source.model)}, step {payload['step']}"
-        load_strict(module, state, f"{name} (toy {source.model} run {where})")
-        self.loaded[name] = f"{source.model} step {payload['step']}"
+        where = f"{self.checkpoint_path(model)}, step {payload['step']}"
+        load_strict(module, state, f"{name} (toy {model} run {where})")
+        self.loaded[name] = f"{model} step {payload['step']}"
         self.log(f"{name}: trained weights ({where})")
 
     def summary(self) -> dict[str, str]:

@@ -1,0 +1,65 @@
+"""The noise schedule and sampler the toy UNets are trained and evaluated with: ModelScope's
+(Wang et al. 2023) DDPM training setup as the engine's stage-1/2 schedulers assume it.
+
+Scaled-linear betas from 0.00085 to 0.012 over 1000 steps, epsilon prediction (reference
+scheduler config, `../shared/reference/streamingt2v-architecture.md` sec. 3); the evaluation
+sampler is DDIM (Song et al. 2021) with eta 0, "leading" timesteps with steps_offset 1 and
+`set_alpha_to_one=False`, as diffusers' DDIMScheduler spaces them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+TRAIN_TIMESTEPS = 1000
+# float32 throughout, as diffusers computes them (the test compares with its schedulers).
+BETAS = torch.linspace(0.00085**0.5, 0.012**0.5, TRAIN_TIMESTEPS, dtype=torch.float32) ** 2
+ALPHAS_CUMPROD = torch.cumprod(1.0 - BETAS, dim=0)
+CFG_DROPOUT = 0.1
+"""Fraction of training clips whose condition is replaced by the unconditional one (the empty
+prompt; for stage 2 also the zero anchor image), so classifier-free guidance works."""
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """q(x_t | x_0) for per-video timesteps (B,) on (B, ...) tensors."""
+    alpha = ALPHAS_CUMPROD[timesteps].view((-1,) + (1,) * (x0.dim() - 1))
+    return alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
+
+
+def ddim_timesteps(steps: int) -> list[int]:
+    """diffusers' "leading" spacing with steps_offset 1: 981, 961, ..., 1 for 50 steps."""
+    ratio = TRAIN_TIMESTEPS // steps
+    return [i * ratio + 1 for i in reversed(range(steps))]
+
+
+def ddim_sample(
+    predict_noise: Callable[[torch.Tensor, int], torch.Tensor],
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    steps: int = 25,
+) -> torch.Tensor:
+    """Deterministic DDIM from Gaussian noise; `predict_noise(x_t, t)` returns epsilon."""
+    timesteps = ddim_timesteps(steps)
+    sample = torch.randn(shape, generator=generator)
+    for index, t in enumerate(timesteps):
+        eps = predict_noise(sample, t)
+        alpha = ALPHAS_CUMPROD[t]
+        previous = ALPHAS_CUMPROD[timesteps[index + 1]] if index + 1 < steps else ALPHAS_CUMPROD[0]
+        x0 = (sample - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+        sample = previous.sqrt() * x0 + (1 - previous).sqrt() * eps
+    return sample
+
+
+def guided(
+    predict: Callable[[torch.Tensor, int], torch.Tensor], scale: float
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Classifier-free guidance over a batch-2 prediction [uncond, cond] of one video, as the
+    engine runs it: eps_u + scale * (eps_c - eps_u)."""
+
+    def predict_noise(sample: torch.Tensor, t: int) -> torch.Tensor:
+        uncond, cond = predict(torch.cat([sample, sample]), t).chunk(2)
+        return uncond + scale * (cond - uncond)
+
+    return predict_noise

@@ -1,0 +1,103 @@
+"""`python -m st2v_export.toy export`: the toy model set (`models/toy`) from the training runs.
+
+  python -m st2v_export.toy export --runs RUNS --out models/toy [--force] [--keep-unused-tokens]
+
+Every graph of the `toy` preset is exported with `export_model_set` (parity-checked against
+PyTorch as for any set); the roles with a training run in RUNS (RUNS/vae, RUNS/clip,
+RUNS/stage1, RUNS/stage2) get its weights, the others the seeded random weights of the preset
+(the enhancer and RAFT unless trained). The manifest's provenance names the run behind each
+role, with its step, seed and last held-out metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..model_set import export_model_set, summary_table
+from .preset import toy_preset
+from .runfiles import METRICS_FILE, read_checkpoint
+from .weights import ROLE_SOURCES, ToyWeights
+
+EXPORT_SEED = 0
+
+
+def run_record(run_dir: Path) -> dict | None:
+    """Step, seed, batch and last held-out metrics of a run directory (None without one)."""
+    try:
+        payload = read_checkpoint(run_dir)
+    except ValueError:
+        return None
+    metrics_path = run_dir / METRICS_FILE
+    record = {
+        "step": payload["step"],
+        "seed": payload["config"]["seed"],
+        "batch": payload["config"]["batch"],
+    }
+    if metrics_path.is_file():
+        record["metrics"] = json.loads(metrics_path.read_text())
+    extras = {k: v for k, v in payload.get("extras", {}).items() if k in ("initialised_from",)}
+    return {**record, **extras}
+
+
+def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
+                   log: Callable[[str], None] = print, roles: list[str] | None = None) -> dict:
+    """Exports the toy set (or only `roles`) into `out`; returns its manifest."""
+    preset = toy_preset(register=True)
+    weights = ToyWeights(runs, preset, zero_unused=zero_unused, log=log)
+    run_dirs = sorted({source.model for source in ROLE_SOURCES.values()})
+    records = {model: run_record(Path(runs) / model) for model in run_dirs}
+    training = {"roles": {}, "runs": {m: r for m, r in records.items() if r is not None},
+                "command": "python -m st2v_export.toy train (export/st2v_export/toy/TRAINING.md)"}
+    manifest, reports = export_model_set(
+        preset, out, seed=EXPORT_SEED, roles=roles, log=log, weights=weights, training=training
+    )
+    # The roles are known once every graph is built: record them and rewrite the manifest.
+    training["roles"] = dict(sorted(weights.summary().items()))
+    from .. import manifest as manifest_module
+
+    manifest["provenance"]["training"] = training
+    trained = sorted(role for role, origin in training["roles"].items()
+                     if origin != "seeded random")
+    manifest["description"] = (
+        f"StreamingT2V model set, preset {preset.name} (trained on the toy world: "
+        f"{', '.join(trained) or 'nothing'}; other roles seeded random)"
+    )
+    manifest_module.validate_manifest(manifest)
+    manifest_module.write_manifest(manifest, out)
+    log(summary_table(reports))
+    return manifest
+
+
+def add_export_parser(commands) -> argparse.ArgumentParser:
+    parser = commands.add_parser("export", help="export the toy model set from training runs",
+                                 description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, required=True,
+                        help="directory of the runs (RUNS/vae, RUNS/clip, RUNS/stage1, ...)")
+    parser.add_argument("--out", type=Path, required=True, help="model set directory")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing model set in --out")
+    parser.add_argument("--keep-unused-tokens", action="store_true",
+                        help="keep the untrained embedding rows (the set compresses less)")
+    return parser
+
+
+def export_command(args: argparse.Namespace) -> int:
+    if not args.runs.is_dir():
+        raise ValueError(f"--runs {args.runs}: no such directory")
+    if args.out.exists() and any(args.out.iterdir()) and not args.force:
+        raise ValueError(f"--out {args.out} is not empty: pass --force to replace it")
+    # Exported beside it first: a failed export leaves the old set as it was.
+    staging = args.out.with_name(args.out.name + ".exporting")
+    if staging.exists():
+        shutil.rmtree(staging)
+    export_toy_set(args.runs, staging, zero_unused=not args.keep_unused_tokens)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    staging.rename(args.out)
+    print(f"toy model set in {args.out}")
+    return 0

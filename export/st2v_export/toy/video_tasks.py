@@ -1,0 +1,269 @@
+"""The video models of the toy set (see TRAINING.md), trained on clips of the toy world in the
+latent space of the trained VAE, conditioned by the trained text encoder (both frozen):
+
+- `stage1`: ModelScope's UNet3D (Wang et al. 2023), the `stage1_unet` graph: epsilon prediction
+  on 16-frame clips, with the empty prompt for 10 % of them (classifier-free guidance).
+- `stage2`: StreamingT2V's stage 2 (Henschel et al. 2024, Sec. 3 and 4.1): the video UNet with
+  the CAM mergers and APM token mixing (`unet`), the CAM (`cam`, with E_cond) and the APM
+  resampler (`apm_resampler`). Each 16-frame training clip is conditioned on its own first 8
+  frames (the CAM's input, as at inference where they are the previous chunk's last 8) and on an
+  anchor frame drawn from earlier in the video (the APM's). The UNet and the CAM's encoder copy
+  start from the `stage1` run's UNet, the zero-initialised parts (E_cond's output conv, the
+  mergers' output projections, the APM gates) from zero, as in the paper. Unlike the paper,
+  the base UNet is trained too: on two CPU cores stage 2 starts from an early stage-1
+  checkpoint while stage 1 goes on training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..components import Components, seeded
+from ..modules import unet3d
+from ..modules.cam import Cam
+from ..modules.image import ImageEncoder
+from ..modules.resampler import ApmResampler
+from ..modules.streaming_unet import StreamingUnet
+from ..presets import COND_FRAMES, IMAGE_TOKENS, VAE_SCALING_FACTOR, Preset
+from .data import to_pixels, tokenize, video_batch
+from .diffusion import CFG_DROPOUT, TRAIN_TIMESTEPS, add_noise
+from .runfiles import read_checkpoint
+from .task import Task, TrainError
+from .weights import ToyWeights
+
+CHUNK_FRAMES = 16
+DROPOUT_STREAM = 13
+"""Third seed word of the generator that picks the clips trained without their condition."""
+
+
+class FrozenEncoders:
+    """The trained VAE and text encoder (and image encoder, for stage 2), loaded from their runs
+    exactly as the export loads them (`ToyWeights`): the VAE with its latent normalisation
+    folded in, so that posterior latents * 0.18215 have unit std."""
+
+    def __init__(self, preset: Preset, seed: int, runs: Path, image: bool = False):
+        roles = ("vae", "text_encoder") + (("image_encoder",) if image else ())
+        self.weights = ToyWeights(runs, preset, require=roles)
+        components = Components(preset, seed, self.weights)
+        self.vae = components.vae
+        self.text = components.text_model
+        modules = [self.vae, self.text]
+        self.image = None
+        if image:
+            size = (preset.stage2.height, preset.stage2.width)
+            self.image = ImageEncoder(components.visual, size, preset.vision["image_size"])
+            modules.append(self.image)
+        for module in modules:
+            module.requires_grad_(False).eval()
+
+    def provenance(self) -> dict[str, str]:
+        return self.weights.summary()
+
+    @torch.no_grad()
+    def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """videos (B, F, 3, H, W) in [-1, 1] -> scaled latents (B, 4, F, h, w); a posterior
+        sample with a generator, else the mean."""
+        batch, frames = videos.shape[:2]
+        posterior = self.vae.encode(videos.flatten(0, 1)).latent_dist
+        latents = posterior.sample(generator=generator) if generator is not None else posterior.mean
+        latents = latents * VAE_SCALING_FACTOR
+        return latents.reshape((batch, frames) + latents.shape[1:]).transpose(1, 2)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """scaled latents (B, 4, F, h, w) -> frames (B, F, 3, H, W) in about [-1, 1]."""
+        batch, frames = latents.shape[0], latents.shape[2]
+        flat = latents.transpose(1, 2).flatten(0, 1) / VAE_SCALING_FACTOR
+        pixels = self.vae.decode(flat).sample
+        return pixels.reshape((batch, frames) + pixels.shape[1:])
+
+    @torch.no_grad()
+    def text_states(self, captions: list[str]) -> torch.Tensor:
+        """(B, 77, D): the text encoder graph's output for each caption."""
+        return self.text(input_ids=tokenize(captions)).last_hidden_state
+
+    @torch.no_grad()
+    def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
+        """anchor frames (B, 3, H, W) in [-1, 1] -> (B, E): the image encoder graph's output."""
+        return self.image(images)
+
+
+def videos_to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B, F, H, W, 3) -> (B, F, 3, H, W) in [-1, 1]."""
+    return to_pixels(frames.reshape((-1,) + frames.shape[2:])).reshape(
+        frames.shape[:2] + (3,) + frames.shape[2:4]
+    )
+
+
+def dropped(seed: int, step: int, count: int) -> list[bool]:
+    """Which clips of a step train without their condition (CFG_DROPOUT of them)."""
+    rng = np.random.default_rng([seed, step, DROPOUT_STREAM])
+    return [bool(drop) for drop in rng.random(count) < CFG_DROPOUT]
+
+
+def diffusion_targets(latents: torch.Tensor, generator: torch.Generator):
+    """Per-video timesteps, noise and noisy latents of a training step."""
+    timesteps = torch.randint(0, TRAIN_TIMESTEPS, (latents.shape[0],), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    return timesteps, noise, add_noise(latents, noise, timesteps)
+
+
+class VideoTask(Task):
+    default_batch = 4
+    """Clips per step."""
+    default_lr = 1e-3
+    default_eval_frames = 8
+    """Held-out videos generated by the evaluation."""
+    weight_decay = 0.01
+    anchor = False
+
+    def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
+        super().__init__(preset, seed, runs)
+        if runs is None:
+            raise TrainError(f"{self.name} needs the directory of the vae and clip runs (--runs)")
+        self.frozen = FrozenEncoders(preset, seed, runs, image=self.anchor)
+
+    def batch(self, step: int, size: int) -> dict:
+        clips = video_batch(self.seed, step, size, CHUNK_FRAMES, self.size, anchor=self.anchor)
+        drop = dropped(self.seed, step, size)
+        batch = {
+            "videos": videos_to_pixels(np.stack([clip["frames"] for clip in clips])),
+            "captions": ["" if d else clip["caption"] for d, clip in zip(drop, clips)],
+            "dropped": drop,
+        }
+        if self.anchor:
+            anchors = to_pixels(np.stack([clip["anchor"] for clip in clips]))
+            batch["anchors"] = torch.where(torch.tensor(drop).view(-1, 1, 1, 1), 0.0, anchors)
+        return batch
+
+    def extras(self) -> dict:
+        return {"frozen": self.frozen.provenance()}
+
+
+class Stage1Task(VideoTask):
+    name = "stage1"
+
+    def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
+        super().__init__(preset, seed, runs)
+        with seeded(seed, "stage1_unet"):  # the name Components builds it under
+            self.unet = unet3d.build_unet3d(preset.unet)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet}
+
+    def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        latents = self.frozen.latents(batch["videos"], generator)
+        context = self.frozen.text_states(batch["captions"])
+        timesteps, noise, noisy = diffusion_targets(latents, generator)
+        prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
+        return F.mse_loss(prediction, noise), {}
+
+    def predict(self, sample: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
+        timesteps = torch.full((sample.shape[0],), t, dtype=torch.int64)
+        return self.unet(sample, timesteps, context, return_dict=False)[0]
+
+    def evaluate(self, videos: int) -> dict:
+        from .video_eval import evaluate_stage1
+
+        return evaluate_stage1(self, videos)
+
+
+def cam_residuals(cam: Cam, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
+                  cond_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`Cam.forward` with E_cond features per video ((B*8, C0, h, w), (b f) order) instead of one
+    set shared by the batch: the graph's computation for B videos with their own conditioning."""
+    frames = sample.shape[2]
+    emb = unet3d.embed_time(cam, timesteps, frames)
+    context = text.repeat_interleave(frames, dim=0)
+    hidden = unet3d.stem(cam, sample) + cond_features
+    hidden, skips = unet3d.down(cam, hidden, emb, context, frames)
+    return (*skips, unet3d.mid(cam, hidden, emb, context, frames))
+
+
+def load_stage1_into(module: nn.Module, state: dict, allowed_missing: tuple[str, ...]) -> None:
+    """Copies the stage-1 UNet's weights into a module that shares its diffusers names; the only
+    keys left out are the stage-2 additions (`allowed_missing` prefixes or infixes)."""
+    result = module.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not any(a in k for a in allowed_missing)]
+    if missing:
+        raise TrainError(f"stage-1 weights do not cover {missing[:5]} ...")
+
+
+def zero_(*parameters: torch.Tensor) -> None:
+    with torch.no_grad():
+        for parameter in parameters:
+            parameter.zero_()
+
+
+class Stage2Task(VideoTask):
+    name = "stage2"
+    anchor = True
+    merger_keys = ("cross_attention_merger", ".conv.", ".conv_ln.", ".alpha")
+
+    def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
+        super().__init__(preset, seed, runs)
+        base = lambda: unet3d.build_unet3d(preset.unet)  # noqa: E731
+        with seeded(seed, "unet"):  # the names Components builds them under
+            self.unet = StreamingUnet(base(), preset.merger_head_dim, preset.merger_norm_groups)
+        with seeded(seed, "cam"):
+            self.cam = Cam(base(), preset.cond_embedding_channels)
+        with seeded(seed, "apm_resampler"):
+            self.resampler = ApmResampler(
+                preset.image_embed_dim, preset.resampler_inner_dim, preset.context_dim, IMAGE_TOKENS
+            )
+        self.initialisation = self._initialise(runs / "stage1")
+
+    def _initialise(self, stage1_run: Path) -> str:
+        payload = read_checkpoint(stage1_run)
+        state = payload["modules"]["unet"]
+        load_stage1_into(self.unet, state, self.merger_keys)
+        load_stage1_into(self.cam, state, ("controlnet_cond_embedding",))
+        zero_(*self.cam.controlnet_cond_embedding.conv_out.parameters())
+        for merger in [*self.unet.cross_attention_merger_down_blocks,
+                       self.unet.cross_attention_merger_mid_block]:
+            zero_(*merger.temporal_transformer.proj_out.parameters())
+        return f"{stage1_run} step {payload['step']}"
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet, "cam": self.cam, "resampler": self.resampler}
+
+    def extras(self) -> dict:
+        return {**super().extras(), "initialised_from": self.initialisation}
+
+    def context(self, captions: list[str], anchors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(text (B, 77, D), text ++ APM tokens (B, 93, D))."""
+        text = self.frozen.text_states(captions)
+        tokens = self.resampler(self.frozen.image_embeds(anchors))
+        return text, torch.cat([text, tokens], dim=1)
+
+    def predict(self, sample, t, text, context, cond_features) -> torch.Tensor:
+        """Noise prediction of 16-frame latents, the CAM seeing their first 8 frames."""
+        timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)
+        residuals = cam_residuals(
+            self.cam, sample[:, :, :COND_FRAMES], timesteps, text, cond_features
+        )
+        return self.unet(sample, timesteps, context, *residuals)
+
+    def cond_features(self, videos: torch.Tensor) -> torch.Tensor:
+        """E_cond of each video's first 8 frames (B*8, C0, h, w)."""
+        return self.cam.controlnet_cond_embedding(videos[:, :COND_FRAMES].flatten(0, 1))
+
+    def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        videos = batch["videos"]
+        latents = self.frozen.latents(videos, generator)
+        text, context = self.context(batch["captions"], batch["anchors"])
+        timesteps, noise, noisy = diffusion_targets(latents, generator)
+        prediction = self.predict(noisy, timesteps, text, context, self.cond_features(videos))
+        loss = F.mse_loss(prediction, noise)
+        new = F.mse_loss(prediction[:, :, COND_FRAMES:], noise[:, :, COND_FRAMES:])
+        return loss, {"new_frames": new.item()}
+
+    def evaluate(self, videos: int) -> dict:
+        from .video_eval import evaluate_stage2
+
+        return evaluate_stage2(self, videos)

@@ -1,0 +1,167 @@
+"""The toy set's video models: clips, the diffusion setup against diffusers, the stage-1 and
+stage-2 tasks (stage 2 starts as the stage-1 UNet), resumable runs, and the toy set's export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from st2v_export.components import Components
+from st2v_export.toy import world
+from st2v_export.toy.data import video_batch, video_clip
+from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_timesteps
+from st2v_export.toy.export import export_toy_set
+from st2v_export.toy.preset import toy_preset
+from st2v_export.toy.runfiles import read_checkpoint
+from st2v_export.toy.train import TrainConfig, train
+from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, cam_residuals, dropped
+from st2v_export.toy.weights import ToyWeights
+
+QUIET = lambda _line: None  # noqa: E731
+REFERENCE_SCHEDULER = dict(
+    beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
+    prediction_type="epsilon", steps_offset=1, set_alpha_to_one=False, clip_sample=False,
+    timestep_spacing="leading",
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One-step vae, clip and stage1 runs of the toy preset under one RUNS directory."""
+    root = tmp_path_factory.mktemp("toy_video_runs")
+    for model, batch in (("vae", 2), ("clip", 4), ("stage1", 2)):
+        train(TrainConfig(model, 1, root / model, batch=batch, eval_frames=1), log=QUIET)
+    return root
+
+
+def test_the_noise_schedule_and_ddim_timesteps_are_diffusers():
+    scheduler = DDIMScheduler(**REFERENCE_SCHEDULER)
+    assert torch.allclose(ALPHAS_CUMPROD, scheduler.alphas_cumprod, rtol=0, atol=1e-7)
+    for steps in (25, 50):
+        scheduler.set_timesteps(steps)
+        assert ddim_timesteps(steps) == scheduler.timesteps.tolist()
+    x0, noise = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 4, 3, 8, 8)
+    t = torch.tensor([10, 900])
+    assert torch.allclose(add_noise(x0, noise, t), scheduler.add_noise(x0, noise, t), atol=1e-6)
+
+
+def test_video_clips_are_pure_consecutive_frames_with_an_earlier_anchor():
+    clip = video_clip(5, 3, "train", 16, 64, anchor=True)
+    again = video_clip(5, 3, "train", 16, 64, anchor=True)
+    assert np.array_equal(clip["frames"], again["frames"]) and clip["frames"].shape == (16, 64, 64, 3)
+    assert np.array_equal(clip["frames"], world.render(clip["spec"], 16, 64, clip["start"]))
+    earlier = [world.render(clip["spec"], 1, 64, t)[0] for t in range(clip["start"] + 1)]
+    assert any(np.array_equal(clip["anchor"], frame) for frame in earlier)
+    assert clip["caption"] == world.caption(clip["spec"])
+    train_clips = video_batch(0, 0, 32, 16, 64)
+    assert not any(world.is_heldout(c["spec"]) for c in train_clips)
+    assert all(world.is_heldout(c["spec"]) for c in video_batch(0, 0, 8, 16, 64, split="heldout"))
+
+
+def test_about_a_tenth_of_the_clips_train_without_condition():
+    drops = [d for step in range(200) for d in dropped(0, step, 4)]
+    assert 0.06 < sum(drops) / len(drops) < 0.14
+    assert dropped(0, 7, 4) == dropped(0, 7, 4)
+
+
+def _fit(task, batch: dict, steps: int, lr: float) -> tuple[float, float]:
+    parameters = [p for g in task.parameter_groups() for p in g["params"]]
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+
+    def loss() -> torch.Tensor:
+        return task.loss(batch, torch.Generator().manual_seed(0))[0]
+
+    with torch.no_grad():
+        before = loss().item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss().item()
+    return before, after
+
+
+def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs):
+    task = Stage1Task(toy_preset(), 0, runs)
+    before, after = _fit(task, task.batch(0, 2), steps=10, lr=2e-3)
+    assert after < 0.9 * before
+
+
+def test_stage2_starts_as_the_stage1_unet_and_learns(runs):
+    task = Stage2Task(toy_preset(), 0, runs)
+    stage1 = Stage1Task(toy_preset(), 0, runs)
+    stage1.unet.load_state_dict(read_checkpoint(runs / "stage1")["modules"]["unet"])
+    for module in [stage1.unet, *task.modules().values()]:
+        module.eval()  # the temporal convolutions' dropout
+    batch = task.batch(0, 2)
+    latents = task.frozen.latents(batch["videos"], None)
+    noisy = add_noise(latents, torch.randn(latents.shape), torch.tensor([300, 700]))
+    with torch.no_grad():
+        text, context = task.context(batch["captions"], batch["anchors"])
+        expected = stage1.unet(noisy, torch.tensor([300, 700]), text, return_dict=False)[0]
+        actual = task.predict(noisy, torch.tensor([300, 700]), text, context,
+                              task.cond_features(batch["videos"]))
+    # Zero merger projections, zero E_cond output and zero APM gates: the stage-1 computation.
+    assert torch.allclose(actual, expected, atol=1e-6)
+    before, after = _fit(task, batch, steps=10, lr=2e-3)
+    assert after < 0.9 * before
+    # The E_cond output conv and the merger projections left zero: the CAM now contributes.
+    assert task.cam.controlnet_cond_embedding.conv_out.weight.abs().sum() > 0
+
+
+def test_cam_residuals_of_one_video_are_the_cam_graphs(runs):
+    task = Stage2Task(toy_preset(), 0, runs)
+    task.cam.eval()
+    with torch.no_grad():
+        for parameter in task.cam.controlnet_cond_embedding.conv_out.parameters():
+            parameter.normal_()
+    sample, text = torch.randn(1, 4, 8, 8, 8), torch.randn(1, 77, 16)
+    features = task.cam.controlnet_cond_embedding(torch.randn(8, 3, 64, 64))
+    t = torch.tensor([500])
+    with torch.no_grad():
+        ours = cam_residuals(task.cam, sample, t, text, features)
+        graph = task.cam(sample, t, text, features)
+    assert len(ours) == len(graph) == 13
+    assert all(torch.equal(a, b) for a, b in zip(ours, graph))
+
+
+def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):
+    def config(out, steps, resume=False):
+        return TrainConfig("stage2", steps, out, batch=2, eval_frames=1, runs=runs, resume=resume,
+                           schedule_steps=2)
+
+    train(config(tmp_path / "straight", 2), log=QUIET)
+    train(config(tmp_path / "stopped", 1), log=QUIET)
+    metrics = train(config(tmp_path / "stopped", 2, resume=True), log=QUIET)
+    straight, resumed = (read_checkpoint(tmp_path / d) for d in ("straight", "stopped"))
+    for name in ("unet", "cam", "resampler"):
+        for key, value in straight["modules"][name].items():
+            assert torch.equal(value, resumed["modules"][name][key]), (name, key)
+    assert resumed["extras"]["initialised_from"].endswith("step 1")
+    assert {"colour", "shape", "motion", "seam_jumps"} <= metrics.keys()
+
+
+def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_path):
+    train(TrainConfig("stage2", 1, runs / "stage2", batch=2, eval_frames=1), log=QUIET)
+    weights = ToyWeights(runs)
+    components = Components(toy_preset(), 0, weights)
+    stage2 = read_checkpoint(runs / "stage2")["modules"]
+    for module, state in ((components.cam, stage2["cam"]), (components.resampler, stage2["resampler"]),
+                          (components.streaming_unet, stage2["unet"])):
+        assert all(torch.equal(module.state_dict()[k], v) for k, v in state.items())
+    components.stage1_unet  # noqa: B018 (built and loaded)
+    assert set(weights.loaded) == {"cam", "apm_resampler", "unet", "stage1_unet"}
+
+    manifest = export_toy_set(runs, tmp_path / "set", roles=["apm_resampler", "stage1_unet"],
+                              log=QUIET)
+    training = manifest["provenance"]["training"]
+    assert training["roles"] == {"apm_resampler": "stage2 step 1", "stage1_unet": "stage1 step 1"}
+    assert training["runs"]["stage2"]["metrics"]["step"] == 1
+    assert "trained on the toy world: apm_resampler, stage1_unet" in manifest["description"]
+    written = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert written["provenance"]["training"] == training
