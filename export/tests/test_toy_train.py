@@ -222,6 +222,7 @@ def test_untrained_roles_keep_the_seeded_random_weights(runs):
     _assert_same_state(trained.cam.state_dict(), seeded.cam.state_dict())
     assert weights.fallbacks == ["apm_resampler", "cam"]
     assert ToyWeights(runs / "nowhere").has("open_clip")
+    assert not ToyWeights(runs).has("raft")  # no toy RAFT: eval falls back to Farneback
 
 
 def test_missing_or_mismatched_runs_are_refused(runs, tmp_path):

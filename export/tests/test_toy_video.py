@@ -19,7 +19,7 @@ from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint
 from st2v_export.toy.train import TrainConfig, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, cam_residuals, dropped
-from st2v_export.toy.weights import ToyWeights
+from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
 QUIET = lambda _line: None  # noqa: E731
 REFERENCE_SCHEDULER = dict(
@@ -31,9 +31,9 @@ REFERENCE_SCHEDULER = dict(
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One-step vae, clip and stage1 runs of the toy preset under one RUNS directory."""
+    """One-step vae, clip, stage1 and stage2 runs of the toy preset under one RUNS directory."""
     root = tmp_path_factory.mktemp("toy_video_runs")
-    for model, batch in (("vae", 2), ("clip", 4), ("stage1", 2)):
+    for model, batch in (("vae", 2), ("clip", 4), ("stage1", 2), ("stage2", 2)):
         train(TrainConfig(model, 1, root / model, batch=batch, eval_frames=1), log=QUIET)
     return root
 
@@ -147,7 +147,6 @@ def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):
 
 
 def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_path):
-    train(TrainConfig("stage2", 1, runs / "stage2", batch=2, eval_frames=1), log=QUIET)
     weights = ToyWeights(runs)
     components = Components(toy_preset(), 0, weights)
     stage2 = read_checkpoint(runs / "stage2")["modules"]
@@ -165,3 +164,19 @@ def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_pa
     assert "trained on the toy world: apm_resampler, stage1_unet" in manifest["description"]
     written = json.loads((tmp_path / "set" / "manifest.json").read_text())
     assert written["provenance"]["training"] == training
+
+
+def test_ablations_zero_exactly_the_cam_mergers_or_the_apm_gates(runs):
+    trained = read_checkpoint(runs / "stage2")["modules"]["unet"]
+    for part, zeroed in (("cam", lambda k: "cross_attention_merger" in k and ".proj_out." in k),
+                         ("apm", lambda k: k.endswith(".alpha"))):
+        unet = Components(toy_preset(), 0, ToyWeights(runs, ablate=[part])).streaming_unet
+        state = unet.state_dict()
+        assert any(zeroed(k) for k in state)
+        for key, value in state.items():
+            if zeroed(key):
+                assert not value.any(), key
+            else:
+                assert torch.equal(value, trained[key]), key
+    with pytest.raises(ToyWeightsError, match="cannot ablate"):
+        ToyWeights(runs, ablate=["blending"])

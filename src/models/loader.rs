@@ -41,6 +41,14 @@ pub const ENHANCER_ROLES: [Role; 4] = [
     Role::EnhancerVaeDecoder,
 ];
 
+/// Whether the set has every graph of stage 3. Sets without it (`models/toy`, preview-only
+/// deployments) stop after stage 2 unless enhancement is asked for explicitly.
+pub fn has_enhancer(set: &ModelSet) -> bool {
+    ENHANCER_ROLES
+        .iter()
+        .all(|role| set.manifest.graph(role.name()).is_some())
+}
+
 /// Opens graphs of one model set with one session factory.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelLoader<'a> {

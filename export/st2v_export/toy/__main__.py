@@ -7,6 +7,7 @@ train the toy models and export the toy model set.
 
   python -m st2v_export.toy train --model vae|clip|stage1|stage2 --steps N --out RUNS/MODEL
   python -m st2v_export.toy export --runs RUNS --out models/toy
+  python -m st2v_export.toy ablate --runs RUNS --out DIR   (the ablation table)
 
 render writes DIR/frame_00000.png ... and DIR/scene.json (caption and spec); check reads the PNGs
 in name order, takes the caption from --caption or DIR/scene.json, prints a summary and exits 0
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from . import checker, world
+from .ablation import ablate_command, add_ablate_parser
 from .export import add_export_parser, export_command
 from .train_cli import add_train_parser, train_command
 
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", type=Path, help="write the full report here")
     add_train_parser(commands)
     add_export_parser(commands)
+    add_ablate_parser(commands)
     return parser
 
 
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "check": check_command,
         "train": train_command,
         "export": export_command,
+        "ablate": ablate_command,
     }[args.command]
     try:
         return command(args)

@@ -2,11 +2,15 @@
 
   python -m st2v_export.toy export --runs RUNS --out models/toy [--force] [--keep-unused-tokens]
 
-Every graph of the `toy` preset is exported with `export_model_set` (parity-checked against
-PyTorch as for any set); the roles with a training run in RUNS (RUNS/vae, RUNS/clip,
-RUNS/stage1, RUNS/stage2) get its weights, the others the seeded random weights of the preset
-(the enhancer and RAFT unless trained). The manifest's provenance names the run behind each
-role, with its step, seed and last held-out metrics.
+The stage-1/2 graphs of the `toy` preset and `st2v eval`'s CLIP text tower are exported with
+`export_model_set` (parity-checked against PyTorch as for any set); the roles with a training run
+in RUNS (RUNS/vae or RUNS/vae_decoder, RUNS/clip, RUNS/stage1, RUNS/stage2) get its weights, the
+others the seeded random weights of the preset. The manifest's provenance names the run behind
+each role, with its step, seed and last held-out metrics.
+
+Left out, because no toy run trains them and random ones would mislead: the enhancer (stage 3
+would turn the videos into noise; without it the engine stops after stage 2) and RAFT (`st2v
+eval` measures motion with Farneback without it).
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
     training = {"roles": {}, "runs": {m: r for m, r in records.items() if r is not None},
                 "command": "python -m st2v_export.toy train (export/st2v_export/toy/TRAINING.md)"}
     manifest, reports = export_model_set(
-        preset, out, seed=EXPORT_SEED, roles=roles, log=log, weights=weights, training=training
+        preset, out, seed=EXPORT_SEED, roles=roles, include_enhancer=False, log=log,
+        weights=weights, training=training,
     )
     # The roles are known once every graph is built: record them and rewrite the manifest.
     training["roles"] = dict(sorted(weights.summary().items()))

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import load_strict
+from ..checkpoint import RAFT, load_strict
 from ..components import randomize_zero_parameters
 from ..presets import VAE_SCALING_FACTOR, Preset
 from . import world
@@ -189,6 +189,36 @@ ROLE_SOURCES: dict[str, RoleSource] = {
 the run trained at (the image encoder's preprocessing depends on it)."""
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """A StreamingT2V part switched off in a trained role's weights, for the ablation table."""
+
+    role: str
+    apply: Callable[[State], State]
+    meaning: str
+
+
+def _zeroed(state: State, keep: Callable[[str], bool]) -> State:
+    return {k: v if keep(k) else torch.zeros_like(v) for k, v in state.items()}
+
+
+ABLATIONS: dict[str, Ablation] = {
+    "cam": Ablation(
+        "unet",
+        lambda s: _zeroed(s, lambda k: not ("cross_attention_merger" in k and ".proj_out." in k)),
+        "the mergers' output projections zeroed: the UNet ignores the CAM, each chunk is "
+        "conditioned on the text and the anchor only (independent chunks)",
+    ),
+    "apm": Ablation(
+        "unet",
+        lambda s: _zeroed(s, lambda k: not k.endswith(".alpha")),
+        "the APM gates zeroed (SiLU(0) = 0): the UNet attends to the text tokens alone",
+    ),
+}
+"""Part -> how `ToyWeights(ablate=...)` removes it; the merger and gate weights are exactly
+the zero initialisation StreamingT2V trains them from."""
+
+
 def _dimension(dimensions: dict, key: str):
     """A `Preset.dimensions()` entry, or the stage-2 resolution for `stage2`."""
     if key == "stage2":
@@ -210,6 +240,7 @@ class ToyWeights:
         preset: Preset | None = None,
         require: Iterable[str] = (),
         zero_unused: bool = False,
+        ablate: Iterable[str] = (),
         log: Callable[[str], None] = lambda _: None,
     ):
         if isinstance(runs, dict):
@@ -226,14 +257,22 @@ class ToyWeights:
                 f"no toy training run provides {sorted(unknown)}; known: {sorted(ROLE_SOURCES)}"
             )
         self.zero_unused = zero_unused
+        self.ablate = set(ablate)
+        unknown_parts = self.ablate - set(ABLATIONS)
+        if unknown_parts:
+            raise ToyWeightsError(
+                f"cannot ablate {sorted(unknown_parts)}; known: {sorted(ABLATIONS)}"
+            )
         self.log = log
         self.loaded: dict[str, str] = {}
         self.fallbacks: list[str] = []
         self._payloads: dict[str, dict | None] = {}
 
     def has(self, source: str) -> bool:
-        """Every role can be exported (trained or seeded random), the eval graphs included."""
-        return True
+        """Every role can be exported (trained or seeded random), `clip_text_encoder` included;
+        not RAFT: no toy run trains it, and a seeded random flow network would give `st2v eval`
+        a meaningless MAWE (without the graph, eval measures motion with Farneback)."""
+        return source != RAFT
 
     def checkpoint_path(self, model: str) -> Path | None:
         directory = self.run_dirs.get(model)
@@ -284,6 +323,9 @@ class ToyWeights:
             return
         self._check_dimensions(name, source, model, payload)
         state = source.convert(payload, module, self)
+        for part in sorted(self.ablate):
+            if name == ABLATIONS[part].role:
+                state = ABLATIONS[part].apply(state)
         where = f"{self.checkpoint_path(model)}, step {payload['step']}"
         load_strict(module, state, f"{name} (toy {model} run {where})")
         self.loaded[name] = f"{model} step {payload['step']}"

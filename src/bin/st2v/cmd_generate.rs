@@ -1,4 +1,5 @@
-//! `st2v generate`: text to video through stages 1, 2 and (unless `--no-enhance`) 3.
+//! `st2v generate`: text to video through stages 1, 2 and (unless `--no-enhance`, or the model
+//! set has no enhancer) 3.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ use crate::args::GenerateArgs;
 use crate::{cmd_eval, job};
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let params = GenerateParams {
+    let mut params = GenerateParams {
         prompt: args.prompt.clone(),
         frames: args.frames,
         stage1_steps: args.stage1_steps,
@@ -24,7 +25,10 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         },
         steerable: false,
     };
-    let build = |set: &_| GenerateRequest::new(&params, set).map(Into::into);
+    let build = |set: &_| {
+        job::enhance_where_possible(&mut params.enhance, set, args.output.quiet);
+        GenerateRequest::new(&params, set).map(Into::into)
+    };
     match args.eval {
         true => job::run_then(&args.runtime, &args.output, build, |engine, ui| {
             cmd_eval::after_generate(args, engine, ui)

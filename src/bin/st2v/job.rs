@@ -170,6 +170,20 @@ pub fn stage3_params(args: &EnhancerArgs, no_enhance: bool) -> Option<Stage3Para
     })
 }
 
+/// Stage 3 by default only where the model set has it: a set without the enhancer graphs (the
+/// toy set) stops after stage 2, with a note, instead of failing after its first two stages.
+pub fn enhance_where_possible(enhance: &mut Option<Stage3Params>, set: &ModelSet, quiet: bool) {
+    if enhance.is_some() && !streamingt2v::models::has_enhancer(set) {
+        if !quiet {
+            eprintln!(
+                "note: {} has no enhancer graphs: stopping after stage 2 (as --no-enhance)",
+                set.dir.display()
+            );
+        }
+        *enhance = None;
+    }
+}
+
 /// `--out`, `--format`, `--fps`.
 pub fn output_params(args: &OutputArgs) -> OutputParams {
     OutputParams {
