@@ -388,10 +388,9 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     assert!(!out.exists(), "no output for rejected input");
 }
 
-#[test]
-fn a_model_set_without_the_enhancer_names_the_missing_graph() {
-    let dir = TempDir::new().unwrap();
-    let set = dir.path().join("set");
+/// A copy of models/tiny whose manifest lacks `roles`.
+fn tiny_without(dir: &Path, roles: &[&str]) -> PathBuf {
+    let set = dir.join("set");
     std::fs::create_dir(&set).unwrap();
     for entry in std::fs::read_dir(tiny()).unwrap() {
         let path = entry.unwrap().path();
@@ -400,11 +399,18 @@ fn a_model_set_without_the_enhancer_names_the_missing_graph() {
     let manifest_path = set.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    manifest["graphs"]
-        .as_object_mut()
-        .unwrap()
-        .remove("enhancer_unet");
+    let graphs = manifest["graphs"].as_object_mut().unwrap();
+    for role in roles {
+        graphs.remove(*role);
+    }
     std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    set
+}
+
+#[test]
+fn a_model_set_missing_one_enhancer_graph_names_it() {
+    let dir = TempDir::new().unwrap();
+    let set = tiny_without(dir.path(), &["enhancer_unet"]);
     let out = dir.path().join("x.mp4");
     let mut cmd = st2v();
     cmd.args([
@@ -423,4 +429,36 @@ fn a_model_set_without_the_enhancer_names_the_missing_graph() {
     .code(2)
     .stderr(predicate::str::contains("enhancer_unet"));
     assert!(!out.exists());
+}
+
+#[test]
+fn a_model_set_without_any_enhancer_graph_stops_after_stage_2() {
+    let dir = TempDir::new().unwrap();
+    let enhancer = [
+        "enhancer_text_encoder",
+        "enhancer_unet",
+        "enhancer_vae_encoder",
+        "enhancer_vae_decoder",
+    ];
+    let set = tiny_without(dir.path(), &enhancer);
+    let out = dir.path().join("x.mp4");
+    st2v()
+        .args(["generate", "--models", path_str(&set), "--prompt", "a cat"])
+        .args(["--frames", "24"])
+        .args(FAST)
+        .args(["--out", path_str(&out)])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "has no enhancer graphs: stopping after stage 2",
+        ));
+    // Stage-2 frames at the stage-2 resolution, not the enhancer's.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(set.join("manifest.json")).unwrap()).unwrap();
+    let stage2 = &manifest["pipeline"]["stage2"];
+    let size = (
+        stage2["width"].as_u64().unwrap() as usize,
+        stage2["height"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(probe(&out), (24, size.0, size.1));
 }

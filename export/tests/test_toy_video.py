@@ -180,3 +180,24 @@ def test_ablations_zero_exactly_the_cam_mergers_or_the_apm_gates(runs):
                 assert torch.equal(value, trained[key]), key
     with pytest.raises(ToyWeightsError, match="cannot ablate"):
         ToyWeights(runs, ablate=["blending"])
+
+
+def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
+    from st2v_export.toy import checker
+    from st2v_export.toy.ablation import chunk_starts, markdown, row
+
+    clips = video_batch(3, 0, 3, 48, 64)
+    specs = [c["spec"] for c in clips]
+    truth = [checker.check_video(c["frames"], c["spec"], chunk_starts(48)) for c in clips]
+    # A jump: from frame 24 on, the circle is 12 frames further along (18 pixels ahead).
+    spec = world.parse_caption("a red circle moving right on a blue background")
+    frames = world.render(spec, 48, 64)
+    frames[24:] = world.render(spec, 48, 64, start=12)[24:]
+    jumped = checker.check_video(frames, spec, chunk_starts(48))
+    full = row("truth", truth, [0, 0, 0])
+    assert chunk_starts(48) == [16, 24, 32, 40]
+    assert full["colour_and_shape"] == full["motion"] == full["seams_without_jump"] == 1.0
+    broken = row("jump", [jumped], [1])
+    assert broken["seams_without_jump"] < 1.0 and broken["scuts_mean"] == 1.0
+    table = markdown([full, broken])
+    assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% |")

@@ -41,12 +41,12 @@ pub const ENHANCER_ROLES: [Role; 4] = [
     Role::EnhancerVaeDecoder,
 ];
 
-/// Whether the set has every graph of stage 3. Sets without it (`models/toy`, preview-only
-/// deployments) stop after stage 2 unless enhancement is asked for explicitly.
-pub fn has_enhancer(set: &ModelSet) -> bool {
+/// Whether the set has none of the graphs of stage 3: a stage-2 set by design (`models/toy`,
+/// preview-only deployments), as opposed to one that lost some of them (a broken set).
+pub fn lacks_enhancer(set: &ModelSet) -> bool {
     ENHANCER_ROLES
         .iter()
-        .all(|role| set.manifest.graph(role.name()).is_some())
+        .all(|role| set.manifest.graph(role.name()).is_none())
 }
 
 /// Opens graphs of one model set with one session factory.

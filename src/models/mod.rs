@@ -12,7 +12,7 @@ pub mod session;
 pub mod signature;
 
 pub use calls::{CallLog, InputShape};
-pub use loader::{has_enhancer, EnhancerModels, ModelLoader, StreamingModels};
+pub use loader::{lacks_enhancer, EnhancerModels, ModelLoader, StreamingModels};
 pub use roles::Role;
 pub use session::{GraphPlacement, GraphSession, LoadError};
 

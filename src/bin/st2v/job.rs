@@ -170,10 +170,11 @@ pub fn stage3_params(args: &EnhancerArgs, no_enhance: bool) -> Option<Stage3Para
     })
 }
 
-/// Stage 3 by default only where the model set has it: a set without the enhancer graphs (the
-/// toy set) stops after stage 2, with a note, instead of failing after its first two stages.
+/// Stage 3 by default only where the model set has it: a set with no enhancer graph at all (the
+/// toy set) stops after stage 2, with a note. A set missing only some of them still fails,
+/// naming the graph.
 pub fn enhance_where_possible(enhance: &mut Option<Stage3Params>, set: &ModelSet, quiet: bool) {
-    if enhance.is_some() && !streamingt2v::models::has_enhancer(set) {
+    if enhance.is_some() && streamingt2v::models::lacks_enhancer(set) {
         if !quiet {
             eprintln!(
                 "note: {} has no enhancer graphs: stopping after stage 2 (as --no-enhance)",
