@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler
 from st2v_export.components import Components
 from st2v_export.toy import world
 from st2v_export.toy.data import video_batch, video_clip
-from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_timesteps
+from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint
@@ -47,6 +47,22 @@ def test_the_noise_schedule_and_ddim_timesteps_are_diffusers():
     x0, noise = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 4, 3, 8, 8)
     t = torch.tensor([10, 900])
     assert torch.allclose(add_noise(x0, noise, t), scheduler.add_noise(x0, noise, t), atol=1e-6)
+
+
+def test_v_targets_and_the_ddim_sampler_are_diffusers_v_prediction():
+    scheduler = DDIMScheduler(**{**REFERENCE_SCHEDULER, "prediction_type": "v_prediction"})
+    x0, noise, t = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 4, 3, 8, 8), torch.tensor([10, 900])
+    assert torch.allclose(v_target(x0, noise, t), scheduler.get_velocity(x0, noise, t), atol=1e-6)
+
+    def model(sample, timestep):  # any deterministic function of (x_t, t)
+        return torch.tanh(sample) * (timestep / 1000) + 0.1
+
+    ours = ddim_sample(model, (1, 4, 2, 4, 4), torch.Generator().manual_seed(3), steps=6)
+    scheduler.set_timesteps(6)
+    sample = torch.randn((1, 4, 2, 4, 4), generator=torch.Generator().manual_seed(3))
+    for timestep in scheduler.timesteps:
+        sample = scheduler.step(model(sample, int(timestep)), timestep, sample, eta=0.0).prev_sample
+    assert torch.allclose(ours, sample, atol=1e-5)
 
 
 def test_video_clips_are_pure_consecutive_frames_with_an_earlier_anchor():
@@ -164,6 +180,8 @@ def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_pa
     assert "trained on the toy world: apm_resampler, stage1_unet" in manifest["description"]
     written = json.loads((tmp_path / "set" / "manifest.json").read_text())
     assert written["provenance"]["training"] == training
+    for stage in ("stage1", "stage2"):  # the toy UNets predict v
+        assert written["pipeline"][stage]["scheduler"]["config"]["prediction_type"] == "v_prediction"
 
 
 def test_ablations_zero_exactly_the_cam_mergers_or_the_apm_gates(runs):

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..manifest import write_manifest
 from ..model_set import export_model_set
 from . import checker
+from .export import use_toy_prediction
 from .preset import toy_preset
 from .video_eval import heldout_clips
 from .weights import ToyWeights
@@ -46,8 +48,10 @@ def variant_set(models: Path, runs: Path, parts: tuple[str, ...], out: Path) -> 
     training = manifest["provenance"].get("training", {"roles": {}})
     training["roles"]["unet"] = f"{training['roles'].get('unet', 'stage2')} (ablated: {', '.join(parts)})"
     weights = ToyWeights(runs, toy_preset(), require=("unet",), zero_unused=True, ablate=parts)
-    export_model_set(toy_preset(register=True), out, roles=["unet"], include_enhancer=False,
-                     log=lambda _: None, weights=weights, training=training)
+    manifest, _ = export_model_set(toy_preset(register=True), out, roles=["unet"],
+                                   include_enhancer=False, log=lambda _: None, weights=weights,
+                                   training=training)
+    write_manifest(use_toy_prediction(manifest), out)
     return out
 
 

@@ -1,10 +1,16 @@
-"""The noise schedule and sampler the toy UNets are trained and evaluated with: ModelScope's
-(Wang et al. 2023) DDPM training setup as the engine's stage-1/2 schedulers assume it.
+"""The noise schedule, prediction target and sampler the toy UNets are trained and evaluated
+with: ModelScope's (Wang et al. 2023) DDPM setup, scaled-linear betas from 0.00085 to 0.012 over
+1000 steps (reference scheduler config), with one change: the toy UNets predict v (Salimans &
+Ho 2022), not epsilon; the toy manifest's stage-1/2 schedulers say `v_prediction`, which the
+engine's DDIM and DPM-Solver++ support as diffusers' do.
 
-Scaled-linear betas from 0.00085 to 0.012 over 1000 steps, epsilon prediction (reference
-scheduler config, `../shared/reference/streamingt2v-architecture.md` sec. 3); the evaluation
-sampler is DDIM (Song et al. 2021) with eta 0, "leading" timesteps with steps_offset 1 and
-`set_alpha_to_one=False`, as diffusers' DDIMScheduler spaces them.
+Why v: at this schedule's last timesteps alpha_bar is 0.005, so an epsilon prediction is almost
+the input and its x0 is its error amplified 200 times. Trained on epsilon, the stage-1 UNet
+predicted x0 at t = 990 worse than the mean latent after 2800 steps, and the caption changed no
+x0 prediction (TRAINING.md); v at high t is -x0 itself.
+
+The evaluation sampler is DDIM (Song et al. 2021) with eta 0, "leading" timesteps with
+steps_offset 1 and `set_alpha_to_one=False`, as diffusers' DDIMScheduler spaces them.
 """
 
 from __future__ import annotations
@@ -28,6 +34,12 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) ->
     return alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
 
 
+def v_target(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(alpha_bar) * noise - sqrt(1 - alpha_bar) * x0, per video."""
+    alpha = ALPHAS_CUMPROD[timesteps].view((-1,) + (1,) * (x0.dim() - 1))
+    return alpha.sqrt() * noise - (1 - alpha).sqrt() * x0
+
+
 def ddim_timesteps(steps: int) -> list[int]:
     """diffusers' "leading" spacing with steps_offset 1: 981, 961, ..., 1 for 50 steps."""
     ratio = TRAIN_TIMESTEPS // steps
@@ -35,19 +47,20 @@ def ddim_timesteps(steps: int) -> list[int]:
 
 
 def ddim_sample(
-    predict_noise: Callable[[torch.Tensor, int], torch.Tensor],
+    predict_v: Callable[[torch.Tensor, int], torch.Tensor],
     shape: tuple[int, ...],
     generator: torch.Generator,
     steps: int = 25,
 ) -> torch.Tensor:
-    """Deterministic DDIM from Gaussian noise; `predict_noise(x_t, t)` returns epsilon."""
+    """Deterministic DDIM from Gaussian noise; `predict_v(x_t, t)` returns v."""
     timesteps = ddim_timesteps(steps)
     sample = torch.randn(shape, generator=generator)
     for index, t in enumerate(timesteps):
-        eps = predict_noise(sample, t)
+        v = predict_v(sample, t)
         alpha = ALPHAS_CUMPROD[t]
         previous = ALPHAS_CUMPROD[timesteps[index + 1]] if index + 1 < steps else ALPHAS_CUMPROD[0]
-        x0 = (sample - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+        x0 = alpha.sqrt() * sample - (1 - alpha).sqrt() * v
+        eps = alpha.sqrt() * v + (1 - alpha).sqrt() * sample
         sample = previous.sqrt() * x0 + (1 - previous).sqrt() * eps
     return sample
 
@@ -56,10 +69,10 @@ def guided(
     predict: Callable[[torch.Tensor, int], torch.Tensor], scale: float
 ) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """Classifier-free guidance over a batch-2 prediction [uncond, cond] of one video, as the
-    engine runs it: eps_u + scale * (eps_c - eps_u)."""
+    engine runs it on the model output: out_u + scale * (out_c - out_u)."""
 
-    def predict_noise(sample: torch.Tensor, t: int) -> torch.Tensor:
+    def predict_guided(sample: torch.Tensor, t: int) -> torch.Tensor:
         uncond, cond = predict(torch.cat([sample, sample]), t).chunk(2)
         return uncond + scale * (cond - uncond)
 
-    return predict_noise
+    return predict_guided

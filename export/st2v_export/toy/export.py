@@ -6,7 +6,8 @@ The stage-1/2 graphs of the `toy` preset and `st2v eval`'s CLIP text tower are e
 `export_model_set` (parity-checked against PyTorch as for any set); the roles with a training run
 in RUNS (RUNS/vae or RUNS/vae_decoder, RUNS/clip, RUNS/stage1, RUNS/stage2) get its weights, the
 others the seeded random weights of the preset. The manifest's provenance names the run behind
-each role, with its step, seed and last held-out metrics.
+each role, with its step, seed and last held-out metrics; its stage-1/2 schedulers say
+`v_prediction`, what the toy UNets predict.
 
 Left out, because no toy run trains them and random ones would mislead: the enhancer (stage 3
 would turn the videos into noise; without it the engine stops after stage 2) and RAFT (`st2v
@@ -24,6 +25,7 @@ from pathlib import Path
 from ..model_set import export_model_set, summary_table
 from .preset import toy_preset
 from .runfiles import METRICS_FILE, read_checkpoint
+from .video_tasks import PREDICTION_TYPE
 from .weights import ROLE_SOURCES, ToyWeights
 
 EXPORT_SEED = 0
@@ -47,6 +49,13 @@ def run_record(run_dir: Path) -> dict | None:
     return {**record, **extras}
 
 
+def use_toy_prediction(manifest: dict) -> dict:
+    """The toy UNets predict v (`diffusion.py`): say so to the engine's stage-1/2 schedulers."""
+    for stage in ("stage1", "stage2"):
+        manifest["pipeline"][stage]["scheduler"]["config"]["prediction_type"] = PREDICTION_TYPE
+    return manifest
+
+
 def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
                    log: Callable[[str], None] = print, roles: list[str] | None = None) -> dict:
     """Exports the toy set (or only `roles`) into `out`; returns its manifest."""
@@ -65,6 +74,7 @@ def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
     from .. import manifest as manifest_module
 
     manifest["provenance"]["training"] = training
+    use_toy_prediction(manifest)
     trained = sorted(role for role, origin in training["roles"].items()
                      if origin != "seeded random")
     manifest["description"] = (

@@ -1,8 +1,8 @@
 """The video models of the toy set (see TRAINING.md), trained on clips of the toy world in the
 latent space of the trained VAE, conditioned by the trained text encoder (both frozen):
 
-- `stage1`: ModelScope's UNet3D (Wang et al. 2023), the `stage1_unet` graph: epsilon prediction
-  on 16-frame clips, with the empty prompt for 10 % of them (classifier-free guidance).
+- `stage1`: ModelScope's UNet3D (Wang et al. 2023), the `stage1_unet` graph: v prediction
+  (`diffusion.py`) on 16-frame clips, with the empty prompt for 10 % of them (classifier-free guidance).
 - `stage2`: StreamingT2V's stage 2 (Henschel et al. 2024, Sec. 3 and 4.1): the video UNet with
   the CAM mergers and APM token mixing (`unet`), the CAM (`cam`, with E_cond) and the APM
   resampler (`apm_resampler`). Each 16-frame training clip is conditioned on its own first 8
@@ -31,7 +31,7 @@ from ..modules.resampler import ApmResampler
 from ..modules.streaming_unet import StreamingUnet
 from ..presets import COND_FRAMES, IMAGE_TOKENS, VAE_SCALING_FACTOR, Preset
 from .data import to_pixels, tokenize, video_batch
-from .diffusion import CFG_DROPOUT, TRAIN_TIMESTEPS, add_noise
+from .diffusion import CFG_DROPOUT, TRAIN_TIMESTEPS, add_noise, v_target
 from .runfiles import read_checkpoint
 from .task import Task, TrainError
 from .weights import ToyWeights
@@ -106,11 +106,16 @@ def dropped(seed: int, step: int, count: int) -> list[bool]:
     return [bool(drop) for drop in rng.random(count) < CFG_DROPOUT]
 
 
+PREDICTION_TYPE = "v_prediction"
+"""What the toy UNets predict (`diffusion.py` says why); the toy manifest's stage-1/2
+schedulers are set to it."""
+
+
 def diffusion_targets(latents: torch.Tensor, generator: torch.Generator):
-    """Per-video timesteps, noise and noisy latents of a training step."""
+    """Per-video timesteps, noisy latents and the v target of a training step."""
     timesteps = torch.randint(0, TRAIN_TIMESTEPS, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
-    return timesteps, noise, add_noise(latents, noise, timesteps)
+    return timesteps, add_noise(latents, noise, timesteps), v_target(latents, noise, timesteps)
 
 
 class VideoTask(Task):
@@ -159,9 +164,9 @@ class Stage1Task(VideoTask):
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         latents = self.frozen.latents(batch["videos"], generator)
         context = self.frozen.text_states(batch["captions"])
-        timesteps, noise, noisy = diffusion_targets(latents, generator)
+        timesteps, noisy, target = diffusion_targets(latents, generator)
         prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
-        return F.mse_loss(prediction, noise), {}
+        return F.mse_loss(prediction, target), {}
 
     def predict(self, sample: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
         timesteps = torch.full((sample.shape[0],), t, dtype=torch.int64)
@@ -242,7 +247,7 @@ class Stage2Task(VideoTask):
         return text, torch.cat([text, tokens], dim=1)
 
     def predict(self, sample, t, text, context, cond_features) -> torch.Tensor:
-        """Noise prediction of 16-frame latents, the CAM seeing their first 8 frames."""
+        """The v prediction of 16-frame latents, the CAM seeing their first 8 frames."""
         timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)
         residuals = cam_residuals(
             self.cam, sample[:, :, :COND_FRAMES], timesteps, text, cond_features
@@ -257,10 +262,10 @@ class Stage2Task(VideoTask):
         videos = batch["videos"]
         latents = self.frozen.latents(videos, generator)
         text, context = self.context(batch["captions"], batch["anchors"])
-        timesteps, noise, noisy = diffusion_targets(latents, generator)
+        timesteps, noisy, target = diffusion_targets(latents, generator)
         prediction = self.predict(noisy, timesteps, text, context, self.cond_features(videos))
-        loss = F.mse_loss(prediction, noise)
-        new = F.mse_loss(prediction[:, :, COND_FRAMES:], noise[:, :, COND_FRAMES:])
+        loss = F.mse_loss(prediction, target)
+        new = F.mse_loss(prediction[:, :, COND_FRAMES:], target[:, :, COND_FRAMES:])
         return loss, {"new_frames": new.item()}
 
     def evaluate(self, videos: int) -> dict:
