@@ -25,10 +25,14 @@ impl Server {
     }
 
     fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(&tiny(), data, extra, env)
+    }
+
+    fn start_on(models: &Path, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
             .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--models"])
-            .arg(tiny())
+            .arg(models)
             .arg("--data")
             .arg(data)
             .args(extra)
@@ -552,4 +556,26 @@ fn a_panicking_job_fails_alone_and_a_job_over_the_time_limit_keeps_its_frames() 
         "the frames finished before the limit are kept"
     );
     assert!(kept >= 16);
+}
+
+#[test]
+fn the_toy_set_serves_stage_2_videos_and_refuses_enhance() {
+    let data = TempDir::new().unwrap();
+    let toy = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/toy");
+    let server = Server::start_on(&toy, data.path(), &[], &[]);
+    let (status, error, _) = server.post(
+        json!({"prompt": "a red circle moving left on a blue background", "enhance": true}),
+        None,
+    );
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["error"]["field"], "enhance", "{error}");
+    let body = json!({"prompt": "a red circle moving left on a blue background", "frames": 24, "steps": 2, "stage1_steps": 2});
+    let (status, job, _) = server.post(body, None);
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(job["enhance"], false, "{job}");
+    let id = job["id"].as_str().unwrap();
+    let record = wait_for(&server, id, |r| {
+        r["status"] != "queued" && r["status"] != "in_progress"
+    });
+    assert_eq!(record["status"], "completed", "{record}");
 }

@@ -7,8 +7,10 @@ use crate::runtime::{EpConfig, OrtRuntime, RuntimeError, SearchEnv, SessionFacto
 
 use super::error::EngineError;
 
-/// The model set used when none is given: the embedded tiny set.
-pub const DEFAULT_MODELS: &str = "models/tiny";
+/// The model set used when none is given: the committed toy set (trained on the toy world:
+/// stages 1 and 2 at 64x64, no enhancer). `models/tiny` (random weights, every graph) is the
+/// tests' set.
+pub const DEFAULT_MODELS: &str = "models/toy";
 
 /// Where ONNX Runtime is and how sessions are built.
 #[derive(Debug, Clone)]

@@ -155,7 +155,7 @@ pub enum AnchorBody {
 
 impl CreateVideo {
     /// The plain request values; outputs go to the job's own directory.
-    fn params(&self, dir: &std::path::Path) -> GenerateParams {
+    fn params(&self, dir: &std::path::Path, set: &ModelSet) -> GenerateParams {
         let mut later = self.prompts.clone();
         let prompt = match later.first() {
             Some(first) if first.from_frame == 0 && self.prompt.is_empty() => {
@@ -190,7 +190,10 @@ impl CreateVideo {
             Some(AnchorBody::PreviousChunk) => AnchorMode::PreviousChunk,
             _ => AnchorMode::First,
         };
-        params.enhance = match self.enhance.unwrap_or(true) {
+        // Unset: stage 3 where the set has it (a stage-2 set such as models/toy has none; an
+        // explicit `true` on such a set is refused by `create`).
+        let enhance = self.enhance.unwrap_or(!crate::models::lacks_enhancer(set));
+        params.enhance = match enhance {
             true => Some(Stage3Params {
                 steps: self.enhance_steps,
                 ..Stage3Params::default()
@@ -246,6 +249,18 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
             json!({"field": "format"}),
         );
     }
+    if body.enhance == Some(true) && crate::models::lacks_enhancer(&app.set) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!(
+                "enhance: true needs the enhancer graphs, and the model set {} has none \
+                 (a stage-2 set): leave `enhance` out or set it to false",
+                app.set.dir.display()
+            ),
+            json!({"field": "enhance"}),
+        );
+    }
     let store = &app.store;
     store.prune(app.limits.keep_jobs, app.limits.keep_seconds);
     let (id, dir) = match store.reserve() {
@@ -260,7 +275,7 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
             );
         }
     };
-    let params = body.params(&dir);
+    let params = body.params(&dir, &app.set);
     let request = match GenerateRequest::new(&params, &app.set) {
         Ok(request) => request,
         Err(err) => {

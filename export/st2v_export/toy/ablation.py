@@ -11,7 +11,8 @@ with the part switched off. Every variant generates the same held-out captions w
 seeds (`st2v generate --no-enhance`, PNG frames); the checker reports caption adherence, seams
 (a seam "jumps" when the shape moves further across it than between any two frames of the
 chunks beside it), identity (colour and size drift from the first chunk), and `st2v eval` the
-SCuts. DIR gets ablation.json (every report), ablation.md (the table) and the videos.
+SCuts. DIR gets ablation.json (every report), ablation.md (the table), the videos and
+sheet.png (for the first captions: the true clip, then each variant, every 4th frame).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PIL import Image
 
 from ..manifest import write_manifest
 from ..model_set import export_model_set
-from . import checker
+from . import checker, world
 from .export import use_toy_prediction
 from .preset import toy_preset
 from .video_eval import heldout_clips
@@ -138,6 +139,24 @@ def run_variant(args, name: str, models: Path, clips: list[dict], frames: int) -
     return row(name, reports, cuts), reports
 
 
+SHEET_VIDEOS = 3
+SHEET_STRIDE = 4
+
+
+def contact_sheet(out: Path, frames: int, clips: list[dict], path: Path) -> None:
+    """One row per (caption, variant): every SHEET_STRIDE-th frame of the first SHEET_VIDEOS
+    captions' videos, with the true clip's frames on top of each caption's rows."""
+    rows = []
+    for k, clip in enumerate(clips[:SHEET_VIDEOS]):
+        truth = world.render(clip["spec"], frames, clip["frames"].shape[1], clip["start"])
+        rows.append(np.concatenate(list(truth[::SHEET_STRIDE]), axis=1))
+        for name in VARIANTS:
+            video = read_frames(out / "videos" / f"{name.replace(' ', '-')}-{frames}f" / f"{k:02d}")
+            rows.append(np.concatenate(list(video[::SHEET_STRIDE]), axis=1))
+        rows.append(np.full((4,) + rows[-1].shape[1:], 255, dtype=np.uint8))
+    Image.fromarray(np.concatenate(rows[:-1], axis=0)).save(path)
+
+
 def ablate(args: argparse.Namespace) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     clips = heldout_clips(args.videos, FIRST_CHUNK, toy_preset().stage2.height)
@@ -147,6 +166,7 @@ def ablate(args: argparse.Namespace) -> list[dict]:
         result, reports = run_variant(args, name, models, clips, args.frames)
         rows.append(result)
         details[f"{name}, {args.frames} frames"] = reports
+    contact_sheet(args.out, args.frames, clips, args.out / "sheet.png")
     if args.long_videos:
         long_clips = clips[: args.long_videos]
         result, reports = run_variant(args, "full", args.models, long_clips, args.long_frames)

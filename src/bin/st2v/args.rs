@@ -57,7 +57,7 @@ pub enum Command {
 /// Where the model set is.
 #[derive(Debug, Clone, Args)]
 pub struct ModelsArg {
-    /// Model-set directory (holding manifest.json) [default: models/tiny of the repository or
+    /// Model-set directory (holding manifest.json) [default: models/toy of the repository or
     /// the current directory].
     #[arg(long, env = "ST2V_MODELS", value_name = "DIR")]
     pub models: Option<PathBuf>,
