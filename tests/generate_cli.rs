@@ -462,3 +462,25 @@ fn a_model_set_without_any_enhancer_graph_stops_after_stage_2() {
     );
     assert_eq!(probe(&out), (24, size.0, size.1));
 }
+
+#[test]
+fn the_default_model_set_is_the_toy_set_and_stops_after_stage_2() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("circle.gif");
+    st2v()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("ST2V_MODELS")
+        .args([
+            "generate",
+            "--prompt",
+            "a red circle moving right on a blue background",
+        ])
+        .args(["--frames", "24", "--steps", "2", "--stage1-steps", "2"])
+        .args(["--out", path_str(&out)])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "models/toy has no enhancer graphs",
+        ));
+    assert_eq!(probe(&out), (24, 64, 64));
+}

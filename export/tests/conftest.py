@@ -25,3 +25,32 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 def tiny_manifest() -> dict:
     """The committed tiny model set's manifest."""
     return json.loads((TINY_SET / "manifest.json").read_text())
+
+
+def fit_steps(task, batch: dict, steps: int, lr: float) -> tuple[float, float]:
+    """A toy training task's loss on `batch` (fixed sampling noise) before and after `steps`
+    Adam steps on it."""
+    import torch
+
+    parameters = [p for g in task.parameter_groups() for p in g["params"]]
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+
+    def loss() -> torch.Tensor:
+        return task.loss(batch, torch.Generator().manual_seed(0))[0]
+
+    with torch.no_grad():
+        before = loss().item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+        task.after_step()
+    with torch.no_grad():
+        after = loss().item()
+    return before, after
+
+
+@pytest.fixture
+def fit():
+    """`fit_steps`: does a few steps on one batch lower a toy task's loss?"""
+    return fit_steps

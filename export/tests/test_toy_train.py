@@ -28,25 +28,6 @@ from st2v_export.presets import preset_from_dict
 QUIET = lambda _: None  # noqa: E731
 
 
-def _fit(task, batch: dict, steps: int, lr: float) -> tuple[float, float]:
-    """Loss on `batch` (fixed sampling noise) before and after `steps` Adam steps on it."""
-    optimizer = torch.optim.Adam([p for g in task.parameter_groups() for p in g["params"]], lr=lr)
-
-    def loss() -> torch.Tensor:
-        return task.loss(batch, torch.Generator().manual_seed(0))[0]
-
-    with torch.no_grad():
-        before = loss().item()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-        task.after_step()
-    with torch.no_grad():
-        after = loss().item()
-    return before, after
-
-
 def test_the_toy_preset_is_a_custom_preset_of_tiny_at_64():
     preset = toy_preset()
     assert preset.name == "toy" and TOY_PRESET["base"] == "tiny"
@@ -55,15 +36,15 @@ def test_the_toy_preset_is_a_custom_preset_of_tiny_at_64():
     assert preset.vision["image_size"] == 64
 
 
-def test_vae_steps_lower_the_loss_on_a_fixed_batch():
+def test_vae_steps_lower_the_loss_on_a_fixed_batch(fit):
     task = VaeTask(toy_preset(), seed=0)
-    before, after = _fit(task, task.batch(0, 4), steps=8, lr=2e-3)
+    before, after = fit(task, task.batch(0, 4), steps=8, lr=2e-3)
     assert after < 0.8 * before
 
 
-def test_clip_steps_lower_the_loss_on_a_fixed_batch():
+def test_clip_steps_lower_the_loss_on_a_fixed_batch(fit):
     task = ClipTask(toy_preset(), seed=0)
-    before, after = _fit(task, task.batch(0, 8), steps=8, lr=2e-3)
+    before, after = fit(task, task.batch(0, 8), steps=8, lr=2e-3)
     assert after < 0.8 * before
 
 

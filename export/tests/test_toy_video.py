@@ -84,31 +84,13 @@ def test_about_a_tenth_of_the_clips_train_without_condition():
     assert dropped(0, 7, 4) == dropped(0, 7, 4)
 
 
-def _fit(task, batch: dict, steps: int, lr: float) -> tuple[float, float]:
-    parameters = [p for g in task.parameter_groups() for p in g["params"]]
-    optimizer = torch.optim.Adam(parameters, lr=lr)
-
-    def loss() -> torch.Tensor:
-        return task.loss(batch, torch.Generator().manual_seed(0))[0]
-
-    with torch.no_grad():
-        before = loss().item()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = loss().item()
-    return before, after
-
-
-def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs):
+def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs, fit):
     task = Stage1Task(toy_preset(), 0, runs)
-    before, after = _fit(task, task.batch(0, 2), steps=10, lr=2e-3)
+    before, after = fit(task, task.batch(0, 2), steps=10, lr=2e-3)
     assert after < 0.9 * before
 
 
-def test_stage2_starts_as_the_stage1_unet_and_learns(runs):
+def test_stage2_starts_as_the_stage1_unet_and_learns(runs, fit):
     task = Stage2Task(toy_preset(), 0, runs)
     stage1 = Stage1Task(toy_preset(), 0, runs)
     stage1.unet.load_state_dict(read_checkpoint(runs / "stage1")["modules"]["unet"])
@@ -124,7 +106,7 @@ def test_stage2_starts_as_the_stage1_unet_and_learns(runs):
                               task.cond_features(batch["videos"]))
     # Zero merger projections, zero E_cond output and zero APM gates: the stage-1 computation.
     assert torch.allclose(actual, expected, atol=1e-6)
-    before, after = _fit(task, batch, steps=10, lr=2e-3)
+    before, after = fit(task, batch, steps=10, lr=2e-3)
     assert after < 0.9 * before
     # The E_cond output conv and the merger projections left zero: the CAM now contributes.
     assert task.cam.controlnet_cond_embedding.conv_out.weight.abs().sum() > 0

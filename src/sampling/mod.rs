@@ -30,7 +30,7 @@ pub use dpm_solver_multistep::{DpmSolverMultistep, DpmSolverMultistepConfig};
 pub use dpmpp_2m_sde::{Dpmpp2mSde, Dpmpp2mSdeConfig};
 pub use factory::build_scheduler;
 pub use guidance::Guidance;
-pub use noise::{NoiseMode, TorchGenerator, VideoNoise};
+pub use noise::{GeneratorState, NoiseMode, TorchGenerator, VideoNoise};
 
 /// Errors of the sampling numerics (bad configuration or mismatched shapes).
 #[derive(Debug, thiserror::Error)]

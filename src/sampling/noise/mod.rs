@@ -10,5 +10,5 @@ mod mt19937;
 mod torch_generator;
 mod video;
 
-pub use torch_generator::TorchGenerator;
+pub use torch_generator::{GeneratorState, TorchGenerator};
 pub use video::{frame_major_randn, NoiseMode, VideoNoise};

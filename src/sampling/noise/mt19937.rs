@@ -35,6 +35,18 @@ impl Mt19937 {
         Mt19937 { state, next: N }
     }
 
+    /// The 624 state words and the position of the next one (what a checkpoint stores).
+    pub fn state(&self) -> (&[u32], usize) {
+        (&self.state, self.next)
+    }
+
+    /// The generator [`state`](Self::state) describes; `None` unless `words` has 624 entries
+    /// and `next` is at most 624.
+    pub fn from_state(words: &[u32], next: usize) -> Option<Self> {
+        let state: [u32; N] = words.try_into().ok()?;
+        (next <= N).then_some(Mt19937 { state, next })
+    }
+
     /// The next 32-bit output.
     pub fn next_u32(&mut self) -> u32 {
         if self.next >= N {
@@ -68,5 +80,18 @@ mod tests {
         let mut mt = Mt19937::new(5489);
         let value = (0..10_000).map(|_| mt.next_u32()).last();
         assert_eq!(value, Some(4_123_659_995));
+    }
+
+    #[test]
+    fn a_restored_state_continues_the_same_stream() {
+        let mut mt = Mt19937::new(33);
+        (0..1000).for_each(|_| drop(mt.next_u32()));
+        let (words, next) = mt.state();
+        let mut restored = Mt19937::from_state(words, next).unwrap();
+        for _ in 0..2000 {
+            assert_eq!(restored.next_u32(), mt.next_u32());
+        }
+        assert!(Mt19937::from_state(&[0; 623], 0).is_none());
+        assert!(Mt19937::from_state(&[0; 624], 625).is_none());
     }
 }
