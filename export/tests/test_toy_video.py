@@ -201,3 +201,20 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
     assert broken["seams_without_jump"] < 1.0 and broken["scuts_mean"] == 1.0
     table = markdown([full, broken])
     assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% |")
+
+
+def test_the_committed_toy_set_is_trained_small_and_predicts_v():
+    from conftest import REPO_ROOT
+
+    toy = REPO_ROOT / "models" / "toy"
+    manifest = json.loads((toy / "manifest.json").read_text())
+    roles = manifest["provenance"]["training"]["roles"]
+    trained = {"vae", "text_encoder", "image_encoder", "clip_text_encoder", "stage1_unet", "unet",
+               "cam", "apm_resampler"}
+    assert all(roles[role] != "seeded random" for role in trained), roles
+    assert set(manifest["graphs"]) == (trained - {"vae"}) | {"vae_encoder", "vae_decoder", "cam_cond_encoder"}
+    assert not any(role.startswith("enhancer_") or role == "raft" for role in manifest["graphs"])
+    for stage in ("stage1", "stage2"):
+        assert manifest["pipeline"][stage]["scheduler"]["config"]["prediction_type"] == "v_prediction"
+    size = sum(f.stat().st_size for f in toy.iterdir())
+    assert size < 30e6, size

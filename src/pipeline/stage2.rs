@@ -25,7 +25,7 @@ use super::PipelineError;
 use crate::manifest::PipelineConfig;
 use crate::models::{ApmResampler, Cam, CamCondEncoder, ImageEncoder, StreamingUnet, VaeDecoder};
 use crate::progress::{ProgressEvent, Stage};
-use crate::sampling::{build_scheduler, TorchGenerator};
+use crate::sampling::{build_scheduler, GeneratorState, TorchGenerator};
 
 /// The graphs stage 2 runs.
 pub struct Stage2Models<'a> {
@@ -43,6 +43,22 @@ pub struct StreamStart {
     pub anchor: Array3<f32>,
     /// The last `cond_frames` frames so far, (F_cond, 3, H, W) in [0, 1].
     pub cond_frames: Array4<f32>,
+}
+
+/// What stage 2 carries from one chunk to the next, besides the graphs and the text: a job
+/// checkpoint holds it between chunks, and [`Streamer::resume`] continues from it exactly where
+/// [`Streamer::state`] was taken (the same frames, bit for bit, as a run that never stopped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamerState {
+    /// The last `cond_frames` frames so far, (F_cond, 3, H, W) in [0, 1].
+    pub cond_frames: Array4<f32>,
+    /// APM tokens of the anchor and of the zero image, (1, 16, D) each.
+    pub anchor_tokens: Array3<f32>,
+    pub zero_tokens: Array3<f32>,
+    /// The generator after the last finished chunk.
+    pub generator: GeneratorState,
+    /// `previous-chunk` anchoring: the anchor is re-embedded before the next chunk.
+    pub anchor_stale: bool,
 }
 
 /// Generates stage-2 chunks one at a time.
@@ -109,6 +125,47 @@ impl<'a> Streamer<'a> {
             cond_frames: start.cond_frames,
             generator: TorchGenerator::new(seed),
             anchor_stale: false,
+        })
+    }
+
+    /// Everything needed to continue after the last finished chunk (see [`StreamerState`]).
+    pub fn state(&self) -> StreamerState {
+        StreamerState {
+            cond_frames: self.cond_frames.clone(),
+            anchor_tokens: self.anchor_tokens.clone(),
+            zero_tokens: self.zero_tokens.clone(),
+            generator: self.generator.state(),
+            anchor_stale: self.anchor_stale,
+        }
+    }
+
+    /// A streamer that continues from `state` (taken by [`Streamer::state`] of a streamer with
+    /// the same config, options and text); no graph runs until the next chunk.
+    pub fn resume(
+        models: Stage2Models<'a>,
+        config: &'a PipelineConfig,
+        options: Stage2Options,
+        text: TextEmbeddings,
+        state: StreamerState,
+    ) -> Result<Self, PipelineError> {
+        let s2 = &config.stage2;
+        let cond_shape = [s2.cond_frames, 3, s2.height, s2.width];
+        expect_shape(
+            "saved conditioning frames",
+            state.cond_frames.shape(),
+            &cond_shape,
+        )?;
+        let generator = TorchGenerator::from_state(&state.generator)?;
+        Ok(Self {
+            models,
+            config,
+            options,
+            text,
+            zero_tokens: state.zero_tokens,
+            anchor_tokens: state.anchor_tokens,
+            cond_frames: state.cond_frames,
+            generator,
+            anchor_stale: state.anchor_stale,
         })
     }
 
