@@ -85,7 +85,9 @@ mod tests {
     #[test]
     fn a_restored_state_continues_the_same_stream() {
         let mut mt = Mt19937::new(33);
-        (0..1000).for_each(|_| drop(mt.next_u32()));
+        for _ in 0..1000 {
+            mt.next_u32();
+        }
         let (words, next) = mt.state();
         let mut restored = Mt19937::from_state(words, next).unwrap();
         for _ in 0..2000 {
