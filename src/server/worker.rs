@@ -71,6 +71,9 @@ fn open_engine(
     if let Some(enhance) = params.enhance.as_mut() {
         enhance.steps = Some(1);
     }
+    if crate::models::lacks_enhancer(engine.model_set()) {
+        params.enhance = None; // a stage-2 set (models/toy): nothing of stage 3 to warm
+    }
     let request: Request = GenerateRequest::new(&params, engine.model_set())?.into();
     let discard = |_: &crate::video::Frame| -> Result<(), crate::video::VideoError> { Ok(()) };
     let (mut video, mut preview) = (discard, discard);
