@@ -5,6 +5,7 @@
 use ndarray::{Array3, Array4};
 use streamingt2v::models::TextEncoder;
 use streamingt2v::pipeline::conditioning::TextEmbeddings;
+use streamingt2v::pipeline::options::Stage2Options;
 use streamingt2v::pipeline::stage2::{StreamStart, Streamer, StreamerState};
 use streamingt2v::pipeline::{AnchorMode, RunContext};
 use streamingt2v::progress::{CancelToken, NoProgress};
@@ -34,6 +35,12 @@ fn start() -> StreamStart {
     }
 }
 
+fn stage2_options(anchor: AnchorMode) -> Stage2Options {
+    let mut stage2 = options(48, false).stage2;
+    stage2.anchor = anchor;
+    stage2
+}
+
 /// Chunks 1..=`chunks` of one streamer, and the state after chunk `save_after`.
 fn stream(
     anchor: AnchorMode,
@@ -41,11 +48,10 @@ fn stream(
     save_after: usize,
 ) -> (Vec<Array4<f32>>, StreamerState) {
     let config = config();
-    let mut options = options(48, false).stage2;
-    options.anchor = anchor;
     let (mut fakes, mut text_model, mut stage1) =
         (FakeStreaming::default(), FakeText, FakeVideoUnet);
     let graphs = fakes.graphs(&mut text_model, &mut stage1);
+    let options = stage2_options(anchor);
     let mut streamer = Streamer::new(graphs.stage2, &config, options, text(), start(), 33).unwrap();
     let cancel = CancelToken::new();
     let mut run = RunContext::new(&NoProgress, &cancel);
@@ -65,11 +71,10 @@ fn a_resumed_streamer_generates_the_same_chunks() {
     for anchor in [AnchorMode::First, AnchorMode::PreviousChunk] {
         let (straight, state) = stream(anchor, 4, 2);
         let config = config();
-        let mut options = options(48, false).stage2;
-        options.anchor = anchor;
         let (mut fakes, mut text_model, mut stage1) =
             (FakeStreaming::default(), FakeText, FakeVideoUnet);
         let graphs = fakes.graphs(&mut text_model, &mut stage1);
+        let options = stage2_options(anchor);
         let mut resumed = Streamer::resume(graphs.stage2, &config, options, text(), state).unwrap();
         let cancel = CancelToken::new();
         let mut run = RunContext::new(&NoProgress, &cancel);
