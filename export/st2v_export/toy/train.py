@@ -5,8 +5,9 @@ trained from scratch at the `toy` preset's sizes, on frames, clips and captions 
 fly from the world's train split (`data.py`), and judged on the held-out split. This module holds
 the loop, the checkpoints and the registry of models:
 
-- `vae`, `clip` (`image_tasks.py`): the AutoencoderKL, and the CLIP text / image towers whose text
-  tower also gives the stage-1/2 text encoder;
+- `vae`, `vae_decoder`, `clip` (`image_tasks.py`): the AutoencoderKL, its decoder refined with
+  the encoder frozen, and the CLIP text / image towers whose text tower also gives the stage-1/2
+  text encoder;
 - `stage1`, `stage2` (`video_tasks.py`): the stage-1 UNet3D on the frozen VAE and text encoder,
   and the stage-2 UNet with its CAM and APM resampler, initialised from the stage-1 run.
 
