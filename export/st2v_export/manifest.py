@@ -153,6 +153,21 @@ def preset_dimensions(preset: Preset, enhancer_dimensions: dict | None = None) -
     return dimensions
 
 
+def description(preset: Preset, training: dict | None = None) -> str:
+    """The manifest's description: with `training` (the toy world's runs, its only source), the
+    roles they trained instead of "seeded random weights"."""
+    if training is not None:
+        roles = training["roles"].items()
+        trained = sorted(role for role, origin in roles if origin != "seeded random")
+        weights = (
+            f" (trained on the toy world: {', '.join(trained) or 'nothing'}; "
+            "other roles seeded random)"
+        )
+    else:
+        weights = " (seeded random weights)" if preset.seeded_random else ""
+    return f"StreamingT2V model set, preset {preset.name}{weights}"
+
+
 def build_manifest(
     preset: Preset,
     graphs: list[ExportedGraph],
@@ -162,20 +177,14 @@ def build_manifest(
     enhancer_dimensions: dict | None = None,
     training: dict | None = None,
 ) -> dict:
-    """`training`: where trained weights came from (the toy world's runs), for the provenance;
-    the description then names the trained roles instead of "seeded random weights"."""
-    if training is not None:
-        trained = sorted(role for role, origin in training["roles"].items() if origin != "seeded random")
-        weights = f" (trained: {', '.join(trained)}; other roles seeded random)"
-    else:
-        weights = " (seeded random weights)" if preset.seeded_random else ""
-    description = f"StreamingT2V model set, preset {preset.name}{weights}"
+    """`training`: where trained weights came from (the toy world's runs), for the provenance
+    and the description."""
     manifest = {
         "schema_version": 1,
         "name": f"streamingt2v-{preset.name}",
         "preset": preset.name,
         "preset_dimensions": preset_dimensions(preset, enhancer_dimensions),
-        "description": description,
+        "description": description(preset, training),
         "graphs": {graph.role: graph_entry(graph) for graph in graphs},
         "tokenizers": {
             "text": tokenizer.manifest_entry(tokenizer.MODELSCOPE_TOKENIZER_FILE),

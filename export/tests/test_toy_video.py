@@ -18,7 +18,7 @@ from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint
 from st2v_export.toy.train import TrainConfig, train
-from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, cam_residuals, dropped
+from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
 QUIET = lambda _line: None  # noqa: E731
@@ -112,20 +112,23 @@ def test_stage2_starts_as_the_stage1_unet_and_learns(runs, fit):
     assert task.cam.controlnet_cond_embedding.conv_out.weight.abs().sum() > 0
 
 
-def test_cam_residuals_of_one_video_are_the_cam_graphs(runs):
+def test_per_video_cam_features_give_each_videos_cam_graph_residuals(runs):
     task = Stage2Task(toy_preset(), 0, runs)
     task.cam.eval()
     with torch.no_grad():
         for parameter in task.cam.controlnet_cond_embedding.conv_out.parameters():
             parameter.normal_()
-    sample, text = torch.randn(1, 4, 8, 8, 8), torch.randn(1, 77, 16)
-    features = task.cam.controlnet_cond_embedding(torch.randn(8, 3, 64, 64))
-    t = torch.tensor([500])
+    sample, text = torch.randn(2, 4, 8, 8, 8), torch.randn(2, 77, 16)
+    features = task.cam.controlnet_cond_embedding(torch.randn(16, 3, 64, 64))  # (b f)
+    t = torch.tensor([500, 120])
     with torch.no_grad():
-        ours = cam_residuals(task.cam, sample, t, text, features)
-        graph = task.cam(sample, t, text, features)
-    assert len(ours) == len(graph) == 13
-    assert all(torch.equal(a, b) for a, b in zip(ours, graph))
+        batched = task.cam.encode(sample, t, text, features.reshape((2, 8) + features.shape[1:]))
+        alone = [task.cam(sample[i:i + 1], t[i:i + 1], text[i:i + 1], features[8 * i:8 * i + 8])
+                 for i in range(2)]
+    assert len(batched) == 13
+    for k, residual in enumerate(batched):
+        expected = torch.cat([video[k] for video in alone])
+        assert torch.allclose(residual, expected, atol=1e-5), k
 
 
 def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):

@@ -59,13 +59,18 @@ class Cam(nn.Module):
         )
 
     def forward(self, sample, timestep, encoder_hidden_states, cond_features):
+        return self.encode(sample, timestep, encoder_hidden_states, cond_features.unsqueeze(0))
+
+    def encode(self, sample, timestep, encoder_hidden_states, video_features):
+        """The CAM with E_cond features broadcastable to (B, F, C0, h, w): one set shared by the
+        batch, (1, F, ...) as the graph has it, or one per video, (B, F, ...) when training."""
         frames = sample.shape[2]
         emb = unet3d.embed_time(self, timestep, frames)
         context = encoder_hidden_states.repeat_interleave(frames, dim=0)
 
         hidden = unet3d.stem(self, sample)
         per_video = hidden.reshape((-1, frames) + tuple(hidden.shape[1:]))
-        hidden = (per_video + cond_features.unsqueeze(0)).reshape(hidden.shape)
+        hidden = (per_video + video_features).reshape(hidden.shape)
         hidden, skips = unet3d.down(self, hidden, emb, context, frames)
         return (*skips, unet3d.mid(self, hidden, emb, context, frames))
 

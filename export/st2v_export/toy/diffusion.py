@@ -28,15 +28,20 @@ CFG_DROPOUT = 0.1
 prompt; for stage 2 also the zero anchor image), so classifier-free guidance works."""
 
 
+def _alpha_bar(timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """alpha_bar of per-video timesteps (B,), shaped to broadcast over (B, ...) tensors."""
+    return ALPHAS_CUMPROD[timesteps].view((-1,) + (1,) * (like.dim() - 1))
+
+
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """q(x_t | x_0) for per-video timesteps (B,) on (B, ...) tensors."""
-    alpha = ALPHAS_CUMPROD[timesteps].view((-1,) + (1,) * (x0.dim() - 1))
+    alpha = _alpha_bar(timesteps, x0)
     return alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
 
 
 def v_target(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """v = sqrt(alpha_bar) * noise - sqrt(1 - alpha_bar) * x0, per video."""
-    alpha = ALPHAS_CUMPROD[timesteps].view((-1,) + (1,) * (x0.dim() - 1))
+    alpha = _alpha_bar(timesteps, x0)
     return alpha.sqrt() * noise - (1 - alpha).sqrt() * x0
 
 

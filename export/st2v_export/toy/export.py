@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
 from .preset import toy_preset
 from .runfiles import METRICS_FILE, read_checkpoint
@@ -71,16 +72,9 @@ def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
     )
     # The roles are known once every graph is built: record them and rewrite the manifest.
     training["roles"] = dict(sorted(weights.summary().items()))
-    from .. import manifest as manifest_module
-
     manifest["provenance"]["training"] = training
+    manifest["description"] = manifest_module.description(preset, training)
     use_toy_prediction(manifest)
-    trained = sorted(role for role, origin in training["roles"].items()
-                     if origin != "seeded random")
-    manifest["description"] = (
-        f"StreamingT2V model set, preset {preset.name} (trained on the toy world: "
-        f"{', '.join(trained) or 'nothing'}; other roles seeded random)"
-    )
     manifest_module.validate_manifest(manifest)
     manifest_module.write_manifest(manifest, out)
     log(summary_table(reports))

@@ -178,18 +178,6 @@ class Stage1Task(VideoTask):
         return evaluate_stage1(self, videos)
 
 
-def cam_residuals(cam: Cam, sample: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
-                  cond_features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`Cam.forward` with E_cond features per video ((B*8, C0, h, w), (b f) order) instead of one
-    set shared by the batch: the graph's computation for B videos with their own conditioning."""
-    frames = sample.shape[2]
-    emb = unet3d.embed_time(cam, timesteps, frames)
-    context = text.repeat_interleave(frames, dim=0)
-    hidden = unet3d.stem(cam, sample) + cond_features
-    hidden, skips = unet3d.down(cam, hidden, emb, context, frames)
-    return (*skips, unet3d.mid(cam, hidden, emb, context, frames))
-
-
 def load_stage1_into(module: nn.Module, state: dict, allowed_missing: tuple[str, ...]) -> None:
     """Copies the stage-1 UNet's weights into a module that shares its diffusers names; the only
     keys left out are the stage-2 additions (`allowed_missing` prefixes or infixes)."""
@@ -249,13 +237,12 @@ class Stage2Task(VideoTask):
     def predict(self, sample, t, text, context, cond_features) -> torch.Tensor:
         """The v prediction of 16-frame latents, the CAM seeing their first 8 frames."""
         timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)
-        residuals = cam_residuals(
-            self.cam, sample[:, :, :COND_FRAMES], timesteps, text, cond_features
-        )
+        per_video = cond_features.reshape((-1, COND_FRAMES) + tuple(cond_features.shape[1:]))
+        residuals = self.cam.encode(sample[:, :, :COND_FRAMES], timesteps, text, per_video)
         return self.unet(sample, timesteps, context, *residuals)
 
     def cond_features(self, videos: torch.Tensor) -> torch.Tensor:
-        """E_cond of each video's first 8 frames (B*8, C0, h, w)."""
+        """E_cond of each video's first 8 frames (B*8, C0, h, w), (b f) order."""
         return self.cam.controlnet_cond_embedding(videos[:, :COND_FRAMES].flatten(0, 1))
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
