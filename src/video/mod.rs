@@ -10,6 +10,7 @@
 mod error;
 #[cfg(feature = "ffmpeg")]
 mod ffmpeg_source;
+pub mod fmp4;
 mod format;
 mod frame;
 mod gif_sink;
@@ -22,5 +23,5 @@ mod source;
 pub use error::VideoError;
 pub use format::{InputFormat, OutputFormat, OutputTarget};
 pub use frame::{quantize, Frame, FrameSize, SampleRange};
-pub use sink::{open_sink, partial_path, FrameSink, Summary, DEFAULT_FPS};
+pub use sink::{open_sink, partial_path, resume_sink, FrameSink, Summary, DEFAULT_FPS};
 pub use source::{open_source, read_video, FrameSource, Video, VideoInfo};

@@ -5,8 +5,13 @@
 //! ends at the last frame's start and players drop that frame. Driving the codec here lets each
 //! packet last exactly one frame (time base `1/fps`), so all frames play and the stream reports
 //! the right frame rate.
+//!
+//! Every keyframe interval is encoded on its own (constant quantizer, keyframes exactly every
+//! `fps` frames, a fixed number of slices): an interrupted job's output is cut back to whole
+//! fragments and continued by a fresh encoder, and the frames decode exactly as they would
+//! have without the interruption ([`fmp4`] splices the new fragments in).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ffmpeg::format::Pixel;
@@ -14,16 +19,31 @@ use ffmpeg::software::scaling;
 use ffmpeg::{codec, encoder, format, frame, Dictionary, Packet, Rational};
 use video_rs::ffmpeg;
 
+use super::fmp4::{self, Splicer};
 use super::sink::{invalid, SinkSpec};
 use super::{Frame, FrameSink, Summary, VideoError};
 
 const STREAM_INDEX: usize = 0;
+/// x264's constant quantizer (about the quality of its default CRF 23 at these sizes).
+const QUANTIZER: &str = "21";
+/// Slices per frame, fixed so the bitstream does not depend on the machine's cores.
+const ENCODER_THREADS: &str = "4";
 
 pub(super) struct Mp4Sink {
     spec: SinkSpec,
     /// `None` once closed.
     muxer: Option<Muxer>,
     frames: usize,
+    /// Frames per keyframe interval (and fragment).
+    gop: usize,
+    /// A resumed sink encodes into a second file and splices its fragments into the output.
+    resumed: Option<Resumed>,
+}
+
+/// Where a resumed sink's encoder writes, and how its fragments join the output.
+struct Resumed {
+    tail: PathBuf,
+    splicer: Splicer,
 }
 
 /// The open FFmpeg state of one MP4 file.
@@ -66,6 +86,12 @@ fn ffmpeg_error(path: &Path, operation: &'static str) -> impl Fn(ffmpeg::Error) 
 
 impl Mp4Sink {
     pub fn create(spec: SinkSpec) -> Result<Self, VideoError> {
+        let partial = spec.partial();
+        Self::open_into(spec, &partial)
+    }
+
+    /// A sink whose encoder writes into `path` (the partial file, or a resumed sink's tail).
+    fn open_into(spec: SinkSpec, path: &Path) -> Result<Self, VideoError> {
         // yuv420p subsamples chroma 2x2, so libx264 refuses odd sizes.
         let size = spec.size;
         let dims = (u32::try_from(size.width), u32::try_from(size.height));
@@ -94,12 +120,58 @@ impl Mp4Sink {
                 &spec.fps.to_string(),
             )
         })?;
-        let muxer = Muxer::open(&spec.partial(), width, height, fps)?;
+        let muxer = Muxer::open(path, width, height, fps)?;
         Ok(Self {
             spec,
             muxer: Some(muxer),
             frames: 0,
+            gop: fps.unsigned_abs() as usize,
+            resumed: None,
         })
+    }
+
+    /// Continues the output of an interrupted job after its first `keep` frames (a multiple of
+    /// the keyframe interval): the partial file (or the file a stopped run finished early) is
+    /// cut back to them and the next frames go into fresh fragments after them.
+    pub fn resume(spec: SinkSpec, keep: usize) -> Result<Self, VideoError> {
+        let partial = spec.partial();
+        if !partial.exists() && spec.path().exists() {
+            std::fs::rename(spec.path(), &partial).map_err(|source| VideoError::Io {
+                path: spec.path().to_owned(),
+                operation: "reopening the interrupted output",
+                source,
+            })?;
+        }
+        if keep == 0 {
+            return Self::create(spec);
+        }
+        if !keep.is_multiple_of(spec.fps as usize) {
+            return Err(invalid(
+                &partial,
+                "frames kept by a resumed job",
+                &format!("a multiple of the keyframe interval ({})", spec.fps),
+                &keep.to_string(),
+            ));
+        }
+        let kept = fmp4::truncate_to_frames(&partial, keep)?;
+        let tail = resume_tail_path(&partial);
+        let mut sink = Self::open_into(spec, &tail)?;
+        sink.frames = keep;
+        sink.resumed = Some(Resumed {
+            tail,
+            splicer: Splicer::after(&kept),
+        });
+        Ok(sink)
+    }
+
+    /// Moves the fragments a resumed sink's encoder completed into the output.
+    fn splice(&mut self) -> Result<(), VideoError> {
+        match self.resumed.as_mut() {
+            Some(resumed) => resumed
+                .splicer
+                .copy_new(&resumed.tail, &self.spec.partial()),
+            None => Ok(()),
+        }
     }
 
     /// Flushes the encoder, writes the trailer and renames the file into place (also when
@@ -109,13 +181,21 @@ impl Mp4Sink {
         let Some(mut muxer) = self.muxer.take() else {
             return Ok(());
         };
+        let written = self
+            .resumed
+            .as_ref()
+            .map_or(self.spec.partial(), |r| r.tail.clone());
         let finished = match self.frames {
             0 => Ok(()),
-            _ => muxer.finish(&self.spec.partial()),
+            _ => muxer.finish(&written),
         };
         drop(muxer);
+        let spliced = self.splice();
+        if let Some(resumed) = self.resumed.take() {
+            let _ = std::fs::remove_file(&resumed.tail); // best effort: its fragments moved
+        }
         self.spec.commit(self.frames)?;
-        finished
+        finished.and(spliced)
     }
 }
 
@@ -153,6 +233,10 @@ impl Muxer {
         let mut options = Dictionary::new();
         options.set("preset", "medium");
         options.set("tune", "zerolatency");
+        options.set("qp", QUANTIZER);
+        options.set("sc_threshold", "0");
+        options.set("keyint_min", &fps.to_string());
+        options.set("threads", ENCODER_THREADS);
         let encoder = config
             .open_as_with(codec, options)
             .map_err(ffmpeg_error(path, "opening the H.264 encoder"))?;
@@ -237,6 +321,11 @@ impl Muxer {
     }
 }
 
+/// Where a resumed sink's encoder writes before its fragments join `partial`.
+fn resume_tail_path(partial: &Path) -> PathBuf {
+    partial.with_extension("resume.mp4")
+}
+
 /// Fragmented MP4 (an empty `moov` up front, then one `moof`+`mdat` per keyframe interval),
 /// flushed packet by packet: a run killed at any point leaves a file that plays up to its last
 /// complete fragment, and browsers can play it while it grows.
@@ -253,13 +342,33 @@ impl FrameSink for Mp4Sink {
         let Some(muxer) = self.muxer.as_mut() else {
             return Err(invalid(self.spec.path(), "sink state", "open", "finished"));
         };
-        muxer.encode(&self.spec.partial(), frame, self.frames)?;
+        let path = self
+            .resumed
+            .as_ref()
+            .map_or(self.spec.partial(), |r| r.tail.clone());
+        muxer.encode(&path, frame, self.frames)?;
         self.frames += 1;
-        Ok(())
+        self.splice()
     }
 
     fn frames_written(&self) -> usize {
         self.frames
+    }
+
+    /// A fragment reaches the file when the next keyframe is encoded: the frames before the
+    /// keyframe interval of the last frame written.
+    fn durable_frames(&self) -> usize {
+        match self.frames {
+            0 => 0,
+            n => (n - 1) / self.gop * self.gop,
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), VideoError> {
+        match self.frames {
+            0 => Ok(()),
+            _ => fmp4::sync(&self.spec.partial()),
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<Summary, VideoError> {

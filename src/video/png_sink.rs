@@ -49,6 +49,36 @@ impl PngDirSink {
         })
     }
 
+    /// Continues an interrupted job's directory after its first `keep` frames: later frames
+    /// (written after the checkpoint) are removed, the next one written is `keep`.
+    pub fn resume(spec: SinkSpec, keep: usize) -> Result<Self, VideoError> {
+        let mut sink = Self::create(spec)?;
+        let mut index = keep;
+        while sink.frame_path(index).exists() {
+            let path = sink.frame_path(index);
+            std::fs::remove_file(&path).map_err(|source| VideoError::Io {
+                path,
+                operation: "removing a frame written after the checkpoint",
+                source,
+            })?;
+            index += 1;
+        }
+        if !(0..keep).all(|i| sink.frame_path(i).exists()) {
+            return Err(invalid(
+                sink.spec.path(),
+                "frames of the interrupted output",
+                &format!(
+                    "frame_00000.png to {}",
+                    png_frame_name(keep.saturating_sub(1))
+                ),
+                "missing frames",
+            ));
+        }
+        sink.frames = keep;
+        sink.created_dir = false;
+        Ok(sink)
+    }
+
     fn frame_path(&self, index: usize) -> PathBuf {
         self.spec.path().join(png_frame_name(index))
     }

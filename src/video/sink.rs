@@ -33,6 +33,17 @@ pub trait FrameSink: Send {
     /// Frames written so far.
     fn frames_written(&self) -> usize;
 
+    /// The leading frames that are in the file for good: a resumed job keeps exactly these
+    /// ([`resume_sink`]) and writes the rest again.
+    fn durable_frames(&self) -> usize {
+        self.frames_written()
+    }
+
+    /// Flushes the durable frames to the disk (before a checkpoint vouches for them).
+    fn sync(&mut self) -> Result<(), VideoError> {
+        Ok(())
+    }
+
     /// Flushes and closes the output (MP4 trailer, GIF trailer).
     fn finish(self: Box<Self>) -> Result<Summary, VideoError>;
 }
@@ -74,6 +85,41 @@ pub fn open_sink(
         }
         OutputFormat::Gif => Box::new(GifSink::create(spec)?),
         OutputFormat::PngDir => Box::new(PngDirSink::create(spec)?),
+    })
+}
+
+/// Reopens the output of an interrupted job, keeping its first `keep` frames (the durable
+/// frames its checkpoint recorded); the next frame written is frame `keep`. MP4 and PNG
+/// outputs can be continued; a GIF cannot (its frames share one LZW stream per image and a
+/// global palette decided up front).
+pub fn resume_sink(
+    path: &Path,
+    format: Option<OutputFormat>,
+    fps: u32,
+    size: FrameSize,
+    keep: usize,
+) -> Result<Box<dyn FrameSink>, VideoError> {
+    let target = OutputTarget::check(path, format)?;
+    let spec = SinkSpec { target, fps, size };
+    Ok(match spec.target.format {
+        #[cfg(feature = "ffmpeg")]
+        OutputFormat::Mp4 => Box::new(Mp4Sink::resume(spec, keep)?),
+        #[cfg(not(feature = "ffmpeg"))]
+        OutputFormat::Mp4 => {
+            return Err(VideoError::NoFfmpeg {
+                path: spec.target.path.clone(),
+                what: "writing MP4",
+            })
+        }
+        OutputFormat::PngDir => Box::new(PngDirSink::resume(spec, keep)?),
+        OutputFormat::Gif => {
+            return Err(invalid(
+                path,
+                "output format of a resumable job",
+                "MP4 or a PNG directory",
+                "GIF",
+            ))
+        }
     })
 }
 
