@@ -47,20 +47,12 @@ fn decoded(path: &Path) -> Vec<Vec<u8>> {
 fn a_killed_mp4_continues_to_the_same_decoded_frames() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole.mp4");
-    let sink = write_all(
-        &whole,
-        0..FRAMES,
-        open_sink(&whole, None, FPS, SIZE).unwrap(),
-    );
+    let sink = write_all(0..FRAMES, open_sink(&whole, None, FPS, SIZE).unwrap());
     sink.finish().unwrap();
 
     for killed_after in [5, 16, 23] {
         let out = dir.path().join(format!("resumed{killed_after}.mp4"));
-        let sink = write_all(
-            &out,
-            0..killed_after,
-            open_sink(&out, None, FPS, SIZE).unwrap(),
-        );
+        let sink = write_all(0..killed_after, open_sink(&out, None, FPS, SIZE).unwrap());
         let keep = sink.durable_frames();
         assert_eq!(keep, (killed_after - 1) / 8 * 8);
         std::mem::forget(sink); // killed: no trailer, the encoder's open interval is lost
