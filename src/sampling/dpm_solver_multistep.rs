@@ -21,7 +21,7 @@ use super::schedule::{
 use super::tensor::{
     check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
 };
-use super::{SamplingError, Scheduler, StepOutput};
+use super::{SamplingError, Scheduler, SolverState, StepOutput};
 
 /// `algorithm_type`: the deterministic or the stochastic data-prediction solver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -406,6 +406,20 @@ impl Scheduler for DpmSolverMultistep {
             };
             x0 as f32
         }))
+    }
+
+    fn state(&self) -> SolverState {
+        SolverState {
+            next_index: self.next_index,
+            history: self.history.iter().cloned().collect(),
+        }
+    }
+
+    fn restore(&mut self, state: SolverState) -> Result<(), SamplingError> {
+        super::check_history(&state, self.config.solver_order, self.timesteps.len())?;
+        self.history = state.history.into();
+        self.next_index = state.next_index;
+        Ok(())
     }
 
     fn step_denoised(

@@ -27,7 +27,7 @@ use super::schedule::diffuse;
 use super::tensor::{
     check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
 };
-use super::{SamplingError, Scheduler, StepOutput};
+use super::{SamplingError, Scheduler, SolverState, StepOutput};
 
 /// The enhancer's noise schedule family (only the one it uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,6 +297,20 @@ impl Scheduler for Dpmpp2mSde {
     ) -> Result<ArrayD<f32>, SamplingError> {
         let c_in = self.model_input_scale(index)?;
         self.denoise(model_output, index, sample, c_in)
+    }
+
+    fn state(&self) -> SolverState {
+        SolverState {
+            next_index: self.next_index,
+            history: self.previous_denoised.iter().cloned().collect(),
+        }
+    }
+
+    fn restore(&mut self, state: SolverState) -> Result<(), SamplingError> {
+        super::check_history(&state, 1, self.timesteps.len())?;
+        self.previous_denoised = state.history.into_iter().next();
+        self.next_index = state.next_index;
+        Ok(())
     }
 
     fn step_denoised(

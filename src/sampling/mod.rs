@@ -72,6 +72,14 @@ pub struct StepOutput {
     pub pred_original_sample: ArrayD<f32>,
 }
 
+/// What a multistep solver carries from one step to the next: the next step's index and its
+/// x0 history, oldest first. A job checkpoint saves it between steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SolverState {
+    pub next_index: usize,
+    pub history: Vec<ArrayD<f32>>,
+}
+
 /// A denoising schedule prepared for a fixed number of inference steps.
 ///
 /// Steps are addressed by index (0 = the noisiest). Stochastic samplers take their noise as an
@@ -162,5 +170,90 @@ pub trait Scheduler: Send {
     /// Number of inference steps.
     fn num_steps(&self) -> usize {
         self.timesteps().len()
+    }
+
+    /// The solver's memory between steps (none for a one-step method such as DDIM).
+    fn state(&self) -> SolverState {
+        SolverState::default()
+    }
+
+    /// Continues from `state`, taken by [`Scheduler::state`] of a scheduler built alike: the
+    /// next step gives exactly what it would have given there.
+    fn restore(&mut self, state: SolverState) -> Result<(), SamplingError> {
+        match state.history.len() {
+            0 => Ok(()),
+            n => Err(SamplingError::Invalid {
+                what: "saved solver state".into(),
+                expected: "no x0 history (a one-step solver)".into(),
+                found: format!("{n} saved x0 predictions"),
+            }),
+        }
+    }
+}
+
+/// Checks a saved history against what a solver keeps.
+fn check_history(state: &SolverState, most: usize, steps: usize) -> Result<(), SamplingError> {
+    if state.history.len() <= most && state.next_index <= steps {
+        return Ok(());
+    }
+    Err(SamplingError::Invalid {
+        what: "saved solver state".into(),
+        expected: format!("at most {most} x0 predictions and step at most {steps}"),
+        found: format!(
+            "{} predictions, step {}",
+            state.history.len(),
+            state.next_index
+        ),
+    })
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    /// Runs `steps` of `solver` with made-up x0 predictions and noise.
+    fn run(
+        solver: &mut dyn Scheduler,
+        steps: std::ops::Range<usize>,
+        mut x: ArrayD<f32>,
+    ) -> ArrayD<f32> {
+        for step in steps {
+            let x0 = x.mapv(|v| 0.5 * v + 0.01 * step as f32);
+            let noise = ArrayD::from_elem(x.shape(), 0.1 - 0.01 * step as f32);
+            let noise = solver.needs_noise(step).then_some(noise.view());
+            x = solver
+                .step_denoised(x0.view(), step, x.view(), noise)
+                .unwrap()
+                .prev_sample;
+        }
+        x
+    }
+
+    #[test]
+    fn a_restored_solver_continues_bit_for_bit() {
+        let solvers: [fn() -> Box<dyn Scheduler>; 2] = [
+            || Box::new(Dpmpp2mSde::new(Dpmpp2mSdeConfig::default(), 6).unwrap()),
+            || Box::new(DpmSolverMultistep::new(DpmSolverMultistepConfig::default(), 6).unwrap()),
+        ];
+        for build in solvers {
+            let start = ndarray::Array::linspace(-2.0f32, 2.0, 12).into_dyn();
+            let whole = run(build().as_mut(), 0..6, start.clone());
+            let mut first = build();
+            let x = run(first.as_mut(), 0..3, start);
+            let mut resumed = build();
+            resumed.restore(first.state()).unwrap();
+            assert!(!resumed.state().history.is_empty());
+            assert_eq!(run(resumed.as_mut(), 3..6, x), whole);
+        }
+    }
+
+    #[test]
+    fn a_one_step_solver_refuses_a_history() {
+        let mut ddim = Ddim::new(DdimConfig::default(), 4, 0.0).unwrap();
+        let state = SolverState {
+            next_index: 1,
+            history: vec![ArrayD::zeros(vec![2])],
+        };
+        assert!(ddim.restore(state).is_err());
     }
 }
