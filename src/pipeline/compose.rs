@@ -15,13 +15,15 @@ use super::options::{EnhanceOptions, GenerateOptions};
 use super::run::{FrameOutput, RunContext};
 use super::stage1::{initial_chunk, Stage1Models};
 use super::stage2::{Stage2Models, StreamStart, Streamer};
+use super::checkpoint::JobState;
+use super::sink::StageTwoSink;
 use super::stage3::{Enhancer, Stage3Models};
 use super::PipelineError;
 use crate::manifest::PipelineConfig;
 use crate::models::{EnhancerModels, StreamingModels, TextEncoder, VideoUnet};
 use crate::plan::{resize_bicubic, FramePlan};
-use crate::progress::{ProgressEvent, ProgressSink, Stage};
-use crate::video::{Frame, FrameSize, SampleRange, VideoError};
+use crate::progress::{ProgressEvent, Stage};
+use crate::video::{Frame, FrameSize, SampleRange};
 
 /// A prompt and its negative, tokenized for one text encoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,11 +123,40 @@ impl<'a> Pipeline<'a> {
     /// Text to video: stage 1, then stage 2 up to `options.frames`, then (optionally) stage 3.
     /// `init_noise` replaces stage 1's initial latents.
     pub fn generate(
-        mut self,
+        self,
         text: &PromptIds,
         enhancer_text: Option<&PromptIds>,
         options: &GenerateOptions,
         init_noise: Option<Array5<f32>>,
+        run: &mut RunContext<'_>,
+        outputs: Outputs<'_>,
+    ) -> Result<RunSummary, PipelineError> {
+        let start = Start::Fresh(init_noise);
+        self.generate_from(text, enhancer_text, options, start, run, outputs)
+    }
+
+    /// Continues an interrupted [`Pipeline::generate`] from its last checkpoint; the outputs
+    /// were reopened keeping the durable frames `state` records. The frames written equal,
+    /// bit for bit, those of a run that was never interrupted.
+    pub fn resume_generate(
+        self,
+        text: &PromptIds,
+        enhancer_text: Option<&PromptIds>,
+        options: &GenerateOptions,
+        state: JobState,
+        run: &mut RunContext<'_>,
+        outputs: Outputs<'_>,
+    ) -> Result<RunSummary, PipelineError> {
+        let start = Start::Resume(Box::new(state));
+        self.generate_from(text, enhancer_text, options, start, run, outputs)
+    }
+
+    fn generate_from(
+        mut self,
+        text: &PromptIds,
+        enhancer_text: Option<&PromptIds>,
+        options: &GenerateOptions,
+        start: Start,
         run: &mut RunContext<'_>,
         outputs: Outputs<'_>,
     ) -> Result<RunSummary, PipelineError> {
@@ -140,36 +171,51 @@ impl<'a> Pipeline<'a> {
             stage1_unet,
             stage2,
         } = self.take_streaming()?;
-        let stage1_unet = stage1_unet.ok_or_else(|| missing("1", "stage1_unet"))?;
-        let enhancer = self.start_enhancer(enhancer_text, options, plan.stage2_frames)?;
+        let mut enhancer = self.start_enhancer(enhancer_text, options, plan.stage2_frames)?;
+        if let (Start::Resume(state), Some(fresh)) = (&start, enhancer.take()) {
+            let saved = state.enhancer.clone().ok_or_else(|| PipelineError::Invalid {
+                field: "checkpoint".into(),
+                expected: "the enhancer's state (the job enhances)".into(),
+                actual: "none".into(),
+            })?;
+            enhancer = Some(fresh.resume(saved)?);
+        }
         let mut sink = StageTwoSink::new(enhancer, outputs, run.progress);
+        sink.prepare_checkpoints(run)?;
         let ids = text.clone();
         let text = encode_text(&mut *text_encoder, &text.prompt, &text.negative)?;
-        let stage1 = Stage1Models {
-            unet: stage1_unet,
-            vae_decoder: &mut *stage2.vae_decoder,
+        let (streamer, first_chunk) = match start {
+            Start::Fresh(init_noise) => {
+                let stage1 = Stage1Models {
+                    unet: stage1_unet.ok_or_else(|| missing("1", "stage1_unet"))?,
+                    vae_decoder: &mut *stage2.vae_decoder,
+                };
+                let first = timed(run, Stage::Initialization, |run| {
+                    initial_chunk(
+                        stage1,
+                        config,
+                        &options.stage1,
+                        &text,
+                        options.seed,
+                        init_noise,
+                        run,
+                    )
+                })?;
+                sink.push_chunk(&first, run)?;
+                let start = stream_start(&first, s2.cond_frames);
+                let seed = options.stage2_seed();
+                let streamer =
+                    Streamer::new(stage2, config, options.stage2.clone(), text, start, seed)?;
+                sink.checkpoint(1, &streamer, run)?;
+                (streamer, 1)
+            }
+            Start::Resume(state) => {
+                sink.resume(&state)?;
+                let options = options.stage2.clone();
+                let streamer = Streamer::resume(stage2, config, options, text, state.streamer)?;
+                (streamer, state.next_chunk)
+            }
         };
-        let first = timed(run, Stage::Initialization, |run| {
-            initial_chunk(
-                stage1,
-                config,
-                &options.stage1,
-                &text,
-                options.seed,
-                init_noise,
-                run,
-            )
-        })?;
-        sink.push_chunk(&first, run)?;
-        let start = stream_start(&first, s2.cond_frames);
-        let streamer = Streamer::new(
-            stage2,
-            config,
-            options.stage2.clone(),
-            text,
-            start,
-            options.stage2_seed(),
-        )?;
         let texts = ChunkTexts {
             encoder: text_encoder,
             current: ids,
@@ -179,7 +225,7 @@ impl<'a> Pipeline<'a> {
         stream(
             streamer,
             texts,
-            1..plan.chunks,
+            first_chunk..plan.chunks,
             options.stage2.steps,
             &mut sink,
             run,
@@ -317,6 +363,14 @@ fn start_enhancer<'a>(
     Ok(enhancer.with_text_encoder(graphs.text_encoder, text.clone()))
 }
 
+/// Where [`Pipeline::generate_from`] starts.
+enum Start {
+    /// Stage 1 first, from these initial latents or seeded noise.
+    Fresh(Option<Array5<f32>>),
+    /// From a checkpoint.
+    Resume(Box<JobState>),
+}
+
 /// The stage-2 text of each chunk: re-encoded when a prompt schedule changes it.
 struct ChunkTexts<'e> {
     encoder: &'e mut dyn TextEncoder,
@@ -366,6 +420,7 @@ fn stream(
             texts.update(&mut streamer, chunk, run)?;
             let frames = streamer.next_chunk(chunk, run)?;
             sink.push_chunk(&frames, run)?;
+            sink.checkpoint(chunk + 1, &streamer, run)?;
         }
         Ok(())
     })
@@ -445,99 +500,5 @@ fn missing(stage: &str, role: &str) -> PipelineError {
     PipelineError::MissingGraph {
         stage: stage.to_owned(),
         role: role.to_owned(),
-    }
-}
-
-/// Hands out the final output frames and reports how many were written.
-struct CountingOutput<'o, 'p> {
-    inner: &'o mut dyn FrameOutput,
-    progress: &'p dyn ProgressSink,
-    written: usize,
-}
-
-impl FrameOutput for CountingOutput<'_, '_> {
-    fn push(&mut self, frame: &Frame) -> Result<(), VideoError> {
-        self.inner.push(frame)?;
-        self.written += 1;
-        self.progress.emit(&ProgressEvent::FramesWritten {
-            total: self.written,
-        });
-        Ok(())
-    }
-}
-
-/// Where stage-2 frames go: the preview, and the enhancer or the output.
-struct StageTwoSink<'o, 'e, 'p> {
-    video: CountingOutput<'o, 'p>,
-    preview: Option<&'o mut dyn FrameOutput>,
-    enhancer: Option<Enhancer<'e>>,
-    stage2_frames: usize,
-}
-
-impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
-    fn new(
-        enhancer: Option<Enhancer<'e>>,
-        outputs: Outputs<'o>,
-        progress: &'p dyn ProgressSink,
-    ) -> Self {
-        Self {
-            video: CountingOutput {
-                inner: outputs.video,
-                progress,
-                written: 0,
-            },
-            preview: outputs.preview,
-            enhancer,
-            stage2_frames: 0,
-        }
-    }
-
-    /// Hands on (F, 3, H, W) frames in [0, 1]. The whole chunk reaches the preview before the
-    /// enhancer runs, so a run cancelled while enhancing still keeps every stage-2 frame.
-    fn push_chunk(
-        &mut self,
-        frames: &Array4<f32>,
-        run: &RunContext<'_>,
-    ) -> Result<(), PipelineError> {
-        let frames = frames
-            .outer_iter()
-            .map(|chw| Frame::from_chw(chw, SampleRange::Unit))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(preview) = self.preview.as_deref_mut() {
-            for frame in &frames {
-                preview.push(frame)?;
-            }
-        }
-        for frame in &frames {
-            self.process(frame, run)?;
-        }
-        Ok(())
-    }
-
-    fn push_frame(&mut self, frame: &Frame, run: &RunContext<'_>) -> Result<(), PipelineError> {
-        if let Some(preview) = self.preview.as_deref_mut() {
-            preview.push(frame)?;
-        }
-        self.process(frame, run)
-    }
-
-    /// Enhances `frame` or hands it to the output.
-    fn process(&mut self, frame: &Frame, run: &RunContext<'_>) -> Result<(), PipelineError> {
-        self.stage2_frames += 1;
-        match &mut self.enhancer {
-            Some(enhancer) => enhancer.push(frame, run, &mut self.video),
-            None => Ok(self.video.push(frame)?),
-        }
-    }
-
-    /// Runs the enhancer over the collected frames, if any.
-    fn finish(mut self, run: &mut RunContext<'_>) -> Result<RunSummary, PipelineError> {
-        if let Some(enhancer) = self.enhancer.take() {
-            enhancer.finish(run, &mut self.video)?;
-        }
-        Ok(RunSummary {
-            stage2_frames: self.stage2_frames,
-            frames_written: self.video.written,
-        })
     }
 }

@@ -6,6 +6,7 @@
 //! [`crate::progress::ProgressSink`]; a [`crate::progress::CancelToken`] is checked between
 //! model calls.
 
+pub mod checkpoint;
 pub mod compose;
 pub mod conditioning;
 mod denoise;
@@ -13,6 +14,7 @@ pub mod noise;
 pub mod options;
 pub mod prompts;
 pub mod run;
+mod sink;
 pub mod stage1;
 pub mod stage2;
 pub mod stage3;
@@ -25,6 +27,7 @@ use crate::plan::PlanError;
 use crate::sampling::SamplingError;
 use crate::video::VideoError;
 
+pub use checkpoint::{Checkpoints, JobState, OutputState};
 pub use compose::{EnhancerGraphs, Outputs, Pipeline, PromptIds, RunSummary, StreamingGraphs};
 pub use conditioning::TokenIds;
 pub use options::{AnchorMode, EnhanceOptions, GenerateOptions, Stage2Guidance};

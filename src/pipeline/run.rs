@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array5;
 use ndarray_npy::WriteNpyExt;
 
+use super::checkpoint::Checkpoints;
 use super::prompts::PromptSchedule;
 use super::PipelineError;
 use crate::progress::{CancelToken, ProgressEvent, ProgressSink, Stage};
@@ -15,11 +16,30 @@ use crate::video::{Frame, FrameSink, VideoError};
 /// Receives each frame as soon as it is final.
 pub trait FrameOutput {
     fn push(&mut self, frame: &Frame) -> Result<(), VideoError>;
+
+    /// The leading frames in the output for good ([`FrameSink::durable_frames`]); `None` for
+    /// an output a resumed job cannot continue.
+    fn durable(&self) -> Option<usize> {
+        None
+    }
+
+    /// Flushes the durable frames to the disk.
+    fn sync(&mut self) -> Result<(), VideoError> {
+        Ok(())
+    }
 }
 
 impl FrameOutput for Box<dyn FrameSink> {
     fn push(&mut self, frame: &Frame) -> Result<(), VideoError> {
         self.write(frame)
+    }
+
+    fn durable(&self) -> Option<usize> {
+        Some(FrameSink::durable_frames(&**self))
+    }
+
+    fn sync(&mut self) -> Result<(), VideoError> {
+        FrameSink::sync(&mut **self)
     }
 }
 
@@ -93,6 +113,8 @@ pub struct RunContext<'a> {
     /// decoder works frame by frame; slicing bounds its activation memory (gigabytes per
     /// 16-frame call at full size).
     pub decode_batch: Option<usize>,
+    /// Where the job's checkpoints go (`--job-dir`); `None`: no checkpoints.
+    pub checkpoints: Option<&'a mut dyn Checkpoints>,
 }
 
 impl<'a> RunContext<'a> {
@@ -103,6 +125,7 @@ impl<'a> RunContext<'a> {
             latents: None,
             prompts: None,
             decode_batch: None,
+            checkpoints: None,
         }
     }
 
