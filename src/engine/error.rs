@@ -14,6 +14,7 @@ use crate::tokenizer::TokenizerError;
 use crate::video::{Summary, VideoError};
 
 use super::field::Field;
+use super::job::JobError;
 
 /// A request value that cannot be used, found before any model is loaded.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +123,9 @@ pub enum EngineError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// A job directory or checkpoint that cannot be used.
+    #[error(transparent)]
+    Job(#[from] JobError),
     /// An output could not be opened or finished.
     #[error("{what}")]
     Output {
@@ -165,6 +169,8 @@ impl EngineError {
                 ErrorKind::InvalidInput
             }
             Self::Tokenizer(_) => ErrorKind::InvalidInput,
+            Self::Job(JobError::Io { .. }) => ErrorKind::Failed,
+            Self::Job(_) => ErrorKind::InvalidInput,
             // Paths were checked before any compute: a file that cannot be written now (a
             // full disk) is a failure while running.
             Self::Output { .. } => ErrorKind::Failed,

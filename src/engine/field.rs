@@ -23,10 +23,11 @@ pub enum Field {
     Input,
     Events,
     PromptSchedule,
+    JobDir,
 }
 
 impl Field {
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 20] = [
         Field::Prompt,
         Field::NegativePrompt,
         Field::Frames,
@@ -46,6 +47,7 @@ impl Field {
         Field::Input,
         Field::Events,
         Field::PromptSchedule,
+        Field::JobDir,
     ];
 
     /// The JSON key (snake_case), as an HTTP request spells it.
@@ -70,6 +72,7 @@ impl Field {
             Field::Input => "input",
             Field::Events => "events",
             Field::PromptSchedule => "prompts",
+            Field::JobDir => "job_dir",
         }
     }
 
@@ -96,6 +99,7 @@ impl Field {
             Field::Events => "--events",
             // A file on the command line, a list in JSON.
             Field::PromptSchedule => "--prompt-schedule",
+            Field::JobDir => "--job-dir",
         }
     }
 }

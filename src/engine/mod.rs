@@ -21,8 +21,10 @@
 //! ```
 
 mod checks;
+pub mod checkpoint_file;
 pub mod error;
 pub mod field;
+pub mod job;
 pub mod outputs;
 pub mod params;
 pub mod paths;
@@ -40,7 +42,7 @@ use crate::models::{
     EnhancerModels, GraphPlacement, GraphSession, ModelLoader, Role, StreamingModels,
 };
 use crate::pipeline::{
-    EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds, RunContext,
+    Checkpoints, EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds, RunContext,
     RunSummary, StreamingGraphs, TokenIds,
 };
 use crate::progress::{CancelToken, ProgressEvent, ProgressSink};
@@ -50,6 +52,7 @@ use crate::video::FrameSize;
 
 pub use error::{classify, EngineError, ErrorKind, KeptFrames, RequestError};
 pub use field::Field;
+pub use job::{CheckpointStats, JobDir, JobError, JobRecord, JobStatus};
 pub use outputs::{OpenOutputs, OutputPlan, Stage2Copy, WrittenFiles};
 pub use params::{
     EnhanceParams, ExtendParams, GenerateParams, GuidanceKind, GuidanceParams, OutputParams,
@@ -190,7 +193,7 @@ impl Engine {
     ) -> Result<RunSummary, EngineError> {
         let tokens = self.tokenize(request, progress)?;
         self.load(request)?;
-        Ok(self.execute_cancellable(request, &tokens, outputs, progress, cancel)?)
+        Ok(self.execute_cancellable(request, &tokens, outputs, progress, cancel, None)?)
     }
 
     /// Runs `request` into the files it names. Every file is finished whatever way the run
@@ -205,7 +208,44 @@ impl Engine {
         let tokens = self.tokenize(request, progress)?;
         self.load(request)?;
         let mut files = OpenOutputs::open(request.output())?;
-        let result = self.execute_cancellable(request, &tokens, files.outputs(), progress, cancel);
+        let outputs = files.outputs();
+        let result = self.execute_cancellable(request, &tokens, outputs, progress, cancel, None);
+        files.conclude(result, progress)
+    }
+
+    /// Runs a text-to-video `request` as a resumable job in `job`: from its last checkpoint if
+    /// it has one (the outputs keep their durable frames), else from the start; a checkpoint
+    /// is written after every stage-2 chunk and, once stage 2 is done, every interval of
+    /// stage 3. The frames equal those of [`Engine::run_to_files`], bit for bit.
+    pub fn run_job(
+        &mut self,
+        request: &Request,
+        job: &mut JobDir,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<WrittenFiles, EngineError> {
+        if !matches!(request, Request::Generate(_)) {
+            return Err(RequestError::value(
+                Field::JobDir,
+                "a text-to-video request (generate)",
+                "extend or enhance",
+            )
+            .into());
+        }
+        let state = job.checkpoint()?;
+        let tokens = self.tokenize(request, progress)?;
+        self.load(request)?;
+        let mut files = match &state {
+            Some(state) => OpenOutputs::resume(request.output(), state)?,
+            None => OpenOutputs::open(request.output())?,
+        };
+        let run = JobRun {
+            checkpoints: job,
+            state,
+        };
+        let outputs = files.outputs();
+        let result =
+            self.execute_cancellable(request, &tokens, outputs, progress, cancel, Some(run));
         files.conclude(result, progress)
     }
 
@@ -266,6 +306,7 @@ impl Engine {
         outputs: Outputs<'_>,
         progress: &dyn ProgressSink,
         cancel: &CancelToken,
+        job: Option<JobRun<'_>>,
     ) -> Result<RunSummary, PipelineError> {
         let terminators: Vec<_> = self.graphs_mut().iter().map(|g| g.terminator()).collect();
         let watched = terminators.clone();
@@ -284,7 +325,7 @@ impl Engine {
                 }
             })
         };
-        let result = self.execute(request, tokens, outputs, progress, cancel);
+        let result = self.execute(request, tokens, outputs, progress, cancel, job);
         done.store(true, Ordering::SeqCst);
         let _ = watcher.join();
         for options in &terminators {
@@ -304,9 +345,15 @@ impl Engine {
         outputs: Outputs<'_>,
         progress: &dyn ProgressSink,
         cancel: &CancelToken,
+        job: Option<JobRun<'_>>,
     ) -> Result<RunSummary, PipelineError> {
         let config = &self.set.manifest.pipeline;
         let mut run = RunContext::new(progress, cancel);
+        let (checkpoints, state) = match job {
+            Some(job) => (Some(job.checkpoints), job.state),
+            None => (None, None),
+        };
+        run.checkpoints = checkpoints.map(|c| c as &mut dyn Checkpoints);
         run.decode_batch = self.settings.decode_batch;
         let enhancer = match request.enhances() {
             true => self.enhancer.as_mut().map(EnhancerGraphs::from_onnx),
@@ -335,9 +382,22 @@ impl Engine {
                     });
                     run.prompts = Some(&**plan);
                 }
-                let noise = r.init_noise().cloned();
                 let text = text.expect("generate tokenizes its prompt");
-                pipeline.generate(text, enhancer_text, r.options(), noise, &mut run, outputs)
+                let options = r.options();
+                match state {
+                    Some(state) => pipeline.resume_generate(
+                        text,
+                        enhancer_text,
+                        options,
+                        state,
+                        &mut run,
+                        outputs,
+                    ),
+                    None => {
+                        let noise = r.init_noise().cloned();
+                        pipeline.generate(text, enhancer_text, options, noise, &mut run, outputs)
+                    }
+                }
             }
             Request::Extend(r) => {
                 let stage2 = FrameSize::new(config.stage2.width, config.stage2.height);
@@ -360,6 +420,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// A job's checkpoint destination and, when resuming, its last checkpoint.
+struct JobRun<'j> {
+    checkpoints: &'j mut JobDir,
+    state: Option<crate::pipeline::JobState>,
 }
 
 /// The tokenizer in `slot`, opened from the model set on first use.

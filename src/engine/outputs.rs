@@ -5,10 +5,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::pipeline::{FrameOutput, Outputs, PipelineError, RunSummary};
+use crate::pipeline::{FrameOutput, JobState, Outputs, PipelineError, RunSummary};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::video::{
-    open_sink, partial_path, FrameSink, FrameSize, OutputTarget, Summary, VideoError,
+    open_sink, partial_path, resume_sink, FrameSink, FrameSize, OutputTarget, Summary, VideoError,
 };
 
 use super::error::{EngineError, KeptFrames, RequestError};
@@ -118,12 +118,41 @@ impl OpenOutputs {
                 remove_stale_frames(&target.path)?;
             }
         }
-        let video = open(&plan.target, plan.fps, plan.size, "opening the output")?;
+        let video = open(&plan.target, plan.fps, plan.size, "opening the output", None)?;
         let stage2 = plan
             .stage2
             .as_ref()
-            .map(|(copy, size)| open(&copy.target, plan.fps, *size, "opening the stage-2 copy"))
+            .map(|(copy, size)| {
+                let what = "opening the stage-2 copy";
+                open(&copy.target, plan.fps, *size, what, None)
+            })
             .transpose()?;
+        Ok(Self {
+            plan: plan.clone(),
+            video,
+            stage2,
+        })
+    }
+
+    /// Reopens the outputs of an interrupted job, each cut back to the durable frames its
+    /// checkpoint recorded (the pipeline writes their tails again).
+    pub fn resume(plan: &OutputPlan, state: &JobState) -> Result<Self, EngineError> {
+        let what = "reopening the output";
+        let video = open(&plan.target, plan.fps, plan.size, what, Some(state.video.durable))?;
+        let stage2 = match (&plan.stage2, &state.preview) {
+            (Some((copy, size)), Some(saved)) => {
+                let what = "reopening the stage-2 copy";
+                Some(open(&copy.target, plan.fps, *size, what, Some(saved.durable))?)
+            }
+            (None, None) => None,
+            _ => {
+                return Err(EngineError::Pipeline(PipelineError::Invalid {
+                    field: "checkpoint".into(),
+                    expected: "the same stage-2 copy as the request".into(),
+                    actual: "a checkpoint with or without one where the request differs".into(),
+                }))
+            }
+        };
         Ok(Self {
             plan: plan.clone(),
             video,
@@ -209,13 +238,20 @@ impl OpenOutputs {
     }
 }
 
+/// Opens a sink, or (`keep`) reopens an interrupted job's output keeping its first frames.
 fn open(
     target: &OutputTarget,
     fps: u32,
     size: FrameSize,
     what: &str,
+    keep: Option<usize>,
 ) -> Result<Box<dyn FrameSink>, EngineError> {
-    open_sink(&target.path, Some(target.format), fps, size).map_err(|source| EngineError::Output {
+    let format = Some(target.format);
+    let sink = match keep {
+        Some(keep) => resume_sink(&target.path, format, fps, size, keep),
+        None => open_sink(&target.path, format, fps, size),
+    };
+    sink.map_err(|source| EngineError::Output {
         what: format!("{what} {}", target.path.display()),
         source: Box::new(source),
     })

@@ -12,7 +12,7 @@ use crate::video::FrameSize;
 pub const DEFAULT_SEED: u64 = 33;
 
 /// Which frame the appearance preservation module (APM) anchors every chunk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum AnchorMode {
     /// Frame 0 of the whole video, fixed for every chunk (the reference's `fixed`).
     #[default]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use super::VideoError;
 
 /// What a sink writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OutputFormat {
     /// H.264 (libx264) yuv420p in an MP4 container.
     Mp4,
