@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::pipeline::{Checkpoints, JobState, PipelineError};
 
 use super::checkpoint_file;
+use super::error::RequestError;
+use super::field::Field;
 use super::params::GenerateParams;
+use super::request::Request;
+use crate::video::OutputFormat;
 
 pub const JOB_FILE: &str = "job.json";
 pub const CHECKPOINT_FILE: &str = "checkpoint.st2v";
@@ -235,6 +239,28 @@ impl Checkpoints for JobDir {
         self.stats.bytes = bytes.len() as u64;
         Ok(())
     }
+}
+
+/// A job continues its outputs after a restart: each must be an MP4 file or a PNG directory.
+pub fn check_resumable(request: &Request) -> Result<(), RequestError> {
+    let plan = request.output();
+    let copy = plan.stage2.as_ref().map(|(copy, _)| (&copy.target, copy.side_file));
+    let targets = std::iter::once((&plan.target, true)).chain(copy);
+    for (target, is_out) in targets {
+        if target.format == OutputFormat::Gif {
+            let field = match is_out {
+                true => Field::Out,
+                false => Field::PreviewOut,
+            };
+            return Err(RequestError::value(
+                field,
+                "an MP4 file or a PNG directory (a resumable job continues its outputs; a GIF \
+                 cannot be continued)",
+                target.path.display(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`.

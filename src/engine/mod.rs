@@ -232,6 +232,7 @@ impl Engine {
             )
             .into());
         }
+        job::check_resumable(request)?;
         let state = job.checkpoint()?;
         let tokens = self.tokenize(request, progress)?;
         self.load(request)?;

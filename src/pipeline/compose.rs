@@ -172,13 +172,17 @@ impl<'a> Pipeline<'a> {
             stage2,
         } = self.take_streaming()?;
         let mut enhancer = self.start_enhancer(enhancer_text, options, plan.stage2_frames)?;
-        if let (Start::Resume(state), Some(fresh)) = (&start, enhancer.take()) {
-            let saved = state.enhancer.clone().ok_or_else(|| PipelineError::Invalid {
-                field: "checkpoint".into(),
-                expected: "the enhancer's state (the job enhances)".into(),
-                actual: "none".into(),
-            })?;
-            enhancer = Some(fresh.resume(saved)?);
+        if let Start::Resume(state) = &start {
+            enhancer = enhancer
+                .map(|fresh| {
+                    let saved = state.enhancer.clone().ok_or_else(|| PipelineError::Invalid {
+                        field: "checkpoint".into(),
+                        expected: "the enhancer's state (the job enhances)".into(),
+                        actual: "none".into(),
+                    })?;
+                    fresh.resume(saved)
+                })
+                .transpose()?;
         }
         let mut sink = StageTwoSink::new(enhancer, outputs, run.progress);
         sink.prepare_checkpoints(run)?;

@@ -41,6 +41,8 @@ pub enum Command {
     Extend(ExtendArgs),
     /// Enhance an existing video with the high-resolution refiner (stage 3 only).
     Enhance(EnhanceArgs),
+    /// Continue a job `generate --job-dir` started, from its last checkpoint.
+    Resume(crate::args_job::ResumeArgs),
     /// Serve generation over HTTP.
     Serve(ServeArgs),
     /// Measure per-stage speed and memory on this machine.
@@ -248,6 +250,8 @@ pub struct GenerateArgs {
     /// event to --events.
     #[arg(long)]
     pub eval: bool,
+    #[command(flatten)]
+    pub job: crate::args_job::JobArgs,
     #[command(flatten)]
     pub streaming: StreamingArgs,
     #[command(flatten)]

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use streamingt2v::engine::{Field, GenerateParams, GenerateRequest, RequestError};
+use streamingt2v::engine::{Field, GenerateParams, GenerateRequest, JobDir, RequestError};
 
 use crate::args::GenerateArgs;
+use crate::config::models_dir;
+use crate::job::UiArgs;
 use crate::{cmd_eval, job};
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
@@ -25,6 +27,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         },
         steerable: false,
     };
+    if let Some(dir) = &args.job.job_dir {
+        return run_job(args, params, dir);
+    }
     let build = |set: &_| {
         job::enhance_where_possible(&mut params.enhance, set, args.output.quiet);
         GenerateRequest::new(&params, set).map(Into::into)
@@ -35,6 +40,22 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
         }),
         false => job::run(&args.runtime, &args.output, build),
     }
+}
+
+/// `--job-dir`: the request is validated before the job directory is created.
+fn run_job(args: &GenerateArgs, mut params: GenerateParams, dir: &Path) -> anyhow::Result<()> {
+    if args.eval {
+        anyhow::bail!("--eval: not available with --job-dir (run `st2v eval` on the output)");
+    }
+    let runtime = &args.runtime;
+    let mut engine = job::open_engine(runtime, &models_dir(&runtime.models)?)?;
+    job::enhance_where_possible(&mut params.enhance, engine.model_set(), args.output.quiet);
+    let request = GenerateRequest::new(&params, engine.model_set())?.into();
+    streamingt2v::engine::job::check_resumable(&request)?;
+    let mut job_dir = JobDir::create(dir, &engine.model_set().dir, &params)?;
+    job_dir.set_interval(args.job.interval.duration()?);
+    let ui = UiArgs::of(&args.output);
+    job::execute(&mut engine, &request, &ui, Some(&mut job_dir), |_, _| Ok(()))
 }
 
 #[derive(serde::Deserialize)]

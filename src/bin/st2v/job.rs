@@ -9,8 +9,8 @@ use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use streamingt2v::engine::{
-    check_distinct, Engine, Field, GuidanceKind, GuidanceParams, OutputParams, Request,
-    RequestError, RunPath, Stage3Params, StreamingParams,
+    check_distinct, Engine, EngineError, Field, GuidanceKind, GuidanceParams, JobDir, JobStatus,
+    OutputParams, Request, RequestError, RunPath, Stage3Params, StreamingParams, WrittenFiles,
 };
 use streamingt2v::manifest::ModelSet;
 use streamingt2v::pipeline::AnchorMode;
@@ -51,16 +51,57 @@ pub fn run_then(
     build: impl FnOnce(&ModelSet) -> Result<Request, RequestError>,
     after: impl FnOnce(&Engine, &CliProgress) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let settings = runtime_settings(&runtime.engine)?;
-    let mut engine = Engine::open(&models_dir(&runtime.models)?, settings)?;
+    let mut engine = open_engine(runtime, &models_dir(&runtime.models)?)?;
     let request = build(engine.model_set())?;
-    if let Some(events) = output.events.as_deref().filter(|p| *p != Path::new("-")) {
-        check_events_path(events, &request, engine.model_set(), output.force)?;
+    let ui = UiArgs::of(output);
+    execute(&mut engine, &request, &ui, None, after)
+}
+
+/// The engine over the model set in `models`, with the runtime flags.
+pub fn open_engine(runtime: &RuntimeArgs, models: &Path) -> anyhow::Result<Engine> {
+    let settings = runtime_settings(&runtime.engine)?;
+    Ok(Engine::open(models, settings)?)
+}
+
+/// How a run reports: progress bars, the events file.
+pub struct UiArgs<'a> {
+    pub quiet: bool,
+    pub events: Option<&'a Path>,
+    pub force: bool,
+}
+
+impl<'a> UiArgs<'a> {
+    pub fn of(output: &'a OutputArgs) -> Self {
+        Self {
+            quiet: output.quiet,
+            events: output.events.as_deref(),
+            force: output.force,
+        }
     }
-    let ui = CliProgress::new(output.quiet, output.events.as_deref())?;
+}
+
+/// Runs a validated request into its files (as a resumable job in `job`, if given), reports
+/// what was written or kept, then `after` on a finished output.
+pub fn execute(
+    engine: &mut Engine,
+    request: &Request,
+    ui_args: &UiArgs<'_>,
+    mut job: Option<&mut JobDir>,
+    after: impl FnOnce(&Engine, &CliProgress) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if let Some(events) = ui_args.events.filter(|p| *p != Path::new("-")) {
+        check_events_path(events, request, engine.model_set(), ui_args.force)?;
+    }
+    let ui = CliProgress::new(ui_args.quiet, ui_args.events)?;
     let cancel = cancel_on_signals()?;
-    let result = engine.run_to_files(&request, &ui, &cancel);
+    let result = match job.as_deref_mut() {
+        Some(job) => engine.run_job(request, job, &ui, &cancel),
+        None => engine.run_to_files(request, &ui, &cancel),
+    };
     ui.close();
+    if let Some(job) = job {
+        record_end(job, &result, &ui)?;
+    }
     let written = match (result, stopping_signal()) {
         (Ok(written), _) => written,
         (Err(err), Some(signal)) => {
@@ -83,9 +124,28 @@ pub fn run_then(
         summary.size,
         summary.path.display()
     ));
-    let finished = after(&engine, &ui);
+    let finished = after(engine, &ui);
     ui.close();
     finished
+}
+
+/// Writes how a job ended into its directory; a stopped one says how to continue it.
+fn record_end(
+    job: &mut JobDir,
+    result: &Result<WrittenFiles, EngineError>,
+    ui: &CliProgress,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(written) => job.conclude(JobStatus::Finished, Some(written.output.frames), None)?,
+        Err(err) => {
+            job.conclude(JobStatus::Stopped, None, Some(err.to_string()))?;
+            ui.note(&format!(
+                "the job can continue from its last checkpoint: st2v resume {}",
+                job.dir().display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `--events FILE` is written like an output: not over an existing file (unless `--force`)

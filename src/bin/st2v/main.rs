@@ -2,6 +2,7 @@
 //! one `cmd_*` module per command, prints the error chain and maps it to an exit status.
 
 mod args;
+mod args_job;
 mod checks;
 mod cmd_bench;
 mod cmd_doctor;
@@ -10,6 +11,7 @@ mod cmd_eval;
 mod cmd_extend;
 mod cmd_generate;
 mod cmd_models;
+mod cmd_resume;
 mod cmd_serve;
 mod config;
 mod job;
@@ -48,6 +50,7 @@ fn dispatch(command: &Command) -> anyhow::Result<()> {
         Command::Eval(args) => cmd_eval::run(args),
         Command::Doctor(args) => cmd_doctor::run(args),
         Command::Models(command) => cmd_models::run(command),
+        Command::Resume(args) => cmd_resume::run(args),
     }
 }
 
