@@ -106,7 +106,10 @@ pub fn encode(state: &JobState) -> Vec<u8> {
     payload.f32("cond_frames".into(), &streamer.cond_frames);
     payload.f32("anchor_tokens".into(), &streamer.anchor_tokens);
     payload.f32("zero_tokens".into(), &streamer.zero_tokens);
-    let enhancer = state.enhancer.as_ref().map(|e| encode_enhancer(e, &mut payload));
+    let enhancer = state
+        .enhancer
+        .as_ref()
+        .map(|e| encode_enhancer(e, &mut payload));
     let video = encode_output("video", &state.video, &mut payload);
     let preview = state
         .preview
@@ -194,7 +197,9 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<JobState, JobError> {
     }
     let (body, digest) = bytes.split_at(bytes.len() - DIGEST);
     if Sha256::digest(body).as_slice() != digest {
-        return Err(corrupt("its checksum does not match (a truncated or altered file)"));
+        return Err(corrupt(
+            "its checksum does not match (a truncated or altered file)",
+        ));
     }
     let header_len = u64::from_le_bytes(body[12..20].try_into().expect("8 bytes")) as usize;
     let json = body
@@ -250,7 +255,11 @@ impl Tensors<'_> {
     fn frame(&self, name: &str) -> Result<Frame, String> {
         let (entry, bytes) = self.bytes(name, "u8", 1)?;
         let rgb = ndarray::ArrayView3::from_shape(
-            (entry.shape[0], entry.shape[1], *entry.shape.get(2).unwrap_or(&0)),
+            (
+                entry.shape[0],
+                entry.shape[1],
+                *entry.shape.get(2).unwrap_or(&0),
+            ),
             bytes,
         )
         .map_err(|_| format!("frame `{name}` has shape {:?}", entry.shape))?;

@@ -169,8 +169,7 @@ impl EngineError {
                 ErrorKind::InvalidInput
             }
             Self::Tokenizer(_) => ErrorKind::InvalidInput,
-            Self::Job(JobError::Io { .. }) => ErrorKind::Failed,
-            Self::Job(_) => ErrorKind::InvalidInput,
+            Self::Job(err) => job_kind(err),
             // Paths were checked before any compute: a file that cannot be written now (a
             // full disk) is a failure while running.
             Self::Output { .. } => ErrorKind::Failed,
@@ -198,6 +197,9 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<ErrorKind> {
     if let Some(load) = err.downcast_ref::<LoadError>() {
         return Some(load_kind(load));
     }
+    if let Some(job) = err.downcast_ref::<JobError>() {
+        return Some(job_kind(job));
+    }
     if let Some(eval) = err.downcast_ref::<EvalError>() {
         return Some(eval_kind(eval));
     }
@@ -207,6 +209,14 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<ErrorKind> {
         || err.is::<VideoError>()
         || err.is::<PlanError>();
     invalid.then_some(ErrorKind::InvalidInput)
+}
+
+/// A job file that cannot be read is a failure; one that is not a usable job is bad input.
+fn job_kind(err: &JobError) -> ErrorKind {
+    match err {
+        JobError::Io { .. } => ErrorKind::Failed,
+        _ => ErrorKind::InvalidInput,
+    }
 }
 
 /// `st2v eval`: a graph that fails while running is a failure, everything else it refuses is

@@ -244,7 +244,10 @@ impl Checkpoints for JobDir {
 /// A job continues its outputs after a restart: each must be an MP4 file or a PNG directory.
 pub fn check_resumable(request: &Request) -> Result<(), RequestError> {
     let plan = request.output();
-    let copy = plan.stage2.as_ref().map(|(copy, _)| (&copy.target, copy.side_file));
+    let copy = plan
+        .stage2
+        .as_ref()
+        .map(|(copy, _)| (&copy.target, copy.side_file));
     let targets = std::iter::once((&plan.target, true)).chain(copy);
     for (target, is_out) in targets {
         if target.format == OutputFormat::Gif {

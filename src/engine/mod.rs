@@ -20,8 +20,8 @@
 //! # Ok(()) }
 //! ```
 
-mod checks;
 pub mod checkpoint_file;
+mod checks;
 pub mod error;
 pub mod field;
 pub mod job;
@@ -42,8 +42,8 @@ use crate::models::{
     EnhancerModels, GraphPlacement, GraphSession, ModelLoader, Role, StreamingModels,
 };
 use crate::pipeline::{
-    Checkpoints, EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds, RunContext,
-    RunSummary, StreamingGraphs, TokenIds,
+    Checkpoints, EnhancerGraphs, NpyLatentDir, Outputs, Pipeline, PipelineError, PromptIds,
+    RunContext, RunSummary, StreamingGraphs, TokenIds,
 };
 use crate::progress::{CancelToken, ProgressEvent, ProgressSink};
 use crate::runtime::SessionFactory;

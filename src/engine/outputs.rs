@@ -118,7 +118,13 @@ impl OpenOutputs {
                 remove_stale_frames(&target.path)?;
             }
         }
-        let video = open(&plan.target, plan.fps, plan.size, "opening the output", None)?;
+        let video = open(
+            &plan.target,
+            plan.fps,
+            plan.size,
+            "opening the output",
+            None,
+        )?;
         let stage2 = plan
             .stage2
             .as_ref()
@@ -138,11 +144,23 @@ impl OpenOutputs {
     /// checkpoint recorded (the pipeline writes their tails again).
     pub fn resume(plan: &OutputPlan, state: &JobState) -> Result<Self, EngineError> {
         let what = "reopening the output";
-        let video = open(&plan.target, plan.fps, plan.size, what, Some(state.video.durable))?;
+        let video = open(
+            &plan.target,
+            plan.fps,
+            plan.size,
+            what,
+            Some(state.video.durable),
+        )?;
         let stage2 = match (&plan.stage2, &state.preview) {
             (Some((copy, size)), Some(saved)) => {
                 let what = "reopening the stage-2 copy";
-                Some(open(&copy.target, plan.fps, *size, what, Some(saved.durable))?)
+                Some(open(
+                    &copy.target,
+                    plan.fps,
+                    *size,
+                    what,
+                    Some(saved.durable),
+                )?)
             }
             (None, None) => None,
             _ => {

@@ -9,8 +9,7 @@ use crate::pipeline::AnchorMode;
 use crate::video::{OutputFormat, DEFAULT_FPS};
 
 /// How stage 2 combines its conditions in classifier-free guidance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum GuidanceKind {
     /// One scale over text and anchor together (the reference).
     #[default]
@@ -20,8 +19,7 @@ pub enum GuidanceKind {
 }
 
 /// Stage-2 guidance: the kind and its scales.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GuidanceParams {
     pub kind: GuidanceKind,
     /// The joint scale, and the default of both multi-condition scales.
@@ -33,8 +31,7 @@ pub struct GuidanceParams {
 }
 
 /// Stage-2 (streaming) settings shared by generate and extend.
-#[derive(Debug, Clone, PartialEq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StreamingParams {
     pub negative_prompt: String,
     /// Seeds every stage's randomness (see the README's "Randomness" section).
@@ -60,8 +57,7 @@ impl Default for StreamingParams {
 }
 
 /// Stage-3 (enhancer) settings.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stage3Params {
     pub steps: Option<usize>,
     /// Enhancer chunk length in frames.
@@ -73,8 +69,7 @@ pub struct Stage3Params {
 }
 
 /// Where the video goes.
-#[derive(Debug, Clone, PartialEq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OutputParams {
     /// A file (`.mp4`, `.gif`) or a directory of PNG frames.
     pub out: PathBuf,
@@ -97,8 +92,7 @@ impl OutputParams {
 }
 
 /// Text to video (stages 1, 2 and, unless `enhance` is `None`, 3).
-#[derive(Debug, Clone, PartialEq)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GenerateParams {
     pub prompt: String,
     /// Requested length; `None` is [`super::DEFAULT_FRAMES`].

@@ -10,13 +10,13 @@ use std::time::Instant;
 
 use ndarray::{s, Array4, Array5, Axis};
 
+use super::checkpoint::JobState;
 use super::conditioning::{encode_text, TokenIds};
 use super::options::{EnhanceOptions, GenerateOptions};
 use super::run::{FrameOutput, RunContext};
+use super::sink::StageTwoSink;
 use super::stage1::{initial_chunk, Stage1Models};
 use super::stage2::{Stage2Models, StreamStart, Streamer};
-use super::checkpoint::JobState;
-use super::sink::StageTwoSink;
 use super::stage3::{Enhancer, Stage3Models};
 use super::PipelineError;
 use crate::manifest::PipelineConfig;
@@ -175,11 +175,14 @@ impl<'a> Pipeline<'a> {
         if let Start::Resume(state) = &start {
             enhancer = enhancer
                 .map(|fresh| {
-                    let saved = state.enhancer.clone().ok_or_else(|| PipelineError::Invalid {
-                        field: "checkpoint".into(),
-                        expected: "the enhancer's state (the job enhances)".into(),
-                        actual: "none".into(),
-                    })?;
+                    let saved = state
+                        .enhancer
+                        .clone()
+                        .ok_or_else(|| PipelineError::Invalid {
+                            field: "checkpoint".into(),
+                            expected: "the enhancer's state (the job enhances)".into(),
+                            actual: "none".into(),
+                        })?;
                     fresh.resume(saved)
                 })
                 .transpose()?;
@@ -423,8 +426,7 @@ fn stream(
         for chunk in chunks {
             texts.update(&mut streamer, chunk, run)?;
             let frames = streamer.next_chunk(chunk, run)?;
-            sink.push_chunk(&frames, run)?;
-            sink.checkpoint(chunk + 1, &streamer, run)?;
+            sink.push_streamed_chunk(&frames, chunk + 1, &streamer, run)?;
         }
         Ok(())
     })

@@ -6,7 +6,7 @@ use ndarray::Array4;
 use super::checkpoint::{JobState, OutputState, Tail};
 use super::compose::{Outputs, RunSummary};
 use super::run::{FrameOutput, RunContext};
-use super::stage2::{StreamerState, Streamer};
+use super::stage2::{Streamer, StreamerState};
 use super::stage3::Enhancer;
 use super::PipelineError;
 use crate::progress::{ProgressEvent, ProgressSink};
@@ -135,6 +135,35 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
     pub fn push_chunk(
         &mut self,
         frames: &Array4<f32>,
+        run: &mut RunContext<'_>,
+    ) -> Result<(), PipelineError> {
+        self.admit_chunk(frames, run)?;
+        self.pump(run, false)
+    }
+
+    /// [`StageTwoSink::push_chunk`] for the stage-2 chunk `next_chunk - 1`, which `streamer`
+    /// made: the enhancer's steps that became possible run with checkpoints between them when
+    /// due, and a checkpoint follows.
+    pub fn push_streamed_chunk(
+        &mut self,
+        frames: &Array4<f32>,
+        next_chunk: usize,
+        streamer: &Streamer<'_>,
+        run: &mut RunContext<'_>,
+    ) -> Result<(), PipelineError> {
+        self.admit_chunk(frames, run)?;
+        if run.checkpoints.is_some() {
+            self.streamer = Some((next_chunk, streamer.state()));
+        }
+        self.pump(run, true)?;
+        self.save(run)
+    }
+
+    /// Writes the chunk to the preview, then to the enhancer's input (no step runs yet) or
+    /// to the output.
+    fn admit_chunk(
+        &mut self,
+        frames: &Array4<f32>,
         run: &RunContext<'_>,
     ) -> Result<(), PipelineError> {
         let frames = frames
@@ -147,7 +176,11 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
             }
         }
         for frame in &frames {
-            self.process(frame, run)?;
+            self.stage2_frames += 1;
+            match &mut self.enhancer {
+                Some(enhancer) => enhancer.admit_frame(frame, run)?,
+                None => self.video.push(frame)?,
+            }
         }
         Ok(())
     }
@@ -156,16 +189,32 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
         if let Some(preview) = self.preview.as_mut() {
             preview.push(frame)?;
         }
-        self.process(frame, run)
-    }
-
-    /// Enhances `frame` or hands it to the output.
-    fn process(&mut self, frame: &Frame, run: &RunContext<'_>) -> Result<(), PipelineError> {
         self.stage2_frames += 1;
         match &mut self.enhancer {
             Some(enhancer) => enhancer.push(frame, run, &mut self.video),
             None => Ok(self.video.push(frame)?),
         }
+    }
+
+    /// Runs the enhancer's ready steps; with `checkpoints`, writes one between steps when due.
+    fn pump(&mut self, run: &mut RunContext<'_>, checkpoints: bool) -> Result<(), PipelineError> {
+        let Some(mut enhancer) = self.enhancer.take() else {
+            return Ok(());
+        };
+        let pumped = loop {
+            match enhancer.pump_at_most(STEPS_PER_CHECK, run, &mut self.video) {
+                Ok(0) => break Ok(()),
+                Ok(_) => {}
+                Err(err) => break Err(err),
+            }
+            if checkpoints && run.checkpoints.as_deref_mut().is_some_and(|c| c.due()) {
+                self.enhancer = Some(enhancer);
+                self.save(run)?;
+                enhancer = self.enhancer.take().expect("just put back");
+            }
+        };
+        self.enhancer = Some(enhancer);
+        pumped
     }
 
     /// Writes a checkpoint (when the run takes them) after stage-2 chunk `next_chunk - 1`.
@@ -209,14 +258,8 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
 
     /// Runs the enhancer over the collected frames, if any (with checkpoints when due).
     pub fn finish(mut self, run: &mut RunContext<'_>) -> Result<RunSummary, PipelineError> {
-        if let Some(mut enhancer) = self.enhancer.take() {
-            while enhancer.pump_at_most(STEPS_PER_CHECK, run, &mut self.video)? > 0 {
-                if run.checkpoints.as_deref_mut().is_some_and(|c| c.due()) {
-                    self.enhancer = Some(enhancer);
-                    self.save(run)?;
-                    enhancer = self.enhancer.take().expect("just put back");
-                }
-            }
+        self.pump(run, true)?;
+        if let Some(enhancer) = self.enhancer.take() {
             enhancer.finish(run, &mut self.video)?;
         }
         Ok(RunSummary {

@@ -235,8 +235,7 @@ impl<'a> Enhancer<'a> {
     /// config, options, frame count and seed: the next input frame is the first not admitted.
     pub fn resume(mut self, state: EnhancerState) -> Result<Self, PipelineError> {
         let admitted = state.window_start + state.frames.len();
-        if state.chunk_steps.len() != self.plan.chunks.len() || admitted > self.plan.padded_frames
-        {
+        if state.chunk_steps.len() != self.plan.chunks.len() || admitted > self.plan.padded_frames {
             return Err(PipelineError::Invalid {
                 field: "saved enhancer state".into(),
                 expected: format!(
@@ -284,6 +283,17 @@ impl<'a> Enhancer<'a> {
         run: &RunContext<'_>,
         output: &mut dyn FrameOutput,
     ) -> Result<(), PipelineError> {
+        self.admit_frame(frame, run)?;
+        self.pump(run, output)
+    }
+
+    /// Takes the next input frame without running any chunk step ([`Enhancer::pump_at_most`]
+    /// runs them).
+    pub fn admit_frame(
+        &mut self,
+        frame: &Frame,
+        run: &RunContext<'_>,
+    ) -> Result<(), PipelineError> {
         let index = self.received();
         if index >= self.plan.frames {
             return Err(PipelineError::Invalid {
@@ -302,7 +312,7 @@ impl<'a> Enhancer<'a> {
         } else if self.plan.padding() > 0 {
             self.last_clean = Some(clean);
         }
-        self.pump(run, output)
+        Ok(())
     }
 
     /// Checks that the whole video went through and reports the stage's duration.

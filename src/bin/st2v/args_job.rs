@@ -40,8 +40,10 @@ impl IntervalArg {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Example:\n  st2v generate --prompt \"a cat\" --frames 240 --out cat.mp4 \
-    --job-dir cat.job\n  (killed)\n  st2v resume cat.job")]
+#[command(
+    after_help = "Example:\n  st2v generate --prompt \"a cat\" --frames 240 --out cat.mp4 \
+    --job-dir cat.job\n  (killed)\n  st2v resume cat.job"
+)]
 pub struct ResumeArgs {
     /// The job directory `st2v generate --job-dir` wrote.
     #[arg(value_name = "DIR")]

@@ -55,7 +55,13 @@ fn run_job(args: &GenerateArgs, mut params: GenerateParams, dir: &Path) -> anyho
     let mut job_dir = JobDir::create(dir, &engine.model_set().dir, &params)?;
     job_dir.set_interval(args.job.interval.duration()?);
     let ui = UiArgs::of(&args.output);
-    job::execute(&mut engine, &request, &ui, Some(&mut job_dir), |_, _| Ok(()))
+    job::execute(
+        &mut engine,
+        &request,
+        &ui,
+        Some(&mut job_dir),
+        |_, _| Ok(()),
+    )
 }
 
 #[derive(serde::Deserialize)]
