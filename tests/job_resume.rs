@@ -137,6 +137,9 @@ fn reference(tmp: &Path, name: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// A name and when to kill, given the events so far.
+type KillPoint = (&'static str, fn(&str) -> bool);
+
 #[test]
 fn killed_jobs_resume_to_the_frames_of_an_uninterrupted_run() {
     let tmp = TempDir::new().unwrap();
@@ -146,7 +149,7 @@ fn killed_jobs_resume_to_the_frames_of_an_uninterrupted_run() {
     reference(tmp.path(), "whole2.mp4", &[preview[0], s(&whole_preview)]);
     let expected = framemd5(&whole);
     assert_eq!(expected.len(), 56);
-    let kill_points: [(&str, fn(&str) -> bool); 4] = [
+    let kill_points: [KillPoint; 4] = [
         ("stage1", |t| {
             t.contains(r#""stage":"initialization","chunk":0,"step":2"#)
         }),

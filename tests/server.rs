@@ -409,7 +409,7 @@ fn an_api_key_is_required_when_set() {
 }
 
 #[test]
-fn sigterm_exits_cleanly_and_a_killed_server_lists_its_jobs_after_a_restart() {
+fn sigterm_exits_cleanly_and_a_killed_server_resumes_its_jobs_after_a_restart() {
     let data = TempDir::new().unwrap();
     let mut server = Server::start(data.path(), &["--grace-seconds", "0"]);
     let (_, job, _) = server.post(long_job(false), None);
@@ -426,23 +426,74 @@ fn sigterm_exits_cleanly_and_a_killed_server_lists_its_jobs_after_a_restart() {
     .unwrap();
     assert_eq!(record["status"], "cancelled");
 
+    // Killed mid-job: resumed after the restart, to the video an uninterrupted job makes. A
+    // job whose checkpoints are gone fails, keeping its frames.
+    let body = json!({"prompt": "a long road", "frames": 96, "steps": 4, "stage1_steps": 2, "enhance": false});
     let server = Server::start(data.path(), &[]);
-    let (_, second, _) = server.post(long_job(false), None);
+    let (_, second, _) = server.post(body.clone(), None);
     let second = second["id"].as_str().unwrap().to_owned();
     wait_for(&server, &second, |r| {
-        r["progress"]["final_frames"].as_u64() >= Some(24)
+        r["progress"]["final_frames"].as_u64() >= Some(32)
     });
     server.signal("-KILL");
     drop(server);
     let server = Server::start(data.path(), &[]);
     let (_, first) = server.get(&format!("/v1/videos/{id}"));
-    assert_eq!(first["status"], "cancelled");
-    let (_, killed) = server.get(&format!("/v1/videos/{second}"));
+    assert_eq!(
+        first["status"], "cancelled",
+        "a cancelled job stays cancelled"
+    );
+    let resumed = wait_for(&server, &second, |r| r["status"] == "completed");
+    assert_eq!(resumed["progress"]["final_frames"], 96, "{resumed}");
+    let events = server.events(&second);
+    assert!(
+        events
+            .iter()
+            .any(|(name, data)| name == "queued" && data["resumed"] == true),
+        "{events:?}"
+    );
+    let (_, third, _) = server.post(body, None);
+    let third = third["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &third, |r| r["status"] == "completed");
+    let md5 = |id: &str| {
+        let video = data.path().join(format!("{id}-download.mp4"));
+        server.download(
+            &format!("/v1/videos/{id}/content?variant=final"),
+            &video,
+            Duration::from_secs(10),
+        );
+        let out = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&video)
+            .args(["-f", "framemd5", "-"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let resumed_frames = md5(&second);
+    assert_eq!(resumed_frames.len(), 96);
+    assert_eq!(resumed_frames, md5(&third), "the resumed job's frames");
+
+    let (_, fourth, _) = server.post(long_job(false), None);
+    let fourth = fourth["id"].as_str().unwrap().to_owned();
+    wait_for(&server, &fourth, |r| {
+        r["progress"]["final_frames"].as_u64() >= Some(24)
+    });
+    server.signal("-KILL");
+    drop(server);
+    std::fs::remove_dir_all(data.path().join(&fourth).join("resume")).unwrap();
+    let server = Server::start(data.path(), &[]);
+    let (_, killed) = server.get(&format!("/v1/videos/{fourth}"));
     assert_eq!(killed["status"], "failed", "{killed}");
     assert_eq!(killed["error"]["type"], "server_stopped");
     let video = data.path().join("killed.mp4");
     server.download(
-        &format!("/v1/videos/{second}/content?variant=final"),
+        &format!("/v1/videos/{fourth}/content?variant=final"),
         &video,
         Duration::from_secs(10),
     );

@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::engine::{
-    Engine, EngineError, GenerateParams, GenerateRequest, Request, RuntimeSettings,
+    CheckpointStats, Engine, EngineError, GenerateParams, GenerateRequest, JobDir, Request,
+    RuntimeSettings,
 };
 use crate::pipeline::Outputs;
 use crate::progress::{CancelToken, NoProgress, ProgressSink};
@@ -33,8 +34,8 @@ use graphs::time_graph;
 use machine::{peak_rss_mib, reset_peak_rss, Machine};
 use peers::{PeerOptions, PeerReport, PeerWork};
 use report::{
-    BenchReport, BenchSettings, Drift, EndToEnd, GraphReport, Memory, ModelSetInfo, Overhead,
-    ProviderReport, StageReport,
+    BenchReport, BenchSettings, CheckpointCost, Drift, EndToEnd, GraphReport, Memory, ModelSetInfo,
+    Overhead, ProviderReport, StageReport,
 };
 use stats::Latency;
 use timeline::{RunTimes, Timeline};
@@ -154,6 +155,11 @@ fn request(
     frames: usize,
     fast: bool,
 ) -> Result<Request, EngineError> {
+    let params = request_params(options, frames, fast);
+    Ok(GenerateRequest::new(&params, engine.model_set())?.into())
+}
+
+fn request_params(options: &BenchOptions, frames: usize, fast: bool) -> GenerateParams {
     let mut params = GenerateParams::new(
         "a red car driving on a coastal road",
         options.work_dir.join("bench.mp4"),
@@ -169,7 +175,7 @@ fn request(
             steps: one(steps),
             ..Default::default()
         });
-    Ok(GenerateRequest::new(&params, engine.model_set())?.into())
+    params
 }
 
 /// Runs `request` once, keeping the final frames as RGB8 when `keep` is set.
@@ -241,6 +247,10 @@ fn bench_provider(
             call_logs.push(logs);
         }
     }
+    progress.phase(&format!(
+        "{name}: one run as a resumable job (checkpoint cost)"
+    ));
+    let checkpoints = measure_checkpoints(options, &mut engine, name)?;
     progress.phase(&format!("{name}: each graph alone"));
     let mut timings = Vec::new();
     for graph in engine.graphs_mut() {
@@ -285,16 +295,61 @@ fn bench_provider(
             }
         })
         .collect();
+    let end_to_end = end_to_end(&measured, &call_logs);
+    let checkpoints = checkpoints.map(|(stats, chunks)| {
+        let stage2 = end_to_end.stages.get("stage2");
+        let chunk_ms = stage2.and_then(|s| s.chunk).map(|l| l.p50_ms);
+        CheckpointCost {
+            count: stats.count,
+            mean_ms: stats.seconds * 1e3 / stats.count.max(1) as f64,
+            bytes: stats.bytes,
+            share_of_stage2_chunks: chunk_ms
+                .map(|ms| stats.seconds * 1e3 / (ms * chunks as f64))
+                .filter(|s| s.is_finite()),
+        }
+    });
     let report = ProviderReport {
         ep: name.to_owned(),
         session_creation_s: creation,
         session_creation_again_s: creation_again,
         graphs,
-        end_to_end: end_to_end(&measured, &call_logs),
+        end_to_end,
         memory,
         drift: None,
+        checkpoints,
     };
     Ok((report, frames, timings))
+}
+
+/// Runs the benchmark's request once more as a resumable job (PNG frames and the job in the
+/// work directory, a checkpoint after every stage-2 chunk, as `--job-dir` writes) and returns its
+/// checkpoint statistics with the number of stage-2 chunks.
+fn measure_checkpoints(
+    options: &BenchOptions,
+    engine: &mut Engine,
+    name: &str,
+) -> Result<Option<(CheckpointStats, usize)>, EngineError> {
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let dir = options.work_dir.join(format!("job-{safe}"));
+    let frames_dir = options.work_dir.join(format!("job-{safe}-frames"));
+    let _ = std::fs::remove_dir_all(&dir); // the benchmark's own scratch space
+    let _ = std::fs::remove_dir_all(&frames_dir);
+    let mut params = request_params(options, options.frames, false);
+    params.output = crate::engine::OutputParams::new(&frames_dir);
+    let req: Request = GenerateRequest::new(&params, engine.model_set())?.into();
+    let mut job = JobDir::create(&dir, &options.models, &params)?;
+    engine.run_job(&req, &mut job, &NoProgress, &CancelToken::new())?;
+    let chunks = crate::plan::FramePlan::new(
+        options.frames,
+        engine.config().stage2.chunk_frames,
+        engine.config().stage2.cond_frames,
+    )
+    .map_or(0, |plan| plan.chunks.saturating_sub(1));
+    let _ = std::fs::remove_dir_all(&frames_dir);
+    Ok(Some((job.stats(), chunks)))
 }
 
 /// A second engine with profiling on: one replay per graph, FLOPs and operator times; and the

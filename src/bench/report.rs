@@ -66,6 +66,21 @@ pub struct ProviderReport {
     pub memory: Memory,
     /// Frames against the first provider's (CPU fp32 when listed first), same seed.
     pub drift: Option<Drift>,
+    /// One more run as a resumable job (`--job-dir`): what its checkpoints cost.
+    pub checkpoints: Option<CheckpointCost>,
+}
+
+/// Checkpoints of one job run (one after every stage-2 chunk, and between stage-3 steps).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointCost {
+    pub count: usize,
+    /// Mean time to write one (encode, write, fsync, rename; outputs synced).
+    pub mean_ms: f64,
+    /// Size of the last one.
+    pub bytes: u64,
+    /// All checkpoint time over the stage-2 chunks' compute (median run): the issue's goal is
+    /// under 2%.
+    pub share_of_stage2_chunks: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -243,13 +258,22 @@ impl BenchReport {
             let _ = writeln!(
                 md,
                 "- {}: ONNX Runtime {:.1}%, graph-boundary copies {:.1}%, orchestration {:.1}% of \
-                 end-to-end time; sessions created in {:.2} s ({} the second time)",
+                 end-to-end time; sessions created in {:.2} s ({} the second time){}",
                 p.ep,
                 o.onnxruntime * 100.0,
                 o.graph_boundary_copies * 100.0,
                 o.orchestration * 100.0,
                 p.session_creation_s,
                 opt(p.session_creation_again_s, |v| format!("{v:.2} s")),
+                opt(p.checkpoints.as_ref(), |c| {
+                    format!(
+                    "; job checkpoints: {} of {:.1} ms each ({} kB), {} of the stage-2 chunks' time",
+                    c.count,
+                    c.mean_ms,
+                    c.bytes / 1000,
+                    opt(c.share_of_stage2_chunks, |s| format!("{:.2}%", s * 100.0)),
+                )
+                }),
             );
         }
         let _ = writeln!(md);

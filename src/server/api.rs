@@ -17,7 +17,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::engine::{GenerateParams, GenerateRequest, GuidanceKind, RequestError, Stage3Params};
+use crate::engine::{
+    GenerateParams, GenerateRequest, GuidanceKind, JobDir, RequestError, Stage3Params,
+};
 use crate::manifest::ModelSet;
 use crate::pipeline::AnchorMode;
 
@@ -283,6 +285,17 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
             return invalid(&err);
         }
     };
+    // Checkpoints go beside the outputs: a server killed mid-job resumes it when it restarts.
+    if let Err(err) = JobDir::create(&super::resume_dir(&dir), &app.set.dir, &params) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let message = format!("cannot create the job's checkpoint directory: {err}");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            message,
+            Value::Null,
+        );
+    }
     let record = JobRecord {
         id: id.clone(),
         object: "video".into(),

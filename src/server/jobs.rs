@@ -130,6 +130,8 @@ pub struct Assigned {
     pub id: String,
     pub request: Request,
     pub cancel: CancelToken,
+    /// The job's directory (outputs, record, checkpoints).
+    pub dir: PathBuf,
 }
 
 /// Why a job could not be queued.
@@ -239,6 +241,7 @@ impl Store {
                     id: id.clone(),
                     request: entry.request.take()?,
                     cancel: entry.cancel.clone(),
+                    dir: entry.dir.clone(),
                 };
                 push_event(&mut inner, &id, "in_progress", json!({}));
                 persist(&inner, &id);
@@ -425,6 +428,35 @@ impl Store {
                 entry.cancel.cancel();
             }
         }
+    }
+
+    /// Queues again a job a killed server was running or had queued (a restart), whatever the
+    /// queue's bound: it was accepted before. The worker continues it from its checkpoint.
+    pub fn requeue(&self, mut record: JobRecord, dir: PathBuf, request: Request) {
+        let mut inner = self.lock();
+        let id = record.id.clone();
+        record.status = JobStatus::Queued;
+        inner.queue.push_back(id.clone());
+        let position = inner.queue.len();
+        let plan = match &request {
+            Request::Generate(r) => r.prompt_plan().cloned(),
+            _ => None,
+        };
+        let entry = Entry {
+            record,
+            events: Vec::new(),
+            cancel: CancelToken::new(),
+            dir,
+            request: Some(request),
+            plan,
+        };
+        inner.jobs.insert(id.clone(), entry);
+        let data = json!({"position": position, "resumed": true});
+        push_event(&mut inner, &id, "queued", data);
+        persist(&inner, &id);
+        drop(inner);
+        self.work.notify_one();
+        self.bump();
     }
 
     /// Adds a job found on disk (a restart).

@@ -158,7 +158,7 @@ pub fn serve(
         source,
     })?;
     let store = Arc::new(Store::new(&options.data_dir, options.queue_capacity));
-    restore_jobs(&store, &options.data_dir);
+    restore_jobs(&store, &options.data_dir, &set);
     let metrics = Arc::new(Metrics::default());
     let (workers, handles) = worker::spawn(
         options.workers,
@@ -240,9 +240,17 @@ fn finish_running(store: &Store, grace: Duration) {
     store.cancel_running();
 }
 
+/// Where a job's checkpoints go inside its directory.
+pub fn resume_dir(job_dir: &Path) -> PathBuf {
+    job_dir.join("resume")
+}
+
 /// Lists the jobs a previous run of the server left in `data_dir`. A job that was queued or
-/// running when that server died is failed, and its partial videos are renamed into place.
-fn restore_jobs(store: &Store, data_dir: &Path) {
+/// running when that server died is queued again and continues from its last checkpoint (its
+/// video ends up identical to an uninterrupted run's); one that cannot be (no checkpoint
+/// directory, a request this model set refuses) is failed, its partial videos renamed into
+/// place.
+fn restore_jobs(store: &Store, data_dir: &Path, set: &ModelSet) {
     let Ok(entries) = std::fs::read_dir(data_dir) else {
         return;
     };
@@ -253,24 +261,44 @@ fn restore_jobs(store: &Store, data_dir: &Path) {
         let Ok(mut record) = serde_json::from_str::<JobRecord>(&text) else {
             continue;
         };
+        let id = record.id.clone();
         if !record.status.is_terminal() {
-            for name in ["video.mp4", "preview.mp4"] {
-                let partial = partial_path(&dir.join(name));
-                if partial.exists() {
-                    let _ = std::fs::rename(&partial, dir.join(name));
+            match resumable(&dir, set) {
+                Ok(request) => {
+                    store.requeue(record, dir, request);
+                    jobs::persist_record(store, &id);
+                    continue;
+                }
+                Err(reason) => {
+                    for name in ["video.mp4", "preview.mp4"] {
+                        let partial = partial_path(&dir.join(name));
+                        if partial.exists() {
+                            let _ = std::fs::rename(&partial, dir.join(name));
+                        }
+                    }
+                    record.status = JobStatus::Failed;
+                    record.finished_at = Some(jobs::now());
+                    record.error = Some(JobError {
+                        kind: "server_stopped".into(),
+                        message: format!(
+                            "the server stopped while this job ran and it cannot continue \
+                             ({reason}); the frames written before are kept"
+                        ),
+                    });
                 }
             }
-            record.status = JobStatus::Failed;
-            record.finished_at = Some(jobs::now());
-            record.error = Some(JobError {
-                kind: "server_stopped".into(),
-                message: "the server stopped while this job ran; the frames written before \
-                          are kept"
-                    .into(),
-            });
         }
-        let id = record.id.clone();
         store.restore(record, dir);
         jobs::persist_record(store, &id);
     }
+}
+
+/// The request of a job a killed server left unfinished, from its checkpoint directory.
+fn resumable(dir: &Path, set: &ModelSet) -> Result<crate::engine::Request, String> {
+    let job = crate::engine::JobDir::open(&resume_dir(dir)).map_err(|e| e.to_string())?;
+    let mut params = job.record().request.clone();
+    // Its outputs exist by now: they are continued, not replaced.
+    params.output.force = true;
+    let request = crate::engine::GenerateRequest::new(&params, set).map_err(|e| e.to_string())?;
+    Ok(request.into())
 }

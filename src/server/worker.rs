@@ -11,12 +11,13 @@ use std::thread::JoinHandle;
 use serde_json::json;
 
 use crate::engine::{
-    Engine, EngineError, ErrorKind, GenerateParams, GenerateRequest, Request, RuntimeSettings,
+    Engine, EngineError, ErrorKind, GenerateParams, GenerateRequest, JobDir, Request,
+    RuntimeSettings,
 };
 use crate::models::GraphPlacement;
 use crate::progress::{ProgressEvent, ProgressSink, Stage};
 
-use super::jobs::{JobError, JobStatus, Store};
+use super::jobs::{Assigned, JobError, JobStatus, Store};
 use super::metrics::Metrics;
 
 /// What workers share with the HTTP side.
@@ -117,7 +118,7 @@ fn work(
         let timer = max_job.map(|limit| Timeout::start(limit, job.cancel.clone()));
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             failpoint(&job.request);
-            engine.run_to_files(&job.request, &progress, &job.cancel)
+            run_job(&mut engine, &job, &progress)
         }));
         let timed_out = timer.is_some_and(|t| t.stop());
         match outcome {
@@ -177,6 +178,38 @@ fn work(
             }
         }
     }
+}
+
+/// Runs a job into its directory, with checkpoints where it has a checkpoint directory (every
+/// job the API created; a resumed one continues from its last checkpoint).
+fn run_job(
+    engine: &mut Engine,
+    job: &Assigned,
+    progress: &JobProgressSink<'_>,
+) -> Result<crate::engine::WrittenFiles, EngineError> {
+    let Ok(mut dir) = JobDir::open(&super::resume_dir(&job.dir)) else {
+        return engine.run_to_files(&job.request, progress, &job.cancel);
+    };
+    let result = engine.run_job(&job.request, &mut dir, progress, &job.cancel);
+    let concluded = match &result {
+        Ok(written) => dir.conclude(
+            crate::engine::JobStatus::Finished,
+            Some(written.output.frames),
+            None,
+        ),
+        Err(err) => dir.conclude(
+            crate::engine::JobStatus::Stopped,
+            None,
+            Some(err.to_string()),
+        ),
+    };
+    if let Err(err) = concluded {
+        tracing::warn!(
+            "job {}: recording its end in its checkpoint directory: {err}",
+            job.id
+        );
+    }
+    result
 }
 
 /// Cancels a job when its time is up, unless stopped first.
