@@ -22,8 +22,9 @@ log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 # 1. Debian packages: FFmpeg headers for video-rs, clang for bindgen, ffprobe for tests.
 APT_PKGS=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev
           libavfilter-dev libswresample-dev clang libclang-dev pkg-config ffmpeg)
-# The test suite drives a headless browser against `st2v serve` (tests/server_browser.rs).
-[ "$DEV" = 1 ] && APT_PKGS+=(chromium)
+# The test suite drives a headless browser against `st2v serve` (tests/server_browser.rs) and
+# starts Redis on a loopback port for the replicas' shared queue (tests/cluster_queue.rs).
+[ "$DEV" = 1 ] && APT_PKGS+=(chromium redis-server)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

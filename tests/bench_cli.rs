@@ -113,7 +113,10 @@ fn the_report_has_every_figure_for_the_tiny_set() {
     assert!(number(&memory["ratio"], "ratio") > 0.5);
     assert!(report["peers"]["python"].is_null());
     let checkpoints = &cpu["checkpoints"];
-    assert_eq!(checkpoints["count"], 2, "one per stage-2 chunk of 24 frames");
+    assert_eq!(
+        checkpoints["count"], 2,
+        "one per stage-2 chunk of 24 frames"
+    );
     assert!(number(&checkpoints["mean_ms"], "checkpoint time") > 0.0);
     assert!(number(&checkpoints["bytes"], "checkpoint size") > 1000.0);
     assert!(number(&checkpoints["share_of_stage2_chunks"], "share") > 0.0);

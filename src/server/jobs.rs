@@ -192,7 +192,7 @@ impl Store {
         dir: PathBuf,
         request: Request,
     ) -> Result<usize, Refused> {
-        let mut inner = self.lock();
+        let inner = self.lock();
         if inner.stopping {
             return Err(Refused::Stopping);
         }
@@ -201,6 +201,18 @@ impl Store {
                 capacity: self.capacity,
             });
         }
+        Ok(self.enqueue(inner, record, dir, request, false))
+    }
+
+    /// Puts a job at the end of the queue, logs its `queued` event and wakes a worker.
+    fn enqueue(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        record: JobRecord,
+        dir: PathBuf,
+        request: Request,
+        resumed: bool,
+    ) -> usize {
         let id = record.id.clone();
         inner.queue.push_back(id.clone());
         let position = inner.queue.len();
@@ -217,12 +229,16 @@ impl Store {
             plan,
         };
         inner.jobs.insert(id.clone(), entry);
-        push_event(&mut inner, &id, "queued", json!({"position": position}));
+        let data = match resumed {
+            true => json!({"position": position, "resumed": true}),
+            false => json!({"position": position}),
+        };
+        push_event(&mut inner, &id, "queued", data);
         persist(&inner, &id);
         drop(inner);
         self.work.notify_one();
         self.bump();
-        Ok(position)
+        position
     }
 
     /// Blocks until a job is queued (or the server stops: `None`).
@@ -433,30 +449,8 @@ impl Store {
     /// Queues again a job a killed server was running or had queued (a restart), whatever the
     /// queue's bound: it was accepted before. The worker continues it from its checkpoint.
     pub fn requeue(&self, mut record: JobRecord, dir: PathBuf, request: Request) {
-        let mut inner = self.lock();
-        let id = record.id.clone();
         record.status = JobStatus::Queued;
-        inner.queue.push_back(id.clone());
-        let position = inner.queue.len();
-        let plan = match &request {
-            Request::Generate(r) => r.prompt_plan().cloned(),
-            _ => None,
-        };
-        let entry = Entry {
-            record,
-            events: Vec::new(),
-            cancel: CancelToken::new(),
-            dir,
-            request: Some(request),
-            plan,
-        };
-        inner.jobs.insert(id.clone(), entry);
-        let data = json!({"position": position, "resumed": true});
-        push_event(&mut inner, &id, "queued", data);
-        persist(&inner, &id);
-        drop(inner);
-        self.work.notify_one();
-        self.bump();
+        self.enqueue(self.lock(), record, dir, request, true);
     }
 
     /// Adds a job found on disk (a restart).

@@ -9,6 +9,7 @@
 //! running jobs finish for the grace period, then cancel them (their frames are kept), exit 0.
 
 pub mod api;
+pub mod cluster;
 pub mod content;
 pub mod jobs;
 pub mod metrics;
