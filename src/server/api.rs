@@ -23,6 +23,7 @@ use crate::engine::{
 use crate::manifest::ModelSet;
 use crate::pipeline::AnchorMode;
 
+use super::cluster::ClusterQueue;
 use super::content;
 use super::jobs::{now, JobProgress, JobRecord, JobStatus, Refused, Store};
 use super::metrics::Metrics;
@@ -31,6 +32,8 @@ use super::Limits;
 
 /// What every handler shares.
 pub struct App {
+    /// In a cluster, the queue every replica shares (jobs go there, not into `store`'s queue).
+    pub queue: Option<Arc<ClusterQueue>>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub workers: Arc<Workers>,
@@ -310,8 +313,13 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
         timings: BTreeMap::new(),
         time_to_first_frame_s: None,
         error: None,
+        replica: None,
     };
-    match store.submit(record, dir.clone(), request.into()) {
+    let submitted = match &app.queue {
+        Some(queue) => admit(queue, record, &dir),
+        None => store.submit(record, dir.clone(), request.into()),
+    };
+    match submitted {
         Ok(_) => {
             let (record, position) = store.get(&id).expect("just queued");
             (StatusCode::ACCEPTED, Json(describe(&record, position))).into_response()
@@ -338,12 +346,30 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
                     "the server is shutting down".into(),
                     Value::Null,
                 ),
+                Refused::Unavailable(why) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    format!("the cluster's job queue cannot be reached: {why}"),
+                    Value::Null,
+                ),
             }
         }
     }
 }
 
 /// A record as the API shows it, with its URLs.
+/// Puts a job into the cluster's queue: its record goes to the shared data directory first,
+/// so the replica that takes it finds it.
+fn admit(queue: &ClusterQueue, record: JobRecord, dir: &std::path::Path) -> Result<usize, Refused> {
+    super::shared::write_record(dir, &record);
+    let capacity = queue.bound();
+    match queue.admit(&record.id) {
+        Ok(true) => Ok(0),
+        Ok(false) => Err(Refused::QueueFull { capacity }),
+        Err(err) => Err(Refused::Unavailable(err.to_string())),
+    }
+}
+
 pub fn describe(record: &JobRecord, queue_position: Option<usize>) -> Value {
     let mut value = serde_json::to_value(record).unwrap_or(Value::Null);
     let base = format!("/v1/videos/{}", record.id);
@@ -439,7 +465,15 @@ async fn list(State(app): State<Arc<App>>, Query(query): Query<ListQuery>) -> Re
 }
 
 async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    match app.store.cancel(&id) {
+    let cancelled = match (app.store.cancel(&id), &app.queue) {
+        // Another replica's job: it sees the flag (or the replica that takes it does).
+        (None, Some(queue)) => match app.store.get(&id) {
+            Some((record, _)) if queue.cancel(&id).is_ok() => Some(record.status),
+            _ => None,
+        },
+        (local, _) => local,
+    };
+    match cancelled {
         None => not_found(&id),
         Some(before) => {
             let (record, _) = app.store.get(&id).expect("known job");

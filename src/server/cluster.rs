@@ -106,6 +106,16 @@ impl ClusterQueue {
         &self.consumer
     }
 
+    /// Jobs admitted and not finished the cluster holds at most.
+    pub fn bound(&self) -> usize {
+        self.bound
+    }
+
+    /// How long a job's owner may go without renewing before another replica takes it over.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
     /// Appends `job` if the cluster holds fewer than its bound of active jobs; `false`: full.
     pub fn admit(&self, job: &str) -> Result<bool, ClusterError> {
         let admitted: i64 = redis::cmd("EVAL")

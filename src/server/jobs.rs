@@ -88,6 +88,9 @@ pub struct JobRecord {
     pub timings: BTreeMap<String, f64>,
     pub time_to_first_frame_s: Option<f64>,
     pub error: Option<JobError>,
+    /// The replica running (or that last ran) the job, in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// One server-sent event of a job.
@@ -106,6 +109,8 @@ struct Entry {
     request: Option<Request>,
     /// The job's prompt plan, for steering.
     plan: Option<Arc<PromptPlan>>,
+    /// When its record was last written.
+    persisted_at: f64,
 }
 
 struct Inner {
@@ -123,6 +128,8 @@ pub struct Store {
     changed: watch::Sender<u64>,
     capacity: usize,
     data_dir: PathBuf,
+    /// Replicas share `data_dir`: jobs not held here are read from their records there.
+    shared: bool,
 }
 
 /// A job handed to a worker.
@@ -139,6 +146,8 @@ pub struct Assigned {
 pub enum Refused {
     QueueFull { capacity: usize },
     Stopping,
+    /// The cluster's queue (Redis) cannot be reached.
+    Unavailable(String),
 }
 
 pub fn now() -> f64 {
@@ -161,7 +170,57 @@ impl Store {
             changed: watch::channel(0).0,
             capacity,
             data_dir: data_dir.to_owned(),
+            shared: false,
         }
+    }
+
+    /// A store of one replica of a cluster: jobs other replicas hold are read from `data_dir`.
+    pub fn shared(data_dir: &Path, capacity: usize) -> Self {
+        Self {
+            shared: true,
+            ..Self::new(data_dir, capacity)
+        }
+    }
+
+    /// Takes a job this replica claimed from the cluster's queue: it runs here now.
+    pub fn adopt(&self, mut record: JobRecord, dir: PathBuf, request: Request) -> Assigned {
+        let mut inner = self.lock();
+        let id = record.id.clone();
+        record.status = JobStatus::InProgress;
+        record.started_at = record.started_at.or(Some(now()));
+        let cancel = CancelToken::new();
+        let entry = Entry {
+            record,
+            events: Vec::new(),
+            cancel: cancel.clone(),
+            dir: dir.clone(),
+            request: None,
+            plan: None,
+            persisted_at: 0.0,
+        };
+        inner.jobs.insert(id.clone(), entry);
+        inner.running += 1;
+        push_event(&mut inner, &id, "in_progress", json!({}));
+        persist(&mut inner, &id);
+        drop(inner);
+        self.bump();
+        Assigned {
+            id,
+            request,
+            cancel,
+            dir,
+        }
+    }
+
+    /// Lets go of a job another replica holds now (or will: this one is stopping), without
+    /// touching its record.
+    pub fn release(&self, id: &str) {
+        let mut inner = self.lock();
+        if inner.jobs.remove(id).is_some() {
+            inner.running = inner.running.saturating_sub(1);
+        }
+        drop(inner);
+        self.bump();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -174,15 +233,22 @@ impl Store {
 
     /// A new job id and its (created) directory.
     pub fn reserve(&self) -> std::io::Result<(String, PathBuf)> {
-        let id = {
-            let mut inner = self.lock();
-            let id = format!("video_{:x}_{}", (now() * 1e3) as u64, inner.next_id);
-            inner.next_id += 1;
-            id
-        };
-        let dir = self.data_dir.join(&id);
-        std::fs::create_dir_all(&dir)?;
-        Ok((id, dir))
+        std::fs::create_dir_all(&self.data_dir)?;
+        loop {
+            let id = {
+                let mut inner = self.lock();
+                let id = format!("video_{:x}_{}", (now() * 1e3) as u64, inner.next_id);
+                inner.next_id += 1;
+                id
+            };
+            // Replicas share the data directory: a name another one took is skipped.
+            let dir = self.data_dir.join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Queues a validated request; refuses at once when the queue is full.
@@ -227,6 +293,7 @@ impl Store {
             dir,
             request: Some(request),
             plan,
+            persisted_at: 0.0,
         };
         inner.jobs.insert(id.clone(), entry);
         let data = match resumed {
@@ -234,7 +301,7 @@ impl Store {
             false => json!({"position": position}),
         };
         push_event(&mut inner, &id, "queued", data);
-        persist(&inner, &id);
+        persist(&mut inner, &id);
         drop(inner);
         self.work.notify_one();
         self.bump();
@@ -260,7 +327,7 @@ impl Store {
                     dir: entry.dir.clone(),
                 };
                 push_event(&mut inner, &id, "in_progress", json!({}));
-                persist(&inner, &id);
+                persist(&mut inner, &id);
                 drop(inner);
                 self.bump();
                 return Some(assigned);
@@ -281,8 +348,13 @@ impl Store {
             return;
         };
         update(&mut entry.record);
+        // Other replicas read the progress of a cluster's job from its record.
+        let shared_progress = self.shared && now() - entry.persisted_at >= 1.0;
         if let Some((name, data)) = event {
             push_event(&mut inner, id, name, data);
+        }
+        if shared_progress {
+            persist(&mut inner, id);
         }
         drop(inner);
         self.bump();
@@ -306,7 +378,7 @@ impl Store {
             inner.running = inner.running.saturating_sub(1);
         }
         push_event(&mut inner, id, status.name(), data);
-        persist(&inner, id);
+        persist(&mut inner, id);
         drop(inner);
         self.bump();
     }
@@ -331,7 +403,11 @@ impl Store {
     /// A job's record with its queue position.
     pub fn get(&self, id: &str) -> Option<(JobRecord, Option<usize>)> {
         let inner = self.lock();
-        let record = inner.jobs.get(id)?.record.clone();
+        let Some(entry) = inner.jobs.get(id) else {
+            let shared = self.shared.then(|| super::shared::read_record(&self.data_dir, id));
+            return shared.flatten().map(|record| (record, None));
+        };
+        let record = entry.record.clone();
         let position = inner.queue.iter().position(|q| q == id).map(|p| p + 1);
         Some((record, position))
     }
@@ -339,7 +415,13 @@ impl Store {
     /// Records newest first, after `after` (an id), at most `limit`.
     pub fn list(&self, after: Option<&str>, limit: usize) -> (Vec<JobRecord>, bool) {
         let inner = self.lock();
-        let mut records: Vec<&JobRecord> = inner.jobs.values().map(|e| &e.record).collect();
+        let on_disk = match self.shared {
+            true => super::shared::all_records(&self.data_dir),
+            false => Vec::new(),
+        };
+        let local = inner.jobs.values().map(|e| &e.record);
+        let shared = on_disk.iter().filter(|r| !inner.jobs.contains_key(&r.id));
+        let mut records: Vec<&JobRecord> = local.chain(shared).collect();
         records.sort_by(|a, b| b.created_at.total_cmp(&a.created_at).then(b.id.cmp(&a.id)));
         let start = after
             .and_then(|after| records.iter().position(|r| r.id == after))
@@ -390,8 +472,12 @@ impl Store {
 
     pub fn job_dir(&self, id: &str) -> Option<(PathBuf, JobStatus)> {
         let inner = self.lock();
-        let entry = inner.jobs.get(id)?;
-        Some((entry.dir.clone(), entry.record.status))
+        match inner.jobs.get(id) {
+            Some(entry) => Some((entry.dir.clone(), entry.record.status)),
+            None if self.shared => super::shared::read_record(&self.data_dir, id)
+                .map(|record| (self.data_dir.join(id), record.status)),
+            None => None,
+        }
     }
 
     /// Jobs per status and the queue depth.
@@ -468,6 +554,7 @@ impl Store {
                 dir,
                 request: None,
                 plan: None,
+                persisted_at: 0.0,
             },
         );
         push_event(&mut inner, &id, &name, data);
@@ -520,20 +607,14 @@ fn push_event(inner: &mut Inner, id: &str, name: &str, data: Value) {
 }
 
 /// Writes `job.json` (write then rename): a restarted server lists the job.
-fn persist(inner: &Inner, id: &str) {
-    let Some(entry) = inner.jobs.get(id) else {
-        return;
-    };
-    let Ok(text) = serde_json::to_string_pretty(&entry.record) else {
-        return;
-    };
-    let tmp = entry.dir.join("job.json.tmp");
-    if std::fs::write(&tmp, text).is_ok() {
-        let _ = std::fs::rename(&tmp, entry.dir.join("job.json"));
+fn persist(inner: &mut Inner, id: &str) {
+    if let Some(entry) = inner.jobs.get_mut(id) {
+        super::shared::write_record(&entry.dir, &entry.record);
+        entry.persisted_at = now();
     }
 }
 
 /// Persists a record now (status changes call this themselves).
 pub fn persist_record(store: &Store, id: &str) {
-    persist(&store.lock(), id);
+    persist(&mut store.lock(), id);
 }

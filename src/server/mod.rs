@@ -10,6 +10,8 @@
 
 pub mod api;
 pub mod cluster;
+pub mod replica;
+pub mod shared;
 pub mod content;
 pub mod jobs;
 pub mod metrics;
@@ -31,6 +33,7 @@ use crate::manifest::ModelSet;
 use crate::video::partial_path;
 
 use api::{error, App, CreateVideo};
+use cluster::{ClusterError, ClusterQueue};
 use jobs::{JobError, JobRecord, JobStatus, Store};
 use metrics::Metrics;
 
@@ -133,6 +136,18 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// The longest a job may run.
     pub max_job: Option<Duration>,
+    /// Run as one replica of a cluster (`--queue redis://...`); `None`: a single server.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// A replica's place in a cluster: the shared Redis, its name, the lease, the global bound.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub redis_url: String,
+    pub replica: String,
+    pub lease: Duration,
+    /// Jobs admitted and not finished, across every replica (`queue_capacity` is unused).
+    pub bound: usize,
 }
 
 /// Errors that keep the server from starting.
@@ -146,6 +161,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("--queue: {0}")]
+    Queue(#[from] ClusterError),
 }
 
 /// Serves until SIGTERM or Ctrl-C; `on_listening` gets the bound address (port 0 picks one).
@@ -158,8 +175,24 @@ pub fn serve(
         what: format!("creating the data directory {}", options.data_dir.display()),
         source,
     })?;
-    let store = Arc::new(Store::new(&options.data_dir, options.queue_capacity));
-    restore_jobs(&store, &options.data_dir, &set);
+    let (store, queue) = match &options.cluster {
+        // Replicas find one another's jobs through the shared queue, not at start-up.
+        Some(cluster) => {
+            let queue = ClusterQueue::connect(
+                &cluster.redis_url,
+                cluster.replica.clone(),
+                cluster.lease,
+                cluster.bound,
+            )?;
+            let store = Store::shared(&options.data_dir, options.queue_capacity);
+            (Arc::new(store), Some(Arc::new(queue)))
+        }
+        None => {
+            let store = Arc::new(Store::new(&options.data_dir, options.queue_capacity));
+            restore_jobs(&store, &options.data_dir, &set);
+            (store, None)
+        }
+    };
     let metrics = Arc::new(Metrics::default());
     let (workers, handles) = worker::spawn(
         options.workers,
@@ -168,6 +201,7 @@ pub fn serve(
         store.clone(),
         metrics.clone(),
         options.max_job,
+        queue.clone(),
     );
     let app = Arc::new(App {
         store: store.clone(),
@@ -176,6 +210,7 @@ pub fn serve(
         set,
         limits: options.limits.clone(),
         api_key: options.api_key.clone(),
+        queue,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -295,7 +330,7 @@ fn restore_jobs(store: &Store, data_dir: &Path, set: &ModelSet) {
 }
 
 /// The request of a job a killed server left unfinished, from its checkpoint directory.
-fn resumable(dir: &Path, set: &ModelSet) -> Result<crate::engine::Request, String> {
+pub(crate) fn resumable(dir: &Path, set: &ModelSet) -> Result<crate::engine::Request, String> {
     let job = crate::engine::JobDir::open(&resume_dir(dir)).map_err(|e| e.to_string())?;
     let mut params = job.record().request.clone();
     // Its outputs exist by now: they are continued, not replaced.

@@ -17,7 +17,9 @@ use crate::engine::{
 use crate::models::GraphPlacement;
 use crate::progress::{ProgressEvent, ProgressSink, Stage};
 
+use super::cluster::ClusterQueue;
 use super::jobs::{Assigned, JobError, JobStatus, Store};
+use super::replica::{self, Lease};
 use super::metrics::Metrics;
 
 /// What workers share with the HTTP side.
@@ -37,6 +39,7 @@ pub fn spawn(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     max_job: Option<std::time::Duration>,
+    queue: Option<Arc<ClusterQueue>>,
 ) -> (Arc<Workers>, Vec<JoinHandle<()>>) {
     let workers = Arc::new(Workers {
         ready: AtomicUsize::new(0),
@@ -48,9 +51,18 @@ pub fn spawn(
         .map(|index| {
             let (models, settings) = (models.clone(), settings.clone());
             let (store, metrics, workers) = (store.clone(), metrics.clone(), workers.clone());
+            let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("st2v-worker-{index}"))
-                .spawn(move || work(&models, &settings, &store, &metrics, &workers, max_job))
+                .spawn(move || {
+                    let shared = Shared {
+                        store: &store,
+                        metrics: &metrics,
+                        workers: &workers,
+                        queue: queue.as_ref(),
+                    };
+                    work(&models, &settings, &shared, max_job)
+                })
                 .expect("a worker thread starts")
         })
         .collect();
@@ -87,14 +99,37 @@ fn open_engine(
     Ok(engine)
 }
 
+/// What a worker shares with the server: the jobs, the metrics, the workers' state and, in a
+/// cluster, the shared queue.
+struct Shared<'a> {
+    store: &'a Store,
+    metrics: &'a Metrics,
+    workers: &'a Workers,
+    queue: Option<&'a Arc<ClusterQueue>>,
+}
+
+impl Shared<'_> {
+    /// The next job: from the local queue, or in a cluster from the shared one (with its lease).
+    fn next_job(&self, set: &crate::manifest::ModelSet) -> Option<(Assigned, Option<Lease>)> {
+        match self.queue {
+            None => self.store.next_job().map(|job| (job, None)),
+            Some(queue) => replica::next_job(queue, self.store, set).map(|(j, l)| (j, Some(l))),
+        }
+    }
+}
+
 fn work(
     models: &std::path::Path,
     settings: &RuntimeSettings,
-    store: &Store,
-    metrics: &Metrics,
-    workers: &Workers,
+    shared: &Shared<'_>,
     max_job: Option<std::time::Duration>,
 ) {
+    let Shared {
+        store,
+        metrics,
+        workers,
+        ..
+    } = *shared;
     let scratch = store.data_dir().to_owned();
     let mut engine = match open_engine(models, settings, &scratch) {
         Ok(engine) => engine,
@@ -106,7 +141,7 @@ fn work(
     };
     *workers.placements.lock().unwrap_or_else(|p| p.into_inner()) = engine.placements();
     workers.ready.fetch_add(1, Ordering::SeqCst);
-    while let Some(job) = store.next_job() {
+    while let Some((job, lease)) = shared.next_job(&engine.model_set().clone()) {
         let progress = JobProgressSink {
             store,
             metrics,
@@ -121,6 +156,15 @@ fn work(
             run_job(&mut engine, &job, &progress)
         }));
         let timed_out = timer.is_some_and(|t| t.stop());
+        // In a cluster: a job another replica took over is its to finish; one this replica
+        // stopped because it is shutting down is left for another one to continue.
+        let held = lease.map(Lease::end);
+        let stopped_here = matches!(&outcome, Ok(Err(e)) if e.kind() == ErrorKind::Cancelled)
+            && store.is_stopping();
+        if matches!(held, Some(None)) || (held.is_some() && stopped_here) {
+            store.release(&job.id);
+            continue;
+        }
         match outcome {
             Ok(Err(err)) if timed_out && err.kind() == ErrorKind::Cancelled => {
                 let limit = max_job.unwrap_or_default().as_secs_f64();
@@ -175,6 +219,12 @@ fn work(
                         return;
                     }
                 }
+            }
+        }
+        // The record is final: the job leaves the cluster's queue.
+        if let Some(Some((queue, claimed))) = held {
+            if let Err(err) = queue.finish(&claimed) {
+                tracing::warn!("job {}: acknowledging it: {err}", job.id);
             }
         }
     }

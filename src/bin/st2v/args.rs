@@ -336,9 +336,11 @@ pub struct ServeArgs {
         value_name = "ADDR"
     )]
     pub listen: String,
-    /// Directory for the jobs' videos and records (created if missing).
+    /// Directory for the jobs' videos and records (created if missing); in a cluster, the
+    /// directory every replica shares (`--store` is another name for it).
     #[arg(
         long,
+        alias = "store",
         env = "ST2V_DATA",
         default_value = "st2v-data",
         value_name = "DIR"
@@ -348,9 +350,12 @@ pub struct ServeArgs {
     /// per worker).
     #[arg(long, env = "ST2V_WORKERS", default_value_t = 1, value_name = "N")]
     pub workers: usize,
-    /// Jobs that may wait for a worker; more are refused with 429.
-    #[arg(long, env = "ST2V_QUEUE", default_value_t = 8, value_name = "N")]
-    pub queue: usize,
+    /// Jobs that may wait for a worker (more are refused with 429); or `redis://HOST:PORT`:
+    /// run as one replica of a cluster sharing that Redis and --data (see --queue-bound).
+    #[arg(long, env = "ST2V_QUEUE", default_value = "8", value_name = "N|redis://HOST:PORT")]
+    pub queue: String,
+    #[command(flatten)]
+    pub cluster: crate::args_job::ClusterArgs,
     /// Require `Authorization: Bearer KEY` on /v1/*.
     #[arg(long, env = "ST2V_API_KEY", value_name = "KEY", hide_env_values = true)]
     pub api_key: Option<String>,

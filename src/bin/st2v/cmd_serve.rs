@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use streamingt2v::server::{serve, Limits, ServeOptions};
+use streamingt2v::server::{serve, ClusterOptions, Limits, ServeOptions};
 
 use crate::args::ServeArgs;
 use crate::config::{models_dir, runtime_settings};
@@ -16,15 +16,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             args.listen
         )
     })?;
-    if args.workers == 0 || args.queue == 0 {
-        anyhow::bail!("--workers and --queue: expected at least 1");
+    let (queue_capacity, cluster) = queue(args)?;
+    if args.workers == 0 {
+        anyhow::bail!("--workers: expected at least 1, got 0");
     }
     let options = ServeOptions {
         listen,
         models: models_dir(&args.runtime.models)?,
         settings: runtime_settings(&args.runtime.engine)?,
         workers: args.workers,
-        queue_capacity: args.queue,
+        queue_capacity,
         data_dir: args.data.clone(),
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         limits: Limits {
@@ -38,10 +39,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         },
         grace: Duration::from_secs(args.grace_seconds),
         max_job: (args.max_job_seconds > 0).then(|| Duration::from_secs(args.max_job_seconds)),
+        cluster,
     };
     let open = options.api_key.is_none();
+    let replica = options.cluster.as_ref().map(|c| c.replica.clone());
     serve(options, |address| {
         eprintln!("st2v serve: listening on http://{address}");
+        if let Some(cluster) = &replica {
+            eprintln!("st2v serve: replica {cluster} of the cluster at {}", args.queue);
+        }
         if open && !address.ip().is_loopback() {
             eprintln!("warning: no --api-key and not on loopback: anyone who reaches {address} can submit jobs");
         } else if open {
@@ -50,4 +56,45 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     })?;
     eprintln!("st2v serve: stopped");
     Ok(())
+}
+
+/// `--queue N` (a single server's bound) or `--queue redis://...` (a replica of a cluster).
+fn queue(args: &ServeArgs) -> anyhow::Result<(usize, Option<ClusterOptions>)> {
+    if args.queue.starts_with("redis://") || args.queue.starts_with("rediss://") {
+        let c = &args.cluster;
+        if c.queue_bound == 0 {
+            anyhow::bail!("--queue-bound: expected at least 1, got 0");
+        }
+        let lease = Duration::try_from_secs_f64(c.lease_seconds)
+            .ok()
+            .filter(|l| !l.is_zero())
+            .with_context(|| {
+                format!("--lease-seconds: expected a positive number, got {}", c.lease_seconds)
+            })?;
+        let replica = c.replica.clone().unwrap_or_else(default_replica_name);
+        let cluster = ClusterOptions {
+            redis_url: args.queue.clone(),
+            replica,
+            lease,
+            bound: c.queue_bound,
+        };
+        return Ok((c.queue_bound, Some(cluster)));
+    }
+    match args.queue.parse::<usize>() {
+        Ok(n) if n > 0 => Ok((n, None)),
+        _ => anyhow::bail!(
+            "--queue: expected a number of jobs (at least 1) or redis://HOST:PORT, got `{}`",
+            args.queue
+        ),
+    }
+}
+
+/// The host name and the process id: unique per replica.
+fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "replica".into());
+    format!("{host}-{}", std::process::id())
 }

@@ -1,0 +1,142 @@
+//! A replica's side of a cluster job (`st2v serve --queue redis://...`): taking the next job
+//! from the shared queue (a new one, or one whose replica died, which continues from its last
+//! checkpoint), holding its lease while it runs, and letting go of it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::cluster::{Claimed, ClusterQueue};
+use super::jobs::{now, Assigned, JobError, JobStatus, Store};
+use super::shared::{read_record, write_record};
+use crate::manifest::ModelSet;
+use crate::progress::CancelToken;
+
+/// How long `take` waits for a job before looking at whether the server stops.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Waits for this replica's next job (`None` once the server stops).
+pub fn next_job(
+    queue: &Arc<ClusterQueue>,
+    store: &Store,
+    set: &ModelSet,
+) -> Option<(Assigned, Lease)> {
+    while !store.is_stopping() {
+        let claimed = match queue.take(POLL) {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => continue,
+            Err(err) => {
+                tracing::warn!("the job queue: {err}");
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
+        if let Some(job) = start(queue, store, set, claimed) {
+            return Some(job);
+        }
+    }
+    None
+}
+
+/// Adopts a claimed job, or ends it here: one cancelled (or finished) meanwhile is
+/// acknowledged, one that cannot run is failed.
+fn start(
+    queue: &Arc<ClusterQueue>,
+    store: &Store,
+    set: &ModelSet,
+    claimed: Claimed,
+) -> Option<(Assigned, Lease)> {
+    let dir = store.data_dir().join(&claimed.job);
+    let Some(mut record) = read_record(store.data_dir(), &claimed.job) else {
+        tracing::warn!("job {}: no record in the shared data directory", claimed.job);
+        let _ = queue.finish(&claimed);
+        return None;
+    };
+    let cancelled = queue.is_cancelled(&claimed.job).unwrap_or(false);
+    let ended = match (record.status.is_terminal(), cancelled) {
+        (true, _) => None,
+        (false, true) => Some((JobStatus::Cancelled, None)),
+        (false, false) => match super::resumable(&dir, set) {
+            Ok(request) => {
+                record.replica = Some(queue.consumer().to_owned());
+                let assigned = store.adopt(record, dir, request);
+                let lease = Lease::hold(queue.clone(), claimed, assigned.cancel.clone());
+                return Some((assigned, lease));
+            }
+            Err(reason) => Some((
+                JobStatus::Failed,
+                Some(JobError {
+                    kind: "invalid_request".into(),
+                    message: format!("this replica cannot run the job: {reason}"),
+                }),
+            )),
+        },
+    };
+    if let Some((status, error)) = ended {
+        record.status = status;
+        record.finished_at = Some(now());
+        record.error = error;
+        write_record(&dir, &record);
+    }
+    let _ = queue.finish(&claimed);
+    None
+}
+
+/// A claimed job's lease, renewed in the background while it runs. Losing it (another replica
+/// took the job over) or a cancel flag set by any replica cancels the local run.
+pub struct Lease {
+    stop: mpsc::Sender<()>,
+    lost: Arc<AtomicBool>,
+    renewer: JoinHandle<()>,
+    queue: Arc<ClusterQueue>,
+    claimed: Claimed,
+}
+
+impl Lease {
+    fn hold(queue: Arc<ClusterQueue>, claimed: Claimed, cancel: CancelToken) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (queue, claimed, lost) = (queue.clone(), claimed.clone(), lost.clone());
+            std::thread::spawn(move || loop {
+                match stopped.recv_timeout(queue.lease() / 3) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                match queue.renew(&claimed) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("job {}: another replica holds it now", claimed.job);
+                        lost.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                        return;
+                    }
+                    Err(err) => tracing::warn!("job {}: renewing its lease: {err}", claimed.job),
+                }
+                if queue.is_cancelled(&claimed.job).unwrap_or(false) {
+                    cancel.cancel();
+                }
+            })
+        };
+        Self {
+            stop,
+            lost,
+            renewer,
+            queue,
+            claimed,
+        }
+    }
+
+    /// Stops renewing. `Some` (the queue and the entry to acknowledge once the job's record
+    /// is final) while the job is still this replica's.
+    pub fn end(self) -> Option<(Arc<ClusterQueue>, Claimed)> {
+        let _ = self.stop.send(());
+        let _ = self.renewer.join();
+        match self.lost.load(Ordering::SeqCst) {
+            true => None,
+            false => Some((self.queue, self.claimed)),
+        }
+    }
+}
