@@ -144,7 +144,9 @@ pub struct Assigned {
 /// Why a job could not be queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
-    QueueFull { capacity: usize },
+    QueueFull {
+        capacity: usize,
+    },
     Stopping,
     /// The cluster's queue (Redis) cannot be reached.
     Unavailable(String),
@@ -404,7 +406,9 @@ impl Store {
     pub fn get(&self, id: &str) -> Option<(JobRecord, Option<usize>)> {
         let inner = self.lock();
         let Some(entry) = inner.jobs.get(id) else {
-            let shared = self.shared.then(|| super::shared::read_record(&self.data_dir, id));
+            let shared = self
+                .shared
+                .then(|| super::shared::read_record(&self.data_dir, id));
             return shared.flatten().map(|record| (record, None));
         };
         let record = entry.record.clone();

@@ -10,13 +10,13 @@
 
 pub mod api;
 pub mod cluster;
-pub mod replica;
-pub mod shared;
 pub mod content;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod replica;
+pub mod shared;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -50,7 +50,10 @@ fn start(
 ) -> Option<(Assigned, Lease)> {
     let dir = store.data_dir().join(&claimed.job);
     let Some(mut record) = read_record(store.data_dir(), &claimed.job) else {
-        tracing::warn!("job {}: no record in the shared data directory", claimed.job);
+        tracing::warn!(
+            "job {}: no record in the shared data directory",
+            claimed.job
+        );
         let _ = queue.finish(&claimed);
         return None;
     };

@@ -19,8 +19,8 @@ use crate::progress::{ProgressEvent, ProgressSink, Stage};
 
 use super::cluster::ClusterQueue;
 use super::jobs::{Assigned, JobError, JobStatus, Store};
-use super::replica::{self, Lease};
 use super::metrics::Metrics;
+use super::replica::{self, Lease};
 
 /// What workers share with the HTTP side.
 pub struct Workers {

@@ -352,7 +352,12 @@ pub struct ServeArgs {
     pub workers: usize,
     /// Jobs that may wait for a worker (more are refused with 429); or `redis://HOST:PORT`:
     /// run as one replica of a cluster sharing that Redis and --data (see --queue-bound).
-    #[arg(long, env = "ST2V_QUEUE", default_value = "8", value_name = "N|redis://HOST:PORT")]
+    #[arg(
+        long,
+        env = "ST2V_QUEUE",
+        default_value = "8",
+        value_name = "N|redis://HOST:PORT"
+    )]
     pub queue: String,
     #[command(flatten)]
     pub cluster: crate::args_job::ClusterArgs,

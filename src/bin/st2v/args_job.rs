@@ -72,7 +72,12 @@ pub struct ClusterArgs {
     pub queue_bound: usize,
     /// In a cluster: a replica that has not renewed its job's lease for this long is taken for
     /// dead, and another replica continues the job from its last checkpoint.
-    #[arg(long, env = "ST2V_LEASE_SECONDS", default_value_t = 30.0, value_name = "S")]
+    #[arg(
+        long,
+        env = "ST2V_LEASE_SECONDS",
+        default_value_t = 30.0,
+        value_name = "S"
+    )]
     pub lease_seconds: f64,
     /// In a cluster: this replica's name (unique) [default: host name and process id].
     #[arg(long, env = "ST2V_REPLICA", value_name = "NAME")]

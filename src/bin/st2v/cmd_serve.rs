@@ -46,7 +46,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     serve(options, |address| {
         eprintln!("st2v serve: listening on http://{address}");
         if let Some(cluster) = &replica {
-            eprintln!("st2v serve: replica {cluster} of the cluster at {}", args.queue);
+            eprintln!(
+                "st2v serve: replica {cluster} of the cluster at {}",
+                args.queue
+            );
         }
         if open && !address.ip().is_loopback() {
             eprintln!("warning: no --api-key and not on loopback: anyone who reaches {address} can submit jobs");
@@ -69,7 +72,10 @@ fn queue(args: &ServeArgs) -> anyhow::Result<(usize, Option<ClusterOptions>)> {
             .ok()
             .filter(|l| !l.is_zero())
             .with_context(|| {
-                format!("--lease-seconds: expected a positive number, got {}", c.lease_seconds)
+                format!(
+                    "--lease-seconds: expected a positive number, got {}",
+                    c.lease_seconds
+                )
             })?;
         let replica = c.replica.clone().unwrap_or_else(default_replica_name);
         let cluster = ClusterOptions {

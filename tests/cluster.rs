@@ -1,0 +1,229 @@
+//! Three `st2v serve` replicas on the tiny set, sharing one Redis (Debian's `redis-server` on a
+//! loopback port) and one data directory: a replica killed (SIGKILL) mid-job loses nothing,
+//! another continues the job from its checkpoint to the video a fresh job makes, no job is lost
+//! or completed twice, a cancel sent to any replica stops the job wherever it runs, and the
+//! global bound answers 429.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use streamingt2v::server::cluster::ClusterQueue;
+use tempfile::TempDir;
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn start_redis() -> Option<(Process, String)> {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ClusterQueue::connect(&url, "probe", Duration::from_secs(1), 1).is_err() {
+        assert!(Instant::now() < deadline, "redis-server started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((Process(child), url))
+}
+
+struct Replica {
+    process: Process,
+    base: String,
+    name: String,
+}
+
+impl Replica {
+    fn start(data: &Path, redis: &str, name: &str) -> Self {
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--models"])
+            .arg(tiny)
+            .arg("--store")
+            .arg(data)
+            .args([
+                "--queue",
+                redis,
+                "--queue-bound",
+                "3",
+                "--lease-seconds",
+                "2",
+            ])
+            .args(["--replica", name])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("st2v serve starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the replica prints its address")
+                .unwrap();
+            if let Some(address) = line.strip_prefix("st2v serve: listening on ") {
+                break address.to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let replica = Self {
+            process: Process(child),
+            base,
+            name: name.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while replica.call("GET", "/readyz", None).0 != 200 {
+            assert!(Instant::now() < deadline, "the replica got ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        replica
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{}{path}", self.base);
+        let response = match (method, body) {
+            ("POST", Some(body)) => agent.post(&url).send_json(body),
+            ("DELETE", _) => agent.delete(&url).call(),
+            _ => agent.get(&url).call(),
+        };
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn submit(&self, body: &Value) -> String {
+        let (status, job) = self.call("POST", "/v1/videos", Some(body));
+        assert_eq!(status, 202, "{job}");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (_, record) = self.call("GET", &format!("/v1/videos/{id}"), None);
+            if done(&record) {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "timed out: {record}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn framemd5(path: &Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_cluster_wide() {
+    let Some((_redis, url)) = start_redis() else {
+        eprintln!("skipped: redis-server is not installed (scripts/setup.sh --dev installs it)");
+        return;
+    };
+    let data = TempDir::new().unwrap();
+    let mut replicas: Vec<Replica> = ["r0", "r1", "r2"]
+        .iter()
+        .map(|name| Replica::start(data.path(), &url, name))
+        .collect();
+
+    let body = json!({"prompt": "a long road", "frames": 96, "steps": 4, "stage1_steps": 2, "enhance": false});
+    let id = replicas[0].submit(&body);
+    let running = replicas[1].wait_for(&id, |r| r["replica"].is_string());
+    let owner = running["replica"].as_str().unwrap().to_owned();
+    let index = replicas.iter().position(|r| r.name == owner).unwrap();
+    replicas[index].wait_for(&id, |r| r["progress"]["final_frames"].as_u64() >= Some(32));
+    let killed = replicas.remove(index);
+    let mut child = killed.process;
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    let done = replicas[0].wait_for(&id, |r| r["status"] == "completed");
+    assert_ne!(
+        done["replica"],
+        owner.as_str(),
+        "another replica finished it: {done}"
+    );
+    assert_eq!(done["progress"]["final_frames"], 96, "{done}");
+    let fresh = replicas[1].submit(&body);
+    replicas[1].wait_for(&fresh, |r| r["status"] == "completed");
+    let resumed = framemd5(&data.path().join(&id).join("video.mp4"));
+    assert_eq!(resumed.len(), 96);
+    assert_eq!(
+        resumed,
+        framemd5(&data.path().join(&fresh).join("video.mp4"))
+    );
+
+    // Cancel through the replica that does not run the job.
+    let long = json!({"prompt": "a long road", "frames": 400, "steps": 10, "stage1_steps": 2, "enhance": false});
+    let job = replicas[0].submit(&long);
+    let running = replicas[0].wait_for(&job, |r| r["status"] == "in_progress");
+    let other = replicas
+        .iter()
+        .find(|r| running["replica"] != r.name.as_str())
+        .unwrap();
+    assert_eq!(
+        other.call("DELETE", &format!("/v1/videos/{job}"), None).0,
+        202
+    );
+    other.wait_for(&job, |r| r["status"] == "cancelled");
+
+    // The bound (3) counts every replica's jobs: two run, one waits, the fourth is refused.
+    let ids: Vec<String> = (0..3).map(|i| replicas[i % 2].submit(&long)).collect();
+    let (status, refused) = replicas[1].call("POST", "/v1/videos", Some(&long));
+    assert_eq!(status, 429, "{refused}");
+    for id in &ids {
+        assert_eq!(
+            replicas[0]
+                .call("DELETE", &format!("/v1/videos/{id}"), None)
+                .0,
+            202
+        );
+    }
+    for id in &ids {
+        replicas[1].wait_for(id, |r| r["status"] == "cancelled");
+    }
+    let (_, list) = replicas[1].call("GET", "/v1/videos?limit=100", None);
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        6,
+        "every job listed by any replica"
+    );
+    let queue = ClusterQueue::connect(&url, "checker", Duration::from_secs(2), 3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (queue.active().unwrap(), queue.pending().unwrap()) != (0, 0) {
+        assert!(Instant::now() < deadline, "no job left in the queue");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
