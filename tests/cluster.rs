@@ -2,7 +2,7 @@
 //! loopback port) and one data directory: a replica killed (SIGKILL) mid-job loses nothing,
 //! another continues the job from its checkpoint to the video a fresh job makes, no job is lost
 //! or completed twice, a cancel sent to any replica stops the job wherever it runs, and the
-//! global bound answers 429.
+//! global bound answers 429; a replica stopped by SIGTERM hands its job on.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -67,7 +67,7 @@ impl Replica {
                 "--lease-seconds",
                 "2",
             ])
-            .args(["--replica", name])
+            .args(["--replica", name, "--grace-seconds", "0"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("st2v serve starts");
@@ -220,6 +220,24 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         6,
         "every job listed by any replica"
     );
+
+    // A replica stopped by SIGTERM lets go of its job (no grace here): another continues it.
+    let id = replicas[0].submit(&body);
+    let running = replicas[0].wait_for(&id, |r| r["progress"]["final_frames"].as_u64() >= Some(16));
+    let owner = running["replica"].as_str().unwrap().to_owned();
+    let index = replicas.iter().position(|r| r.name == owner).unwrap();
+    let mut stopped = replicas.remove(index);
+    let pid = stopped.process.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(stopped.process.0.wait().unwrap().code(), Some(0));
+    let done = replicas[0].wait_for(&id, |r| r["status"] == "completed");
+    assert_eq!(done["replica"], replicas[0].name.as_str(), "{done}");
+    assert_eq!(framemd5(&data.path().join(&id).join("video.mp4")), resumed);
+
     let queue = ClusterQueue::connect(&url, "checker", Duration::from_secs(2), 3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while (queue.active().unwrap(), queue.pending().unwrap()) != (0, 0) {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -16,82 +15,7 @@ use std::sync::Arc;
 use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    InProgress,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
-    }
-
-    pub const ALL: [JobStatus; 5] = [
-        Self::Queued,
-        Self::InProgress,
-        Self::Completed,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::InProgress => "in_progress",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Where a running job is.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct JobProgress {
-    pub stage: Option<String>,
-    pub chunk: usize,
-    pub step: usize,
-    pub steps: usize,
-    /// Stage-2 frames in the preview so far.
-    pub preview_frames: usize,
-    /// Frames in the final video so far.
-    pub final_frames: usize,
-}
-
-/// A stable error type and its message.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct JobError {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub message: String,
-}
-
-/// What the API shows of a job.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct JobRecord {
-    pub id: String,
-    pub object: String,
-    pub status: JobStatus,
-    pub prompt: String,
-    pub frames_requested: usize,
-    pub enhance: bool,
-    pub created_at: f64,
-    pub started_at: Option<f64>,
-    pub finished_at: Option<f64>,
-    pub progress: JobProgress,
-    /// Seconds per stage.
-    pub timings: BTreeMap<String, f64>,
-    pub time_to_first_frame_s: Option<f64>,
-    pub error: Option<JobError>,
-    /// The replica running (or that last ran) the job, in a cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<String>,
-}
+pub use super::record::{JobError, JobProgress, JobRecord, JobStatus};
 
 /// One server-sent event of a job.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
+pub mod record;
 pub mod replica;
 pub mod shared;
 pub mod worker;
