@@ -2,7 +2,8 @@
 //! loopback port) and one data directory: a replica killed (SIGKILL) mid-job loses nothing,
 //! another continues the job from its checkpoint to the video a fresh job makes, no job is lost
 //! or completed twice, a cancel sent to any replica stops the job wherever it runs, and the
-//! global bound answers 429; a replica stopped by SIGTERM hands its job on.
+//! global bound answers 429; a replica stopped by SIGTERM hands its job on; without Redis a
+//! new job gets 503.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -148,7 +149,7 @@ fn framemd5(path: &Path) -> Vec<String> {
 
 #[test]
 fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_cluster_wide() {
-    let Some((_redis, url)) = start_redis() else {
+    let Some((redis, url)) = start_redis() else {
         eprintln!("skipped: redis-server is not installed (scripts/setup.sh --dev installs it)");
         return;
     };
@@ -244,4 +245,12 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         assert!(Instant::now() < deadline, "no job left in the queue");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    drop(redis);
+    let (status, error) = replicas[0].call("POST", "/v1/videos", Some(&body));
+    assert_eq!(
+        (status, &error["error"]["type"]),
+        (503, &json!("queue_unavailable")),
+        "{error}"
+    );
 }

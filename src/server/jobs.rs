@@ -1,6 +1,8 @@
 //! The server's jobs: records (what `GET /v1/videos/{id}` shows, persisted as `job.json` in
 //! the job's directory), their event logs (what SSE streams replay), the bounded queue and the
-//! cancellation tokens. One lock guards it all; workers block on a condition variable.
+//! cancellation tokens. One lock guards it all; workers block on a condition variable. In a
+//! cluster the store holds the jobs this replica runs, and reads the others' records from the
+//! shared data directory.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -3,10 +3,15 @@
 //! Jobs are validated into the same typed requests the CLI builds, queued in a bounded queue
 //! (full: 429 with `Retry-After` at once) and run by `workers` threads, each owning one engine.
 //! Every job writes into its own directory under the data directory (the server chooses every
-//! name): `video.mp4` and `preview.mp4` (fragmented MP4, streamed while they grow), and
-//! `job.json`. A restarted server lists jobs it finds there; those that were running are
-//! failed, their partial videos kept and playable. SIGTERM or Ctrl-C: stop accepting, let
-//! running jobs finish for the grace period, then cancel them (their frames are kept), exit 0.
+//! name): `video.mp4` and `preview.mp4` (fragmented MP4, streamed while they grow), `job.json`
+//! and its checkpoints (`resume/`). A restarted server lists jobs it finds there; those that
+//! were queued or running continue from their last checkpoint. SIGTERM or Ctrl-C: stop
+//! accepting, let running jobs finish for the grace period, then cancel them (their frames are
+//! kept), exit 0.
+//!
+//! With `--queue redis://...` the server is one replica of a cluster ([`cluster`],
+//! [`replica`]): jobs go into a queue every replica shares, their directories into a data
+//! directory every replica mounts ([`shared`]), and a replica that dies hands its jobs on.
 
 pub mod api;
 pub mod cluster;

@@ -325,8 +325,10 @@ API (JSON; OpenAI /v1/videos naming):
   DELETE /v1/videos/ID              cancel (finished frames stay downloadable)
   GET    /healthz /readyz /metrics /v1/models, and / (a page that plays the preview live)
 
-Example:
-  st2v serve --models models/tiny --listen 127.0.0.1:8080 --data st2v-data")]
+Examples:
+  st2v serve --models models/tiny --listen 127.0.0.1:8080 --data st2v-data
+  st2v serve --queue redis://10.0.0.5:6379 --store /mnt/shared/st2v ...   (one replica of a
+    cluster: run one per machine; a replica that dies hands its jobs to the others)")]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(
