@@ -1,7 +1,7 @@
 //! Three `st2v serve` replicas on the tiny set, sharing one Redis (Debian's `redis-server` on a
 //! loopback port) and one data directory: a replica killed (SIGKILL) mid-job loses nothing,
 //! another continues the job from its checkpoint to the video a fresh job makes, no job is lost
-//! or completed twice, a cancel sent to any replica stops the job wherever it runs, and the
+//! or completed twice, its events stream from any replica, a cancel sent to any replica stops the job wherever it runs, and the
 //! global bound answers 429; a replica stopped by SIGTERM hands its job on; without Redis a
 //! new job gets 503.
 
@@ -119,6 +119,27 @@ impl Replica {
         job["id"].as_str().unwrap().to_owned()
     }
 
+    /// The (id, name) of every server-sent event of a finished job.
+    fn sse(&self, id: &str) -> Vec<(u64, String)> {
+        let url = format!("{}/v1/videos/{id}/events", self.base);
+        let text = ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let mut events = Vec::new();
+        let mut event_id = 0;
+        for line in text.lines() {
+            if let Some(value) = line.strip_prefix("id: ") {
+                event_id = value.parse().unwrap();
+            } else if let Some(name) = line.strip_prefix("event: ") {
+                events.push((event_id, name.to_owned()));
+            }
+        }
+        events
+    }
+
     fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
@@ -177,6 +198,20 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         "another replica finished it: {done}"
     );
     assert_eq!(done["progress"]["final_frames"], 96, "{done}");
+    // Its events, from any replica: the log both owners wrote, numbered on.
+    let events = replicas[1].sse(&id);
+    let names: Vec<&str> = events.iter().map(|(_, name)| name.as_str()).collect();
+    assert_eq!(names.first(), Some(&"queued"), "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| **n == "in_progress").count(),
+        2,
+        "{names:?}"
+    );
+    assert_eq!(names.last(), Some(&"completed"), "{names:?}");
+    assert!(
+        events.windows(2).all(|w| w[0].0 < w[1].0),
+        "ids increase: {events:?}"
+    );
     let fresh = replicas[1].submit(&body);
     replicas[1].wait_for(&fresh, |r| r["status"] == "completed");
     let resumed = framemd5(&data.path().join(&id).join("video.mp4"));

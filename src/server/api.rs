@@ -362,6 +362,12 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
 /// so the replica that takes it finds it.
 fn admit(queue: &ClusterQueue, record: JobRecord, dir: &std::path::Path) -> Result<usize, Refused> {
     super::shared::write_record(dir, &record);
+    let queued = super::jobs::JobEvent {
+        id: 1,
+        name: "queued".into(),
+        data: json!({}),
+    };
+    super::shared::append_event(dir, &queued);
     let capacity = queue.bound();
     match queue.admit(&record.id) {
         Ok(true) => Ok(0),

@@ -20,7 +20,7 @@ use crate::progress::CancelToken;
 pub use super::record::{JobError, JobProgress, JobRecord, JobStatus};
 
 /// One server-sent event of a job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobEvent {
     pub id: u64,
     pub name: String,
@@ -37,6 +37,8 @@ struct Entry {
     plan: Option<Arc<PromptPlan>>,
     /// When its record was last written.
     persisted_at: f64,
+    /// Events logged for the job before this store held it (by other replicas).
+    event_base: u64,
 }
 
 struct Inner {
@@ -45,6 +47,9 @@ struct Inner {
     running: usize,
     next_id: u64,
     stopping: bool,
+    /// Replicas share the data directory: events are also appended to each job's
+    /// `events.jsonl`, where other replicas read them.
+    shared: bool,
 }
 
 /// All jobs of one server.
@@ -93,6 +98,7 @@ impl Store {
                 running: 0,
                 next_id: 1,
                 stopping: false,
+                shared: false,
             }),
             work: Condvar::new(),
             changed: watch::channel(0).0,
@@ -104,10 +110,12 @@ impl Store {
 
     /// A store of one replica of a cluster: jobs other replicas hold are read from `data_dir`.
     pub fn shared(data_dir: &Path, capacity: usize) -> Self {
-        Self {
+        let store = Self {
             shared: true,
             ..Self::new(data_dir, capacity)
-        }
+        };
+        store.lock().shared = true;
+        store
     }
 
     /// Takes a job this replica claimed from the cluster's queue: it runs here now.
@@ -117,6 +125,8 @@ impl Store {
         record.status = JobStatus::InProgress;
         record.started_at = record.started_at.or(Some(now()));
         let cancel = CancelToken::new();
+        // Its events go on from those other replicas logged.
+        let event_base = super::shared::read_events(&dir).last().map_or(0, |e| e.id);
         let entry = Entry {
             record,
             events: Vec::new(),
@@ -125,6 +135,7 @@ impl Store {
             request: None,
             plan: None,
             persisted_at: 0.0,
+            event_base,
         };
         inner.jobs.insert(id.clone(), entry);
         inner.running += 1;
@@ -222,6 +233,7 @@ impl Store {
             request: Some(request),
             plan,
             persisted_at: 0.0,
+            event_base: 0,
         };
         inner.jobs.insert(id.clone(), entry);
         let data = match resumed {
@@ -369,13 +381,28 @@ impl Store {
     /// Events after `after`, and whether the job has ended.
     pub fn events_after(&self, id: &str, after: Option<u64>) -> Option<(Vec<JobEvent>, bool)> {
         let inner = self.lock();
-        let entry = inner.jobs.get(id)?;
-        let events = entry
-            .events
-            .iter()
-            .filter(|e| after.is_none_or(|a| e.id > a))
-            .cloned()
-            .collect();
+        let Some(entry) = inner.jobs.get(id) else {
+            // Another replica's job: its log in the shared directory.
+            let record = self
+                .shared
+                .then(|| super::shared::read_record(&self.data_dir, id))??;
+            let events = super::shared::read_events(&self.data_dir.join(id))
+                .into_iter()
+                .filter(|e| after.is_none_or(|a| e.id > a))
+                .collect();
+            return Some((events, record.status.is_terminal()));
+        };
+        let newer = |e: &JobEvent| after.is_none_or(|a| e.id > a);
+        // A job continued here: the events other replicas logged come first.
+        let earlier = entry.event_base > 0 && after.is_none_or(|a| a < entry.event_base);
+        let mut events: Vec<JobEvent> = match earlier {
+            true => super::shared::read_events(&entry.dir)
+                .into_iter()
+                .filter(|e| e.id <= entry.event_base && newer(e))
+                .collect(),
+            false => Vec::new(),
+        };
+        events.extend(entry.events.iter().filter(|e| newer(e)).cloned());
         Some((events, entry.record.status.is_terminal()))
     }
 
@@ -485,6 +512,7 @@ impl Store {
                 request: None,
                 plan: None,
                 persisted_at: 0.0,
+                event_base: 0,
             },
         );
         push_event(&mut inner, &id, &name, data);
@@ -526,13 +554,17 @@ impl Store {
 }
 
 fn push_event(inner: &mut Inner, id: &str, name: &str, data: Value) {
+    let shared = inner.shared;
     if let Some(entry) = inner.jobs.get_mut(id) {
-        let event_id = entry.events.len() as u64 + 1;
-        entry.events.push(JobEvent {
-            id: event_id,
+        let event = JobEvent {
+            id: entry.event_base + entry.events.len() as u64 + 1,
             name: name.to_owned(),
             data,
-        });
+        };
+        if shared {
+            super::shared::append_event(&entry.dir, &event);
+        }
+        entry.events.push(event);
     }
 }
 
