@@ -6,45 +6,17 @@
 //! new job gets 503.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use streamingt2v::server::cluster::ClusterQueue;
 use tempfile::TempDir;
 
-struct Process(Child);
+mod support;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn start_redis() -> Option<(Process, String)> {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .ok()?;
-    let url = format!("redis://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ClusterQueue::connect(&url, "probe", Duration::from_secs(1), 1).is_err() {
-        assert!(Instant::now() < deadline, "redis-server started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some((Process(child), url))
-}
+use support::{framemd5, start_redis, Process};
 
 struct Replica {
     process: Process,
@@ -151,21 +123,6 @@ impl Replica {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn framemd5(path: &Path) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
-        .collect()
 }
 
 #[test]

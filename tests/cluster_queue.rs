@@ -3,61 +3,23 @@
 //! global bound, one owner per job, a dead owner's job taken over after its lease, the old owner
 //! unable to complete it, cancel flags seen by every replica.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use streamingt2v::server::cluster::ClusterQueue;
 
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let url = format!("redis://127.0.0.1:{port}/");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection())
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server started");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self { child, url })
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
 
 const LEASE: Duration = Duration::from_millis(400);
 const NO_WAIT: Duration = Duration::from_millis(1);
 
 #[test]
 fn a_dead_replicas_job_is_taken_over_once_and_completed_once() {
-    let Some(redis) = Redis::start() else {
+    let Some((_redis, url)) = support::start_redis() else {
         eprintln!("skipped: redis-server is not installed (scripts/setup.sh --dev installs it)");
         return;
     };
-    let a = ClusterQueue::connect(&redis.url, "replica-a", LEASE, 2).unwrap();
-    let b = ClusterQueue::connect(&redis.url, "replica-b", LEASE, 2).unwrap();
+    let a = ClusterQueue::connect(&url, "replica-a", LEASE, 2).unwrap();
+    let b = ClusterQueue::connect(&url, "replica-b", LEASE, 2).unwrap();
     assert!(a.admit("job-1").unwrap());
     assert!(b.admit("job-2").unwrap());
     assert!(!a.admit("job-3").unwrap(), "the global bound is 2");
@@ -100,12 +62,12 @@ fn a_dead_replicas_job_is_taken_over_once_and_completed_once() {
 
 #[test]
 fn a_cancel_flag_set_by_one_replica_is_seen_by_another() {
-    let Some(redis) = Redis::start() else {
+    let Some((_redis, url)) = support::start_redis() else {
         eprintln!("skipped: redis-server is not installed (scripts/setup.sh --dev installs it)");
         return;
     };
-    let a = ClusterQueue::connect(&redis.url, "replica-a", LEASE, 4).unwrap();
-    let c = ClusterQueue::connect(&redis.url, "replica-c", LEASE, 4).unwrap();
+    let a = ClusterQueue::connect(&url, "replica-a", LEASE, 4).unwrap();
+    let c = ClusterQueue::connect(&url, "replica-c", LEASE, 4).unwrap();
     assert!(!a.is_cancelled("job-9").unwrap());
     c.cancel("job-9").unwrap();
     assert!(a.is_cancelled("job-9").unwrap());

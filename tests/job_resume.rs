@@ -13,6 +13,8 @@ use predicates::prelude::*;
 use streamingt2v::engine::{JobDir, JobStatus};
 use tempfile::TempDir;
 
+mod support;
+
 /// 56 frames: stage 1, five stage-2 chunks, three enhancer chunks.
 const JOB: [&str; 10] = [
     "--prompt",
@@ -54,19 +56,7 @@ fn framemd5(path: &Path) -> Vec<String> {
             .map(|p| format!("{:x}", md5_of(&std::fs::read(p).unwrap())))
             .collect();
     }
-    let out = StdCommand::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg runs (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "ffmpeg decodes {}", path.display());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
-        .collect()
+    support::framemd5(path)
 }
 
 fn md5_of(bytes: &[u8]) -> u128 {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+mod support;
+
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny")
 }
@@ -462,18 +464,7 @@ fn sigterm_exits_cleanly_and_a_killed_server_resumes_its_jobs_after_a_restart() 
             &video,
             Duration::from_secs(10),
         );
-        let out = Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(&video)
-            .args(["-f", "framemd5", "-"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
-            .collect::<Vec<_>>()
+        support::framemd5(&video)
     };
     let resumed_frames = md5(&second);
     assert_eq!(resumed_frames.len(), 96);

@@ -1,0 +1,60 @@
+//! What the process-level tests share: decoded-frame digests and a Redis on a loopback port.
+#![allow(dead_code)] // each test crate uses its part
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The MD5 of every decoded frame of a video (`ffmpeg -f framemd5`).
+pub fn framemd5(path: &Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "ffmpeg decodes {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// Debian's `redis-server` on a free loopback port, and its URL; `None` when not installed.
+pub fn start_redis() -> Option<(Process, String)> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    let process = Process(child);
+    let url = format!("redis://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection())
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "redis-server started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((process, url))
+}
