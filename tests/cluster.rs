@@ -5,9 +5,8 @@
 //! global bound answers 429; a replica stopped by SIGTERM hands its job on; without Redis a
 //! new job gets 503.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -27,7 +26,8 @@ struct Replica {
 impl Replica {
     fn start(data: &Path, redis: &str, name: &str) -> Self {
         let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("st2v"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--models"])
             .arg(tiny)
             .arg("--store")
@@ -40,21 +40,8 @@ impl Replica {
                 "--lease-seconds",
                 "2",
             ])
-            .args(["--replica", name, "--grace-seconds", "0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("st2v serve starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the replica prints its address")
-                .unwrap();
-            if let Some(address) = line.strip_prefix("st2v serve: listening on ") {
-                break address.to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .args(["--replica", name, "--grace-seconds", "0"]);
+        let (child, base) = support::spawn_server(command);
         let replica = Self {
             process: Process(child),
             base,

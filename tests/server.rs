@@ -31,27 +31,15 @@ impl Server {
     }
 
     fn start_on(models: &Path, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("st2v"));
+        command
             .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--models"])
             .arg(models)
             .arg("--data")
             .arg(data)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("st2v serve starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("the server prints its address")
-                .unwrap();
-            if let Some(address) = line.strip_prefix("st2v serve: listening on ") {
-                break address.to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+            .args(extra);
+        let (child, base) = support::spawn_server(command);
         let server = Server { child, base };
         let deadline = Instant::now() + Duration::from_secs(120);
         while server.get("/readyz").0 != 200 {

@@ -1,6 +1,7 @@
 //! What the process-level tests share: decoded-frame digests and a Redis on a loopback port.
 #![allow(dead_code)] // each test crate uses its part
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -57,4 +58,25 @@ pub fn start_redis() -> Option<(Process, String)> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Some((process, url))
+}
+
+/// Starts `command` (an `st2v serve`) with its stderr piped and returns it with the address it
+/// prints (`http://127.0.0.1:PORT`); the rest of its stderr is drained in the background.
+pub fn spawn_server(mut command: Command) -> (Child, String) {
+    let mut child = command
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("st2v serve starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server prints its address")
+            .unwrap();
+        if let Some(address) = line.strip_prefix("st2v serve: listening on ") {
+            break address.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
 }
