@@ -41,7 +41,9 @@ impl IntervalArg {
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Example:\n  st2v generate --prompt \"a cat\" --frames 240 --out cat.mp4 \
+    after_help = "The request is the job's own (DIR/job.json). The model set defaults to the one \
+    the job started with; the runtime flags (--ep, --threads, ...) may differ from the first \
+    run.\n\nExample:\n  st2v generate --prompt \"a cat\" --frames 240 --out cat.mp4 \
     --job-dir cat.job\n  (killed)\n  st2v resume cat.job"
 )]
 pub struct ResumeArgs {
