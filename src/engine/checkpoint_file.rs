@@ -232,11 +232,14 @@ impl Tensors<'_> {
         if entry.dtype != dtype {
             return Err(format!("tensor `{name}` is {}, not {dtype}", entry.dtype));
         }
-        let len = entry.shape.iter().product::<usize>() * width;
-        let bytes = self
-            .data
-            .get(entry.offset..entry.offset + len)
-            .ok_or_else(|| format!("tensor `{name}` runs past the end"))?;
+        let past_end = || format!("tensor `{name}` runs past the end");
+        let len = entry
+            .shape
+            .iter()
+            .try_fold(width, |n, d| n.checked_mul(*d))
+            .ok_or_else(past_end)?;
+        let end = entry.offset.checked_add(len).ok_or_else(past_end)?;
+        let bytes = self.data.get(entry.offset..end).ok_or_else(past_end)?;
         Ok((entry, bytes))
     }
 
@@ -254,15 +257,11 @@ impl Tensors<'_> {
 
     fn frame(&self, name: &str) -> Result<Frame, String> {
         let (entry, bytes) = self.bytes(name, "u8", 1)?;
-        let rgb = ndarray::ArrayView3::from_shape(
-            (
-                entry.shape[0],
-                entry.shape[1],
-                *entry.shape.get(2).unwrap_or(&0),
-            ),
-            bytes,
-        )
-        .map_err(|_| format!("frame `{name}` has shape {:?}", entry.shape))?;
+        let &[height, width, channels] = entry.shape.as_slice() else {
+            return Err(format!("frame `{name}` has shape {:?}", entry.shape));
+        };
+        let rgb = ndarray::ArrayView3::from_shape((height, width, channels), bytes)
+            .map_err(|_| format!("frame `{name}` has shape {:?}", entry.shape))?;
         Frame::from_rgb8(rgb).map_err(|e| format!("frame `{name}`: {e}"))
     }
 
@@ -325,5 +324,80 @@ impl Tensors<'_> {
                 .map(|k| self.frame(&format!("{name}.tail.{k}")))
                 .collect::<Result<_, _>>()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array3, Array4};
+
+    use super::*;
+    use crate::sampling::TorchGenerator;
+    use crate::video::FrameSize;
+
+    fn state() -> JobState {
+        let frame = Frame::filled(FrameSize::new(4, 2), [0.2, 0.4, 0.6]).unwrap();
+        let x = Array3::from_shape_fn((4, 2, 3), |(c, y, x)| (c + 2 * y + 3 * x) as f32 * 0.1);
+        JobState {
+            next_chunk: 3,
+            streamer: StreamerState {
+                cond_frames: Array4::from_elem((2, 3, 2, 4), 0.5),
+                anchor_tokens: Array3::from_elem((1, 16, 8), 0.25),
+                zero_tokens: Array3::zeros((1, 16, 8)),
+                generator: TorchGenerator::new(7).state(),
+                anchor_stale: true,
+            },
+            enhancer: Some(EnhancerState {
+                window_start: 5,
+                frames: vec![EnhancerFrameState {
+                    x: x.clone(),
+                    step: 2,
+                    solver: SolverState {
+                        next_index: 2,
+                        history: vec![x.clone().into_dyn()],
+                    },
+                    x0: Some(x.mapv(|v| -v)),
+                    evaluations: 1,
+                }],
+                chunk_steps: vec![3, 2],
+                last_clean: None,
+            }),
+            stage2_frames: 32,
+            video: OutputState {
+                durable: 8,
+                tail: vec![frame.clone(), frame],
+            },
+            preview: None,
+        }
+    }
+
+    #[test]
+    fn a_state_reads_back_equal() {
+        let path = Path::new("checkpoint.st2v");
+        let saved = state();
+        let restored = decode(&encode(&saved), path).unwrap();
+        assert_eq!(restored.streamer, saved.streamer);
+        assert_eq!(restored.enhancer, saved.enhancer);
+        assert_eq!(restored.video.durable, 8);
+        let rgb = |s: &JobState| s.video.tail.iter().map(Frame::to_rgb8).collect::<Vec<_>>();
+        assert_eq!(rgb(&restored), rgb(&saved));
+    }
+
+    #[test]
+    fn a_header_describing_impossible_tensors_is_an_error_not_a_panic() {
+        let bytes = encode(&state());
+        let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[20..20 + header_len]).unwrap();
+        for (from, to) in [("[2,4,3]", "[2,4]"), ("[2,3,2,4]", "[99999999999,99999999999,2,4]")] {
+            let mut body = bytes[..8 + 4].to_vec();
+            let changed = header.replacen(from, to, 1);
+            body.extend((changed.len() as u64).to_le_bytes());
+            body.extend(changed.as_bytes());
+            body.extend(&bytes[20 + header_len..bytes.len() - DIGEST]);
+            let digest = Sha256::digest(&body);
+            body.extend(digest);
+            let err = decode(&body, Path::new("x")).unwrap_err().to_string();
+            assert!(err.contains("corrupt"), "{err}");
+        }
     }
 }
