@@ -388,7 +388,10 @@ mod tests {
         let bytes = encode(&state());
         let header_len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
         let header = std::str::from_utf8(&bytes[20..20 + header_len]).unwrap();
-        for (from, to) in [("[2,4,3]", "[2,4]"), ("[2,3,2,4]", "[99999999999,99999999999,2,4]")] {
+        for (from, to) in [
+            ("[2,4,3]", "[2,4]"),
+            ("[2,3,2,4]", "[99999999999,99999999999,2,4]"),
+        ] {
             let mut body = bytes[..8 + 4].to_vec();
             let changed = header.replacen(from, to, 1);
             body.extend((changed.len() as u64).to_le_bytes());
