@@ -301,14 +301,56 @@ fn decoding_in_slices_gives_the_frames_of_whole_chunk_decoding() {
     settings.decode_batch = Some(3);
     let mut sliced = Engine::open(&tiny(), settings).expect("the tiny set opens");
     let actual = frames_of(&mut sliced, &request).0;
+    assert_close(&actual, &expected, 1e-5);
+}
+
+#[test]
+fn enhancer_chunks_batched_in_one_call_give_the_frames_of_one_at_a_time() {
+    let dir = TempDir::new().unwrap();
+    let mut params = generate_params(&dir.path().join("unused.gif"), true);
+    params.frames = Some(56); // three enhancer chunks, ready together at the end
+    let mut engine = engine();
+    let one: Request = GenerateRequest::new(&params, engine.model_set())
+        .unwrap()
+        .into();
+    let expected = frames_of(&mut engine, &one).0;
+    let calls_one = enhancer_calls(&mut engine);
+    params.enhance.as_mut().unwrap().batch = Some(3);
+    let batched: Request = GenerateRequest::new(&params, engine.model_set())
+        .unwrap()
+        .into();
+    let actual = frames_of(&mut engine, &batched).0;
+    let calls_batched = enhancer_calls(&mut engine);
+    assert!(
+        calls_batched < calls_one,
+        "{calls_batched} calls, one at a time {calls_one}"
+    );
+    assert_eq!(actual.len(), 56);
+    assert_close(&actual, &expected, 1e-5);
+    params.enhance.as_mut().unwrap().batch = Some(0);
+    let err = GenerateRequest::new(&params, engine.model_set()).unwrap_err();
+    assert!(err.to_string().contains("--enhance-batch"), "{err}");
+}
+
+/// Enhancer UNet calls since the last look.
+fn enhancer_calls(engine: &mut Engine) -> usize {
+    let graphs = engine.graphs_mut();
+    let unet = graphs
+        .into_iter()
+        .find(|g| g.role().name() == "enhancer_unet");
+    unet.expect("stage 3 ran").take_calls().calls()
+}
+
+/// Every pixel of `actual` within `tolerance` of `expected`.
+fn assert_close(actual: &[Frame], expected: &[Frame], tolerance: f32) {
     assert_eq!(actual.len(), expected.len());
-    for (index, (a, e)) in actual.iter().zip(&expected).enumerate() {
+    for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
         let worst = a
             .pixels()
             .iter()
             .zip(e.pixels().iter())
             .map(|(x, y)| (x - y).abs())
             .fold(0.0f32, f32::max);
-        assert!(worst <= 1e-5, "frame {index} differs by {worst}");
+        assert!(worst <= tolerance, "frame {index} differs by {worst}");
     }
 }

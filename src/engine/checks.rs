@@ -139,6 +139,7 @@ pub fn stage3_options(
     options.chunk_frames = params.chunk.unwrap_or(options.chunk_frames);
     options.overlap_frames = params.overlap.unwrap_or(options.overlap_frames);
     options.keep_padding = params.keep_padding;
+    options.batch = enhance_batch(params.batch.unwrap_or(1), set)?;
     let chunk = options.chunk_frames;
     match enhancer_frame_axis(set) {
         Some(fixed) if chunk as i64 != fixed => {
@@ -161,11 +162,29 @@ pub fn stage3_options(
     Ok(options)
 }
 
+/// Chunks per enhancer UNet call: at least 1, and 1 for a graph with a fixed batch axis.
+fn enhance_batch(batch: usize, set: &ModelSet) -> Result<usize, RequestError> {
+    match enhancer_axis(set, 0) {
+        _ if batch == 0 => Err(RequestError::value(Field::EnhanceBatch, "at least 1", 0)),
+        Some(fixed) if batch > 1 => Err(RequestError::value(
+            Field::EnhanceBatch,
+            format!("1 (the model set's enhancer graph has a fixed batch axis of {fixed})"),
+            batch,
+        )),
+        _ => Ok(batch),
+    }
+}
+
 /// The fixed frame count of the enhancer UNet's `sample` input (B, C, F, h, w), if fixed.
 fn enhancer_frame_axis(set: &ModelSet) -> Option<i64> {
+    enhancer_axis(set, 2)
+}
+
+/// The size of axis `axis` of the enhancer UNet's `sample` input, if fixed.
+fn enhancer_axis(set: &ModelSet, axis: usize) -> Option<i64> {
     let unet = set.manifest.graph("enhancer_unet")?;
     let sample = unet.inputs.iter().find(|t| t.name == "sample")?;
-    match sample.shape.get(2)? {
+    match sample.shape.get(axis)? {
         Dim::Fixed(n) => Some(*n),
         Dim::Named(_) => None,
     }

@@ -10,6 +10,7 @@ pub enum Field {
     Steps,
     Stage1Steps,
     EnhanceSteps,
+    EnhanceBatch,
     GuidanceScale,
     TextScale,
     AnchorScale,
@@ -27,13 +28,14 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 20] = [
+    pub const ALL: [Field; 21] = [
         Field::Prompt,
         Field::NegativePrompt,
         Field::Frames,
         Field::Steps,
         Field::Stage1Steps,
         Field::EnhanceSteps,
+        Field::EnhanceBatch,
         Field::GuidanceScale,
         Field::TextScale,
         Field::AnchorScale,
@@ -59,6 +61,7 @@ impl Field {
             Field::Steps => "steps",
             Field::Stage1Steps => "stage1_steps",
             Field::EnhanceSteps => "enhance_steps",
+            Field::EnhanceBatch => "enhance_batch",
             Field::GuidanceScale => "guidance_scale",
             Field::TextScale => "text_scale",
             Field::AnchorScale => "anchor_scale",
@@ -85,6 +88,7 @@ impl Field {
             Field::Steps => "--steps",
             Field::Stage1Steps => "--stage1-steps",
             Field::EnhanceSteps => "--enhance-steps",
+            Field::EnhanceBatch => "--enhance-batch",
             Field::GuidanceScale => "--guidance-scale",
             Field::TextScale => "--text-scale",
             Field::AnchorScale => "--anchor-scale",

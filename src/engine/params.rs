@@ -66,6 +66,9 @@ pub struct Stage3Params {
     pub overlap: Option<usize>,
     /// Keep the black bars the enhancer's frame size adds around the content.
     pub keep_padding: bool,
+    /// At most this many chunks' steps per enhancer UNet call; `None` is 1.
+    #[serde(default)]
+    pub batch: Option<usize>,
 }
 
 /// Where the video goes.

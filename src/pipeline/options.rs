@@ -62,6 +62,8 @@ pub struct EnhanceOptions {
     /// manifest's content size (stage-2 frames). Videos of another aspect ratio are fitted
     /// whole, as the reference's `resize_to_fit` does, instead of being distorted.
     pub content: Option<FrameSize>,
+    /// At most this many chunks' steps run in one UNet call (1: a chunk at a time).
+    pub batch: usize,
 }
 
 /// Everything a generation needs besides the models and the prompt text.
@@ -110,6 +112,7 @@ impl EnhanceOptions {
             overlap_frames: config.stage3.overlap_frames,
             keep_padding: false,
             content: None,
+            batch: 1,
         }
     }
 }

@@ -12,9 +12,6 @@ use super::PipelineError;
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::video::{Frame, SampleRange, VideoError};
 
-/// Stage-3 chunk steps between two looks at whether a checkpoint is due, once stage 2 is done.
-const STEPS_PER_CHECK: usize = 1;
-
 /// An output that counts its frames and, when the job checkpoints, keeps the frames written
 /// after its last durable point.
 pub(super) struct TrackedOutput<'o, 'p> {
@@ -202,7 +199,9 @@ impl<'o, 'e, 'p> StageTwoSink<'o, 'e, 'p> {
             return Ok(());
         };
         let pumped = loop {
-            match enhancer.pump_at_most(STEPS_PER_CHECK, run, &mut self.video) {
+            // One UNet call's worth of chunk steps between two looks at the checkpoints.
+            let steps = enhancer.batch();
+            match enhancer.pump_at_most(steps, run, &mut self.video) {
                 Ok(0) => break Ok(()),
                 Ok(_) => {}
                 Err(err) => break Err(err),

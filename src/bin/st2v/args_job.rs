@@ -65,23 +65,3 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
-
-/// `st2v serve --queue redis://...`: one replica of a cluster.
-#[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
-    /// In a cluster: jobs admitted and not finished across every replica; more get 429.
-    #[arg(long, env = "ST2V_QUEUE_BOUND", default_value_t = 8, value_name = "N")]
-    pub queue_bound: usize,
-    /// In a cluster: a replica that has not renewed its job's lease for this long is taken for
-    /// dead, and another replica continues the job from its last checkpoint.
-    #[arg(
-        long,
-        env = "ST2V_LEASE_SECONDS",
-        default_value_t = 30.0,
-        value_name = "S"
-    )]
-    pub lease_seconds: f64,
-    /// In a cluster: this replica's name (unique) [default: host name and process id].
-    #[arg(long, env = "ST2V_REPLICA", value_name = "NAME")]
-    pub replica: Option<String>,
-}

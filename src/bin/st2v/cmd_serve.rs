@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use streamingt2v::server::{serve, ClusterOptions, Limits, ServeOptions};
 
-use crate::args::ServeArgs;
+use crate::args_serve::ServeArgs;
 use crate::config::{models_dir, runtime_settings};
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {

@@ -227,6 +227,7 @@ pub fn stage3_params(args: &EnhancerArgs, no_enhance: bool) -> Option<Stage3Para
         chunk: args.chunk,
         overlap: args.overlap,
         keep_padding: args.keep_padding,
+        batch: args.enhance_batch,
     })
 }
 

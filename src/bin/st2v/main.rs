@@ -3,6 +3,7 @@
 
 mod args;
 mod args_job;
+mod args_serve;
 mod checks;
 mod cmd_bench;
 mod cmd_doctor;

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Zip};
 
+mod batch;
 mod state;
 
 pub use state::{EnhancerFrameState, EnhancerState};
@@ -25,7 +26,7 @@ use super::conditioning::{encode_text, text_conditions, text_context, TextEmbedd
 use super::noise::{frame_noise, NoiseStream};
 use super::options::EnhanceOptions;
 use super::run::{FrameOutput, RunContext};
-use super::tensor::{decoded_to_unit, expect_shape, into_video, repeat_batch};
+use super::tensor::{decoded_to_unit, expect_shape};
 use super::PipelineError;
 use crate::manifest::PipelineConfig;
 use crate::models::{TextEncoder, VaeDecoder, VaeEncoder, VideoUnet};
@@ -197,6 +198,11 @@ impl<'a> Enhancer<'a> {
         self.received().min(self.plan.frames)
     }
 
+    /// At most this many chunks' steps run in one UNet call.
+    pub fn batch(&self) -> usize {
+        self.options.batch.max(1)
+    }
+
     /// The chunk plan (frames, chunks, padding).
     pub fn plan(&self) -> &EnhancePlan {
         &self.plan
@@ -331,15 +337,18 @@ impl<'a> Enhancer<'a> {
     ) -> Result<usize, PipelineError> {
         let mut ran = 0;
         loop {
-            let before = ran;
-            for chunk in 0..self.plan.chunks.len() {
-                if ran < limit && self.chunk_ready(chunk) {
-                    self.run_chunk_step(chunk, run)?;
-                    ran += 1;
-                }
+            let ready: Vec<usize> = (0..self.plan.chunks.len())
+                .filter(|&chunk| self.chunk_ready(chunk))
+                .take(limit - ran)
+                .collect();
+            // Chunk steps do not depend on their order (each reads its frames at its step and
+            // a frame advances once every covering chunk ran), so ready chunks run together.
+            for group in ready.chunks(self.batch()) {
+                self.run_chunk_steps(group, run)?;
             }
+            ran += ready.len();
             self.hand_out_final(run, output)?;
-            if ran == before || ran == limit {
+            if ready.is_empty() || ran == limit {
                 return Ok(ran);
             }
         }
@@ -359,7 +368,13 @@ impl<'a> Enhancer<'a> {
 
     /// Predicts `chunk`'s x0 at its next step, gives it to the frames it owns, and advances
     /// the frames every covering chunk has now seen.
-    fn run_chunk_step(&mut self, chunk: usize, run: &RunContext<'_>) -> Result<(), PipelineError> {
+    /// Predicts the x0 of `chunks` at their next steps (one batched UNet call), gives it to
+    /// the frames each owns, and advances the frames every covering chunk has now seen.
+    fn run_chunk_steps(
+        &mut self,
+        chunks: &[usize],
+        run: &RunContext<'_>,
+    ) -> Result<(), PipelineError> {
         run.check_cancelled()?;
         if self.started.is_none() {
             self.started = Some(Instant::now());
@@ -369,22 +384,41 @@ impl<'a> Enhancer<'a> {
                 steps: self.options.steps,
             });
         }
-        self.decide_text(chunk, run)?;
-        let step = self.chunk_steps[chunk];
-        let range = self.plan.chunks[chunk].frames();
-        let sample = self.gather(range.clone());
-        let context = match self.prompts.as_ref().map(|p| &p.chunks[chunk]) {
-            Some(ChunkText::Custom(context)) => context,
-            _ => &self.context,
-        };
-        let x0 = chunk_x0(
+        let mut inputs = Vec::with_capacity(chunks.len());
+        for &chunk in chunks {
+            self.decide_text(chunk, run)?;
+            let context = match self.prompts.as_ref().map(|p| &p.chunks[chunk]) {
+                Some(ChunkText::Custom(context)) => context,
+                _ => &self.context,
+            };
+            inputs.push(batch::ChunkInput {
+                sample: self.gather(self.plan.chunks[chunk].frames()),
+                context: context.clone(),
+                step: self.chunk_steps[chunk],
+            });
+        }
+        let x0s = batch::chunks_x0(
             &mut self.models,
             self.schedule.as_ref(),
-            context,
             self.guidance,
-            &sample,
-            step,
+            &inputs,
         )?;
+        for ((&chunk, input), x0) in chunks.iter().zip(&inputs).zip(x0s) {
+            self.take_x0(chunk, input.step, &x0, run)?;
+        }
+        Ok(())
+    }
+
+    /// Gives `chunk`'s x0 at `step` to the frames it owns and advances the frames every
+    /// covering chunk has now seen.
+    fn take_x0(
+        &mut self,
+        chunk: usize,
+        step: usize,
+        x0: &Array5<f32>,
+        run: &RunContext<'_>,
+    ) -> Result<(), PipelineError> {
+        let range = self.plan.chunks[chunk].frames();
         let owned = BlendSchedule::new(&self.plan, self.seed).owned_frames(chunk, step);
         for frame in range.clone() {
             let state = &mut self.window[frame - self.window_start];
@@ -489,30 +523,6 @@ impl<'a> Enhancer<'a> {
             false => self.geometry.crop_content(&frame)?,
         })
     }
-}
-
-/// One chunk's guided x0 prediction: a batched `[uncond, cond]` UNet call on `x * c_in`.
-fn chunk_x0(
-    models: &mut Stage3Models<'_>,
-    scheduler: &dyn Scheduler,
-    context: &Array3<f32>,
-    guidance: Guidance,
-    sample: &Array5<f32>,
-    step: usize,
-) -> Result<Array5<f32>, PipelineError> {
-    let input = into_video(
-        scheduler.scale_model_input(sample.clone().into_dyn(), step)?,
-        "enhancer model input",
-    )?;
-    let batch = repeat_batch(input.view(), guidance.batch_size());
-    let timesteps = vec![scheduler.model_timestep(step)?; guidance.batch_size()];
-    let output = models.unet.run(&batch, &timesteps, context)?;
-    expect_shape("enhancer UNet output", output.shape(), batch.shape())?;
-    let guided = guidance.apply(output.into_dyn().view())?;
-    into_video(
-        scheduler.predict_original(guided.view(), step, sample.view().into_dyn())?,
-        "enhancer x0",
-    )
 }
 
 fn into_frame(array: ArrayD<f32>) -> Result<Array3<f32>, PipelineError> {
