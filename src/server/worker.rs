@@ -141,7 +141,7 @@ fn work(
     };
     *workers.placements.lock().unwrap_or_else(|p| p.into_inner()) = engine.placements();
     workers.ready.fetch_add(1, Ordering::SeqCst);
-    while let Some((job, lease)) = shared.next_job(&engine.model_set().clone()) {
+    while let Some((job, lease)) = shared.next_job(engine.model_set()) {
         let progress = JobProgressSink {
             store,
             metrics,
