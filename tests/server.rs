@@ -319,6 +319,14 @@ fn bad_requests_name_the_field_and_the_limit() {
         (json!({"prompt": "a cat", "fps": 0}), "fps"),
         (json!({"prompt": 7}), "prompt"),
         (json!({"prompt": "a cat", "format": "gif"}), "format"),
+        (
+            json!({"prompt": "a cat", "enhance_batch": 0}),
+            "enhance_batch",
+        ),
+        (
+            json!({"prompt": "a cat", "enhance_batch": 99}),
+            "enhance_batch",
+        ),
     ];
     for (body, field) in cases {
         let (status, error, _) = server.post(body.clone(), None);

@@ -120,6 +120,8 @@ pub struct CreateVideo {
     pub steps: Option<usize>,
     pub stage1_steps: Option<usize>,
     pub enhance_steps: Option<usize>,
+    /// Enhancer chunks whose steps run in one UNet call (throughput; default 1).
+    pub enhance_batch: Option<usize>,
     pub guidance: Option<GuidanceBody>,
     pub anchor: Option<AnchorBody>,
     pub enhance: Option<bool>,
@@ -201,6 +203,7 @@ impl CreateVideo {
         params.enhance = match enhance {
             true => Some(Stage3Params {
                 steps: self.enhance_steps,
+                batch: self.enhance_batch,
                 ..Stage3Params::default()
             }),
             false => None,

@@ -53,6 +53,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Entries of a prompt schedule.
     pub max_schedule: usize,
+    /// Enhancer chunks per UNet call (each adds the activations of one chunk).
+    pub max_enhance_batch: usize,
     /// Finished jobs kept (newest first) and their maximum age in seconds.
     pub keep_jobs: usize,
     pub keep_seconds: f64,
@@ -67,6 +69,7 @@ impl Default for Limits {
             max_guidance: 30.0,
             max_body_bytes: 64 * 1024,
             max_schedule: 64,
+            max_enhance_batch: 16,
             keep_jobs: 200,
             keep_seconds: 7.0 * 24.0 * 3600.0,
         }
@@ -98,6 +101,9 @@ impl Limits {
             .unwrap_or(0);
         if prompt_bytes > self.max_prompt_bytes {
             return over("prompt", self.max_prompt_bytes as f64, prompt_bytes as f64);
+        }
+        if let Some(batch) = body.enhance_batch.filter(|b| *b > self.max_enhance_batch) {
+            return over("enhance_batch", self.max_enhance_batch as f64, batch as f64);
         }
         if let Some(frames) = body.frames.filter(|f| *f > self.max_frames) {
             return over("frames", self.max_frames as f64, frames as f64);
