@@ -227,6 +227,21 @@ fn unknown_provider_is_a_usage_error() {
 }
 
 #[test]
+fn cuda_graphs_on_the_cpu_provider_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    st2v()
+        .args(["generate", "--prompt", "a cat", "--cuda-graph", "--out"])
+        .arg(out.path().join("cat.gif"))
+        .arg("--models")
+        .arg(fixture_set())
+        .assert()
+        .code(2)
+        .stderr(contains("--cuda-graph"))
+        .stderr(contains("a CUDA or TensorRT provider in --ep"));
+    assert!(!out.path().join("cat.gif").exists());
+}
+
+#[test]
 fn cuda_on_a_cpu_only_runtime_is_refused_not_silently_replaced() {
     st2v()
         .args(["models", "inspect", "--ep", "cuda"])

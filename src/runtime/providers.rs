@@ -124,6 +124,14 @@ impl Default for Placement {
 }
 
 impl Placement {
+    /// Whether any graph may run on CUDA or TensorRT.
+    pub fn uses_gpu(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.by_key.values())
+            .flat_map(ProviderList::providers)
+            .any(|p| *p != Provider::Cpu)
+    }
+
     /// Parses an `--ep` value; `roles` are the role names keys may refer to.
     pub fn parse(value: &str, roles: &[&str]) -> Result<Self, RuntimeError> {
         let spec_error = |reason: String| RuntimeError::EpSpec {
@@ -267,6 +275,17 @@ impl EpConfig {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_placement_uses_the_gpu_if_any_graph_may_run_there() {
+        let roles = ["unet", "vae_decoder"];
+        assert!(!Placement::parse("cpu", &roles).unwrap().uses_gpu());
+        assert!(Placement::parse("cpu,unet=cuda", &roles)
+            .unwrap()
+            .uses_gpu());
+        assert!(Placement::parse("tensorrt,cpu", &roles).unwrap().uses_gpu());
+    }
+
     use super::*;
 
     const ROLES: &[&str] = &["unet", "stage1_unet", "vae_decoder", "vae_encoder", "cam"];

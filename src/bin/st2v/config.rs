@@ -26,6 +26,17 @@ pub fn runtime_settings(args: &EngineArgs) -> Result<RuntimeSettings, RuntimeErr
         profile_prefix: None,
         disable_cpu_arena: args.no_cpu_arena,
     };
+    if args.cuda_graph && !eps.placement.uses_gpu() {
+        return Err(RuntimeError::Option {
+            field: "--cuda-graph",
+            value: String::from("on"),
+            expected: format!(
+                "a CUDA or TensorRT provider in --ep (it captures CUDA graphs; --ep is `{}`, \
+                 every graph runs on the CPU)",
+                args.ep
+            ),
+        });
+    }
     if args.vae_batch == Some(0) {
         return Err(RuntimeError::Option {
             field: "--vae-batch (env ST2V_VAE_BATCH)",
