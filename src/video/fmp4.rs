@@ -79,7 +79,7 @@ fn boxes(bytes: &[u8], start: usize, end: usize) -> Vec<([u8; 4], usize, usize, 
             0 => (8, end - at),
             n => (8, n as usize),
         };
-        if size < header || at + size > end {
+        if size < header || at.checked_add(size).is_none_or(|box_end| box_end > end) {
             break;
         }
         found.push((kind, at, header, size));
