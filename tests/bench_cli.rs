@@ -64,8 +64,9 @@ fn ordered_latency(latency: &Value, what: &str) {
 #[test]
 fn the_report_has_every_figure_for_the_tiny_set() {
     let dir = TempDir::new().unwrap();
-    let report = bench(dir.path(), &["--no-peers"]);
+    let report = bench(dir.path(), &["--no-peers", "--enhance-batch", "2"]);
     assert!(report["onnxruntime"].as_str().unwrap().starts_with("1."));
+    assert_eq!(report["settings"]["enhance_batch"], 2);
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
     assert_ne!(report["git_commit"], "");
     let cpu = &report["providers"][0];

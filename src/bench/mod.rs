@@ -53,6 +53,8 @@ pub struct BenchOptions {
     pub steps: Option<usize>,
     /// `None` leaves stage 3 out.
     pub enhance_steps: Option<Option<usize>>,
+    /// Enhancer chunks per UNet call (`--enhance-batch`; `None`: 1).
+    pub enhance_batch: Option<usize>,
     pub seed: u64,
     pub memory_frames: (usize, usize),
     pub profile: bool,
@@ -137,6 +139,7 @@ fn bench_settings(options: &BenchOptions, engine: &Engine) -> BenchSettings {
         stage3_steps: options
             .enhance_steps
             .map(|s| s.unwrap_or(config.stage3.num_inference_steps)),
+        enhance_batch: options.enhance_batch.unwrap_or(1),
         warmup: options.warmup,
         runs: options.runs,
         seed: options.seed,
@@ -173,6 +176,7 @@ fn request_params(options: &BenchOptions, frames: usize, fast: bool) -> Generate
         .enhance_steps
         .map(|steps| crate::engine::Stage3Params {
             steps: one(steps),
+            batch: options.enhance_batch,
             ..Default::default()
         });
     params

@@ -40,6 +40,8 @@ pub struct BenchSettings {
     pub stage2_steps: usize,
     /// `None` without stage 3.
     pub stage3_steps: Option<usize>,
+    /// Enhancer chunks per UNet call.
+    pub enhance_batch: usize,
     pub warmup: usize,
     pub runs: usize,
     pub seed: u64,
@@ -176,8 +178,8 @@ impl BenchReport {
         let _ = writeln!(
             md,
             "- machine: {} ({} cores{peak}){}; {}\n- ONNX Runtime {}; commit {}\n- model set `{}` \
-             (preset {}); {} frames; steps {}/{}/{}; seed {}; {} warm-up + {} runs; threads {}; \
-             opt level {}; CPU arena {}; VAE decode batch {}\n",
+             (preset {}); {} frames; steps {}/{}/{}; enhancer batch {}; seed {}; {} warm-up + {} \
+             runs; threads {}; opt level {}; CPU arena {}; VAE decode batch {}\n",
             m.cpu,
             m.cores,
             if m.gpus.is_empty() {
@@ -194,6 +196,7 @@ impl BenchReport {
             s.stage1_steps,
             s.stage2_steps,
             opt(s.stage3_steps, |v| v.to_string()),
+            s.enhance_batch,
             s.seed,
             s.warmup,
             s.runs,

@@ -356,6 +356,9 @@ pub struct BenchArgs {
     /// Stage-3 steps [default: the manifest's].
     #[arg(long, value_name = "N")]
     pub enhance_steps: Option<usize>,
+    /// Enhancer chunks per UNet call (as generate's --enhance-batch) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub enhance_batch: Option<usize>,
     #[arg(long, default_value_t = 33, value_name = "S")]
     pub seed: u64,
     /// The two lengths of the memory runs (one step per stage).

@@ -36,6 +36,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         stage1_steps: args.stage1_steps,
         steps: args.steps,
         enhance_steps: enhance.then_some(args.enhance_steps),
+        enhance_batch: args.enhance_batch,
         seed: args.seed,
         memory_frames,
         profile: !args.no_profile,
