@@ -14,6 +14,7 @@
 //! directory every replica mounts ([`shared`]), and a replica that dies hands its jobs on.
 
 pub mod api;
+pub mod body;
 pub mod cluster;
 pub mod content;
 pub mod jobs;
