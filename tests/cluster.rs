@@ -1,9 +1,9 @@
 //! Three `st2v serve` replicas on the tiny set, sharing one Redis (Debian's `redis-server` on a
 //! loopback port) and one data directory: a replica killed (SIGKILL) mid-job loses nothing,
-//! another continues the job from its checkpoint to the video a fresh job makes, no job is lost
-//! or completed twice, its events stream from any replica, a cancel sent to any replica stops the job wherever it runs, and the
-//! global bound answers 429; a replica stopped by SIGTERM hands its job on; without Redis a
-//! new job gets 503.
+//! another continues the job from its checkpoint to the video a single-process run (and a fresh
+//! job) makes, no job is lost or completed twice, its events stream from any replica, a cancel
+//! sent to any replica stops the job wherever it runs, the global bound answers 429, a replica
+//! stopped by SIGTERM hands its job on, and without Redis a new job gets 503.
 
 use std::path::Path;
 use std::process::Command;
@@ -160,6 +160,19 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
     replicas[1].wait_for(&fresh, |r| r["status"] == "completed");
     let resumed = framemd5(&data.path().join(&id).join("video.mp4"));
     assert_eq!(resumed.len(), 96);
+    // The same request run by a single process, start to end.
+    let single = data.path().join("single.mp4");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
+    let status = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+        .args(["generate", "--quiet", "--models"])
+        .arg(&tiny)
+        .args(["--prompt", "a long road", "--frames", "96", "--steps", "4"])
+        .args(["--stage1-steps", "2", "--no-enhance", "--out"])
+        .arg(&single)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(resumed, framemd5(&single), "the resumed job's frames");
     assert_eq!(
         resumed,
         framemd5(&data.path().join(&fresh).join("video.mp4"))
