@@ -42,13 +42,23 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   python3 -m venv "$VENV"
 fi
+# The dev stack (torch with its CUDA wheels) needs about 8 GiB in the venv while installing.
+warn_if_low_disk() {  # warn_if_low_disk NAME
+  local need_gib=1; [ "$1" = dev ] && need_gib=8
+  local free_gib=$(( $(df -Pk "$ROOT" | awk 'NR==2 {print $4}') / 1048576 ))
+  if [ "$free_gib" -lt "$need_gib" ]; then
+    log "warning: $free_gib GiB free on $(df -P "$ROOT" | awk 'NR==2 {print $6}'); the $1 requirements need about $need_gib GiB"
+  fi
+}
 req_stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 install_reqs() {  # install_reqs NAME FILE...
   local name=$1; shift
   local stamp="$VENV/.st2v-$name-$(req_stamp "$@")"
   if [ ! -f "$stamp" ]; then
     log "installing Python requirements ($name)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${@/#/-r}"
+    warn_if_low_disk "$name"
+    # No wheel cache: the dev stack (CUDA torch) is several GB and would be stored twice.
+    "$VENV/bin/pip" install -q --no-cache-dir --disable-pip-version-check "${@/#/-r}"
     rm -f "$VENV"/.st2v-"$name"-*
     touch "$stamp"
   fi
