@@ -363,3 +363,36 @@ fn a_graph_that_fails_to_load_names_its_file_and_the_check_to_run() {
         .stderr(contains("vae_decoder.onnx"))
         .stderr(contains("--verify"));
 }
+
+#[test]
+fn serve_pairs_the_cluster_flags_queue_and_store() {
+    let data = tempfile::tempdir().unwrap();
+    let serve = |extra: &[&str]| {
+        let mut cmd = st2v();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--models"])
+            .arg(fixture_set())
+            .arg("--data")
+            .arg(data.path().join("data"))
+            .args(extra);
+        cmd
+    };
+    serve(&["--queue", "redis://127.0.0.1:1"])
+        .assert()
+        .failure()
+        .stderr(contains("--queue redis://... needs --store DIR|s3://BUCKET[/PREFIX]"));
+    serve(&["--store", "s3://videos"])
+        .assert()
+        .failure()
+        .stderr(contains("--store: only for a replica of a cluster"));
+    serve(&["--queue", "redis://127.0.0.1:1", "--store", "gs://videos"])
+        .assert()
+        .failure()
+        .stderr(contains("--store gs://videos: expected a directory or s3://BUCKET[/PREFIX]"));
+    serve(&["--queue", "redis://127.0.0.1:1", "--store"])
+        .arg(data.path().join("store"))
+        .assert()
+        .failure()
+        .stderr(contains("--queue: redis"));
+    // Nothing was started: no data directory.
+    assert!(!data.path().join("data").exists());
+}

@@ -1,5 +1,6 @@
 //! Three `st2v serve` replicas on the tiny set, sharing one Redis (Debian's `redis-server` on a
-//! loopback port) and one data directory: a replica killed (SIGKILL) mid-job loses nothing,
+//! loopback port) and one store (a directory; `cluster_s3.rs` runs an S3 one), each with its own
+//! data directory: a replica killed (SIGKILL) mid-job loses nothing,
 //! another continues the job from its checkpoint to the video a single-process run (and a fresh
 //! job) makes, no job is lost or completed twice, its events stream from any replica, a cancel
 //! sent to any replica stops the job wherever it runs, the global bound answers 429, a replica
@@ -9,108 +10,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use streamingt2v::server::cluster::ClusterQueue;
 use tempfile::TempDir;
 
 mod support;
 
-use support::{framemd5, start_redis, Process};
-
-struct Replica {
-    process: Process,
-    base: String,
-    name: String,
-}
-
-impl Replica {
-    fn start(data: &Path, redis: &str, name: &str) -> Self {
-        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-        let mut command = Command::new(assert_cmd::cargo::cargo_bin("st2v"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--models"])
-            .arg(tiny)
-            .arg("--store")
-            .arg(data)
-            .args([
-                "--queue",
-                redis,
-                "--queue-bound",
-                "3",
-                "--lease-seconds",
-                "2",
-            ])
-            .args(["--replica", name, "--grace-seconds", "0"]);
-        let (child, base) = support::spawn_server(command);
-        let replica = Self {
-            process: Process(child),
-            base,
-            name: name.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while replica.call("GET", "/readyz", None).0 != 200 {
-            assert!(Instant::now() < deadline, "the replica got ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        replica
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let url = format!("{}{path}", self.base);
-        let response = match (method, body) {
-            ("POST", Some(body)) => agent.post(&url).send_json(body),
-            ("DELETE", _) => agent.delete(&url).call(),
-            _ => agent.get(&url).call(),
-        };
-        let mut response = response.unwrap();
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    fn submit(&self, body: &Value) -> String {
-        let (status, job) = self.call("POST", "/v1/videos", Some(body));
-        assert_eq!(status, 202, "{job}");
-        job["id"].as_str().unwrap().to_owned()
-    }
-
-    /// The (id, name) of every server-sent event of a finished job.
-    fn sse(&self, id: &str) -> Vec<(u64, String)> {
-        let url = format!("{}/v1/videos/{id}/events", self.base);
-        let text = ureq::get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        let mut events = Vec::new();
-        let mut event_id = 0;
-        for line in text.lines() {
-            if let Some(value) = line.strip_prefix("id: ") {
-                event_id = value.parse().unwrap();
-            } else if let Some(name) = line.strip_prefix("event: ") {
-                events.push((event_id, name.to_owned()));
-            }
-        }
-        events
-    }
-
-    fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let (_, record) = self.call("GET", &format!("/v1/videos/{id}"), None);
-            if done(&record) {
-                return record;
-            }
-            assert!(Instant::now() < deadline, "timed out: {record}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
+use support::replica::Replica;
+use support::{framemd5, start_redis};
 
 #[test]
 fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_cluster_wide() {
@@ -119,9 +26,11 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         return;
     };
     let data = TempDir::new().unwrap();
+    let store = data.path().join("store");
+    let store_spec = store.to_str().unwrap();
     let mut replicas: Vec<Replica> = ["r0", "r1", "r2"]
         .iter()
-        .map(|name| Replica::start(data.path(), &url, name))
+        .map(|name| Replica::start(data.path(), store_spec, &url, name, &[]))
         .collect();
 
     let body = json!({"prompt": "a long road", "frames": 96, "steps": 4, "stage1_steps": 2, "enhance": false});
@@ -158,8 +67,20 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
     );
     let fresh = replicas[1].submit(&body);
     replicas[1].wait_for(&fresh, |r| r["status"] == "completed");
-    let resumed = framemd5(&data.path().join(&id).join("video.mp4"));
+    let resumed = framemd5(&store.join(&id).join("video.mp4"));
     assert_eq!(resumed.len(), 96);
+    // Only the final video and the checkpoint directory are left in the store.
+    let mut stored: Vec<String> = std::fs::read_dir(store.join(&id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["resume", "video.mp4"]);
+    // Any replica serves it, also one that never ran it (from the store).
+    let served = data.path().join("served.mp4");
+    let stranger = replicas.iter().find(|r| done["replica"] != r.name.as_str());
+    std::fs::write(&served, stranger.unwrap().content(&id)).unwrap();
+    assert_eq!(framemd5(&served), resumed);
     // The same request run by a single process, start to end.
     let single = data.path().join("single.mp4");
     let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
@@ -175,7 +96,7 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
     assert_eq!(resumed, framemd5(&single), "the resumed job's frames");
     assert_eq!(
         resumed,
-        framemd5(&data.path().join(&fresh).join("video.mp4"))
+        framemd5(&store.join(&fresh).join("video.mp4"))
     );
 
     // Cancel through the replica that does not run the job.
@@ -229,7 +150,7 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
     assert_eq!(stopped.process.0.wait().unwrap().code(), Some(0));
     let done = replicas[0].wait_for(&id, |r| r["status"] == "completed");
     assert_eq!(done["replica"], replicas[0].name.as_str(), "{done}");
-    assert_eq!(framemd5(&data.path().join(&id).join("video.mp4")), resumed);
+    assert_eq!(framemd5(&store.join(&id).join("video.mp4")), resumed);
 
     let queue = ClusterQueue::connect(&url, "checker", Duration::from_secs(2), 3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -92,6 +92,17 @@ pub struct JobDir {
     interval: Duration,
     last: Instant,
     stats: CheckpointStats,
+    after_save: Option<AfterSave>,
+}
+
+/// What runs after each checkpoint is on disk (a server replica copies the job's files to the
+/// store its peers share).
+struct AfterSave(Box<dyn FnMut() + Send>);
+
+impl std::fmt::Debug for AfterSave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterSave")
+    }
 }
 
 impl JobDir {
@@ -165,7 +176,13 @@ impl JobDir {
             interval: Duration::from_secs(60),
             last: Instant::now(),
             stats: CheckpointStats::default(),
+            after_save: None,
         }
+    }
+
+    /// Runs `hook` after every checkpoint is written (outside the checkpoint's timing).
+    pub fn after_save(&mut self, hook: impl FnMut() + Send + 'static) {
+        self.after_save = Some(AfterSave(Box::new(hook)));
     }
 
     pub fn dir(&self) -> &Path {
@@ -237,6 +254,9 @@ impl Checkpoints for JobDir {
         self.stats.count += 1;
         self.stats.seconds += started.elapsed().as_secs_f64();
         self.stats.bytes = bytes.len() as u64;
+        if let Some(AfterSave(hook)) = self.after_save.as_mut() {
+            hook();
+        }
         Ok(())
     }
 }

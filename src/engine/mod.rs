@@ -52,7 +52,7 @@ use crate::video::FrameSize;
 
 pub use error::{classify, EngineError, ErrorKind, KeptFrames, RequestError};
 pub use field::Field;
-pub use job::{CheckpointStats, JobDir, JobError, JobRecord, JobStatus};
+pub use job::{CheckpointStats, JobDir, JobError, JobRecord, JobStatus, CHECKPOINT_FILE};
 pub use outputs::{OpenOutputs, OutputPlan, Stage2Copy, WrittenFiles};
 pub use params::{
     EnhanceParams, ExtendParams, GenerateParams, GuidanceKind, GuidanceParams, OutputParams,

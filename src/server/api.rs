@@ -21,17 +21,17 @@ use crate::engine::{GenerateRequest, JobDir, RequestError};
 use crate::manifest::ModelSet;
 
 pub use super::body::{CreateVideo, SteerBody};
-use super::cluster::ClusterQueue;
 use super::content;
 use super::jobs::{now, JobProgress, JobRecord, JobStatus, Refused, Store};
 use super::metrics::Metrics;
+use super::replica::Cluster;
 use super::worker::Workers;
 use super::Limits;
 
 /// What every handler shares.
 pub struct App {
-    /// In a cluster, the queue every replica shares (jobs go there, not into `store`'s queue).
-    pub queue: Option<Arc<ClusterQueue>>,
+    /// In a cluster, what every replica shares (jobs go into its queue, not `store`'s).
+    pub cluster: Option<Arc<Cluster>>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
     pub workers: Arc<Workers>,
@@ -157,7 +157,10 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
         );
     }
     let store = &app.store;
-    store.prune(app.limits.keep_jobs, app.limits.keep_seconds);
+    let pruned = store.prune(app.limits.keep_jobs, app.limits.keep_seconds);
+    if let Some(cluster) = &app.cluster {
+        forget_files(cluster, pruned).await;
+    }
     let (id, dir) = match store.reserve() {
         Ok(reserved) => reserved,
         Err(err) => {
@@ -205,8 +208,13 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
         error: None,
         replica: None,
     };
-    let submitted = match &app.queue {
-        Some(queue) => admit(queue, record, &dir),
+    let submitted = match &app.cluster {
+        Some(cluster) => {
+            let (cluster, dir) = (cluster.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || admit(&cluster, record, &dir))
+                .await
+                .unwrap_or_else(|err| Err(Refused::Unavailable(err.to_string())))
+        }
         None => store.submit(record, dir.clone(), request.into()),
     };
     match submitted {
@@ -248,22 +256,50 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
 }
 
 /// A record as the API shows it, with its URLs.
-/// Puts a job into the cluster's queue: its record goes to the shared data directory first,
-/// so the replica that takes it finds it.
-fn admit(queue: &ClusterQueue, record: JobRecord, dir: &std::path::Path) -> Result<usize, Refused> {
-    super::shared::write_record(dir, &record);
+/// Puts a job into the cluster's queue: its record, first event and checkpoint directory go
+/// to Redis and the store first, so the replica that takes it finds them; a refused job leaves
+/// nothing behind.
+fn admit(cluster: &Cluster, record: JobRecord, dir: &std::path::Path) -> Result<usize, Refused> {
+    let id = record.id.clone();
+    let unavailable = |err: &dyn std::fmt::Display| Refused::Unavailable(err.to_string());
     let queued = super::jobs::JobEvent {
         id: 1,
         name: "queued".into(),
         data: json!({}),
     };
-    super::shared::append_event(dir, &queued);
-    let capacity = queue.bound();
-    match queue.admit(&record.id) {
+    let shared = cluster
+        .jobs
+        .write_record(&record)
+        .and_then(|()| cluster.jobs.append_event(&id, &queued))
+        .map_err(|e| unavailable(&e));
+    let stored = shared.and_then(|()| cluster.push(&id, dir, false).map_err(|e| unavailable(&e)));
+    let capacity = cluster.queue.bound();
+    let admitted = stored.and_then(|()| match cluster.queue.admit(&id) {
         Ok(true) => Ok(0),
         Ok(false) => Err(Refused::QueueFull { capacity }),
-        Err(err) => Err(Refused::Unavailable(err.to_string())),
+        Err(err) => Err(unavailable(&err)),
+    });
+    if admitted.is_err() {
+        let _ = cluster.jobs.forget(&id);
+        let _ = cluster.files.delete(&id);
     }
+    admitted
+}
+
+/// Deletes the shared files of jobs this replica pruned.
+async fn forget_files(cluster: &Arc<Cluster>, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let cluster = cluster.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in ids {
+            if let Err(err) = cluster.files.delete(&id) {
+                tracing::warn!("job {id}: deleting its files from the store: {err}");
+            }
+        }
+    })
+    .await;
 }
 
 pub fn describe(record: &JobRecord, queue_position: Option<usize>) -> Value {
@@ -355,10 +391,10 @@ async fn list(State(app): State<Arc<App>>, Query(query): Query<ListQuery>) -> Re
 }
 
 async fn cancel(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    let cancelled = match (app.store.cancel(&id), &app.queue) {
+    let cancelled = match (app.store.cancel(&id), &app.cluster) {
         // Another replica's job: it sees the flag (or the replica that takes it does).
-        (None, Some(queue)) => match app.store.get(&id) {
-            Some((record, _)) if queue.cancel(&id).is_ok() => Some(record.status),
+        (None, Some(cluster)) => match app.store.get(&id) {
+            Some((record, _)) if cluster.queue.cancel(&id).is_ok() => Some(record.status),
             _ => None,
         },
         (local, _) => local,

@@ -1,7 +1,9 @@
 //! `GET /v1/videos/{id}/content?variant=preview|final`: the stage-2 preview or the enhanced
 //! video. While the job runs, the growing fragmented MP4 (`<name>.partial.mp4`) is streamed as
 //! it is written (a browser plays it as it arrives) until the job ends; a finished file is
-//! served whole or by HTTP `Range`.
+//! served whole or by HTTP `Range`. In a cluster, a job another replica runs (or ran) is served
+//! from the shared store: a finished video through a local copy, a growing one as the store
+//! receives it (at each checkpoint).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::api::{error, App};
 use super::jobs::JobStatus;
+use super::replica::Cluster;
 
 #[derive(Debug, Deserialize)]
 pub struct ContentQuery {
@@ -51,6 +54,9 @@ pub async fn serve(
             Value::Null,
         );
     };
+    if let Some(cluster) = app.cluster.clone().filter(|_| !app.store.holds(&id)) {
+        return from_store(app, cluster, id, dir, name, variant, &headers).await;
+    }
     let finished = dir.join(format!("{name}.mp4"));
     let partial = dir.join(format!("{name}.partial.mp4"));
     // Wait for the first bytes of a queued or running job.
@@ -73,6 +79,109 @@ pub async fn serve(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+fn no_content(id: &str, variant: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no_content",
+        format!("video `{id}` has no {variant} frames"),
+        Value::Null,
+    )
+}
+
+/// Runs blocking store calls off the async threads.
+async fn blocking<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(call).await.ok()
+}
+
+/// Another replica's video, from the shared store.
+async fn from_store(
+    app: Arc<App>,
+    cluster: Arc<Cluster>,
+    id: String,
+    dir: std::path::PathBuf,
+    name: &'static str,
+    variant: &str,
+    headers: &HeaderMap,
+) -> Response {
+    let finished = format!("{name}.mp4");
+    let partial = format!("{name}.partial.mp4");
+    loop {
+        let ended = app.store.job_dir(&id).is_none_or(|(_, s)| s.is_terminal());
+        if ended {
+            let (files, id2, local) = (cluster.files.clone(), id.clone(), dir.join(&finished));
+            let fetched = blocking(move || files.fetch(&id2, &finished, &local)).await;
+            return match fetched {
+                Some(Ok(true)) => whole_or_range(&dir.join(format!("{name}.mp4")), headers).await,
+                Some(Ok(false)) => no_content(&id, variant),
+                Some(Err(err)) => store_unavailable(&err.to_string()),
+                None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            };
+        }
+        let (files, id2, object) = (cluster.files.clone(), id.clone(), partial.clone());
+        if let Some(Ok(Some(_))) = blocking(move || files.size(&id2, &object)).await {
+            return growing_in_store(app, cluster, id, name);
+        }
+        if app.store.is_stopping() {
+            return no_content(&id, variant);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn store_unavailable(why: &str) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        format!("the cluster's shared store cannot be read: {why}"),
+        Value::Null,
+    )
+}
+
+/// Streams another replica's growing video from the store: the partial object's new bytes
+/// as they arrive, then the rest of the final one once the job ends.
+fn growing_in_store(app: Arc<App>, cluster: Arc<Cluster>, id: String, name: &str) -> Response {
+    let names = (format!("{name}.partial.mp4"), format!("{name}.mp4"));
+    // The offset read up to; `None` after an error ends the stream.
+    let state = (app, cluster, id, names, Some(0u64));
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let (app, cluster, id, names, offset) = state;
+        let offset = offset?;
+        loop {
+            let ended = app.store.job_dir(&id).is_none_or(|(_, s)| s.is_terminal());
+            let object = if ended { names.1.clone() } else { names.0.clone() };
+            let (files, job) = (cluster.files.clone(), id.clone());
+            let read = blocking(move || -> Result<Option<Vec<u8>>, String> {
+                let size = files.size(&job, &object).map_err(|e| e.to_string())?;
+                match size {
+                    Some(size) if size > offset => {
+                        let end = size.min(offset + 16 * CHUNK as u64);
+                        let bytes = files.read_range(&job, &object, offset..end);
+                        bytes.map(Some).map_err(|e| e.to_string())
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+            match read {
+                Ok(Some(bytes)) => {
+                    let next = offset + bytes.len() as u64;
+                    let chunk = Ok::<_, std::io::Error>(Bytes::from(bytes));
+                    return Some((chunk, (app, cluster, id, names, Some(next))));
+                }
+                Ok(None) if ended || app.store.is_stopping() => return None,
+                Ok(None) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(err) => {
+                    let err = std::io::Error::other(err);
+                    return Some((Err(err), (app, cluster, id, names, None)));
+                }
+            }
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    mp4_headers(&mut response);
+    response
 }
 
 fn mp4_headers(response: &mut Response) {

@@ -1,8 +1,8 @@
 //! The server's jobs: records (what `GET /v1/videos/{id}` shows, persisted as `job.json` in
 //! the job's directory), their event logs (what SSE streams replay), the bounded queue and the
 //! cancellation tokens. One lock guards it all; workers block on a condition variable. In a
-//! cluster the store holds the jobs this replica runs, and reads the others' records from the
-//! shared data directory.
+//! cluster the store holds the jobs this replica runs, writes their records and events to
+//! Redis and reads the others' from there ([`SharedJobs`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
 
 pub use super::record::{JobError, JobProgress, JobRecord, JobStatus};
+use super::shared::SharedJobs;
 
 /// One server-sent event of a job.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -47,9 +48,8 @@ struct Inner {
     running: usize,
     next_id: u64,
     stopping: bool,
-    /// Replicas share the data directory: events are also appended to each job's
-    /// `events.jsonl`, where other replicas read them.
-    shared: bool,
+    /// In a cluster: where records and events also go, for the other replicas.
+    shared: Option<Arc<SharedJobs>>,
 }
 
 /// All jobs of one server.
@@ -59,8 +59,8 @@ pub struct Store {
     changed: watch::Sender<u64>,
     capacity: usize,
     data_dir: PathBuf,
-    /// Replicas share `data_dir`: jobs not held here are read from their records there.
-    shared: bool,
+    /// In a cluster: jobs not held here are read from Redis.
+    shared: Option<Arc<SharedJobs>>,
 }
 
 /// A job handed to a worker.
@@ -98,24 +98,30 @@ impl Store {
                 running: 0,
                 next_id: 1,
                 stopping: false,
-                shared: false,
+                shared: None,
             }),
             work: Condvar::new(),
             changed: watch::channel(0).0,
             capacity,
             data_dir: data_dir.to_owned(),
-            shared: false,
+            shared: None,
         }
     }
 
-    /// A store of one replica of a cluster: jobs other replicas hold are read from `data_dir`.
-    pub fn shared(data_dir: &Path, capacity: usize) -> Self {
+    /// A store of one replica of a cluster: jobs run in directories under `data_dir` (local
+    /// to this replica); records and events go to `shared`, where other replicas read them.
+    pub fn shared(data_dir: &Path, capacity: usize, shared: Arc<SharedJobs>) -> Self {
         let store = Self {
-            shared: true,
+            shared: Some(shared.clone()),
             ..Self::new(data_dir, capacity)
         };
-        store.lock().shared = true;
+        store.lock().shared = Some(shared);
         store
+    }
+
+    /// Whether this server runs (or ran) job `id` itself.
+    pub fn holds(&self, id: &str) -> bool {
+        self.lock().jobs.contains_key(id)
     }
 
     /// Takes a job this replica claimed from the cluster's queue: it runs here now.
@@ -126,7 +132,13 @@ impl Store {
         record.started_at = record.started_at.or(Some(now()));
         let cancel = CancelToken::new();
         // Its events go on from those other replicas logged.
-        let event_base = super::shared::read_events(&dir).last().map_or(0, |e| e.id);
+        let event_base = match &inner.shared {
+            Some(shared) => shared.last_event(&id).unwrap_or_else(|err| {
+                tracing::warn!("job {id}: reading its last event: {err}");
+                0
+            }),
+            None => 0,
+        };
         let entry = Entry {
             record,
             events: Vec::new(),
@@ -174,13 +186,17 @@ impl Store {
     pub fn reserve(&self) -> std::io::Result<(String, PathBuf)> {
         std::fs::create_dir_all(&self.data_dir)?;
         loop {
-            let id = {
-                let mut inner = self.lock();
-                let id = format!("video_{:x}_{}", (now() * 1e3) as u64, inner.next_id);
-                inner.next_id += 1;
-                id
+            let number = match &self.shared {
+                // Replicas number their jobs from one counter.
+                Some(shared) => shared.next_number().map_err(std::io::Error::other)?,
+                None => {
+                    let mut inner = self.lock();
+                    inner.next_id += 1;
+                    inner.next_id - 1
+                }
             };
-            // Replicas share the data directory: a name another one took is skipped.
+            let id = format!("video_{:x}_{number}", (now() * 1e3) as u64);
+            // A directory left by an earlier server with the same name is skipped.
             let dir = self.data_dir.join(&id);
             match std::fs::create_dir(&dir) {
                 Ok(()) => return Ok((id, dir)),
@@ -289,7 +305,7 @@ impl Store {
         };
         update(&mut entry.record);
         // Other replicas read the progress of a cluster's job from its record.
-        let shared_progress = self.shared && now() - entry.persisted_at >= 1.0;
+        let shared_progress = self.shared.is_some() && now() - entry.persisted_at >= 1.0;
         if let Some((name, data)) = event {
             push_event(&mut inner, id, name, data);
         }
@@ -344,10 +360,9 @@ impl Store {
     pub fn get(&self, id: &str) -> Option<(JobRecord, Option<usize>)> {
         let inner = self.lock();
         let Some(entry) = inner.jobs.get(id) else {
-            let shared = self
-                .shared
-                .then(|| super::shared::read_record(&self.data_dir, id));
-            return shared.flatten().map(|record| (record, None));
+            drop(inner);
+            let record = self.shared.as_ref()?.read_record(id)?;
+            return Some((record, None));
         };
         let record = entry.record.clone();
         let position = inner.queue.iter().position(|q| q == id).map(|p| p + 1);
@@ -356,51 +371,36 @@ impl Store {
 
     /// Records newest first, after `after` (an id), at most `limit`.
     pub fn list(&self, after: Option<&str>, limit: usize) -> (Vec<JobRecord>, bool) {
-        let inner = self.lock();
-        let on_disk = match self.shared {
-            true => super::shared::all_records(&self.data_dir),
-            false => Vec::new(),
+        let elsewhere = match &self.shared {
+            Some(shared) => shared.all_records(),
+            None => Vec::new(),
         };
+        let inner = self.lock();
         let local = inner.jobs.values().map(|e| &e.record);
-        let shared = on_disk.iter().filter(|r| !inner.jobs.contains_key(&r.id));
-        let mut records: Vec<&JobRecord> = local.chain(shared).collect();
-        records.sort_by(|a, b| b.created_at.total_cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        let start = after
-            .and_then(|after| records.iter().position(|r| r.id == after))
-            .map_or(0, |p| p + 1);
-        let page: Vec<JobRecord> = records
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|r| (*r).clone())
-            .collect();
-        let more = records.len() > start + page.len();
-        (page, more)
+        let shared = elsewhere.iter().filter(|r| !inner.jobs.contains_key(&r.id));
+        super::record::page(local.chain(shared).collect(), after, limit)
     }
 
     /// Events after `after`, and whether the job has ended.
     pub fn events_after(&self, id: &str, after: Option<u64>) -> Option<(Vec<JobEvent>, bool)> {
         let inner = self.lock();
         let Some(entry) = inner.jobs.get(id) else {
-            // Another replica's job: its log in the shared directory.
-            let record = self
-                .shared
-                .then(|| super::shared::read_record(&self.data_dir, id))??;
-            let events = super::shared::read_events(&self.data_dir.join(id))
-                .into_iter()
-                .filter(|e| after.is_none_or(|a| e.id > a))
-                .collect();
-            return Some((events, record.status.is_terminal()));
+            drop(inner);
+            // Another replica's job: its log in Redis.
+            let shared = self.shared.as_ref()?;
+            let record = shared.read_record(id)?;
+            return Some((shared.events_after(id, after), record.status.is_terminal()));
         };
         let newer = |e: &JobEvent| after.is_none_or(|a| e.id > a);
         // A job continued here: the events other replicas logged come first.
         let earlier = entry.event_base > 0 && after.is_none_or(|a| a < entry.event_base);
-        let mut events: Vec<JobEvent> = match earlier {
-            true => super::shared::read_events(&entry.dir)
+        let mut events: Vec<JobEvent> = match (earlier, &self.shared) {
+            (true, Some(shared)) => shared
+                .events_after(id, after)
                 .into_iter()
-                .filter(|e| e.id <= entry.event_base && newer(e))
+                .filter(|e| e.id <= entry.event_base)
                 .collect(),
-            false => Vec::new(),
+            _ => Vec::new(),
         };
         events.extend(entry.events.iter().filter(|e| newer(e)).cloned());
         Some((events, entry.record.status.is_terminal()))
@@ -429,12 +429,13 @@ impl Store {
 
     pub fn job_dir(&self, id: &str) -> Option<(PathBuf, JobStatus)> {
         let inner = self.lock();
-        match inner.jobs.get(id) {
-            Some(entry) => Some((entry.dir.clone(), entry.record.status)),
-            None if self.shared => super::shared::read_record(&self.data_dir, id)
-                .map(|record| (self.data_dir.join(id), record.status)),
-            None => None,
+        if let Some(entry) = inner.jobs.get(id) {
+            return Some((entry.dir.clone(), entry.record.status));
         }
+        drop(inner);
+        // Another replica's job: its files are fetched from the store into this directory.
+        let record = self.shared.as_ref()?.read_record(id)?;
+        Some((self.data_dir.join(id), record.status))
     }
 
     /// Jobs per status and the queue depth.
@@ -519,9 +520,9 @@ impl Store {
     }
 
     /// Forgets finished jobs beyond `keep` (newest kept) or older than `max_age` seconds, and
-    /// deletes their directories (the server made every file in them).
-    pub fn prune(&self, keep: usize, max_age: f64) {
-        let removed: Vec<PathBuf> = {
+    /// deletes their directories (the server made every file in them); their ids.
+    pub fn prune(&self, keep: usize, max_age: f64) -> Vec<String> {
+        let removed: Vec<(String, PathBuf)> = {
             let mut inner = self.lock();
             let mut finished: Vec<(f64, String)> = inner
                 .jobs
@@ -543,38 +544,57 @@ impl Store {
                 .map(|(_, (_, id))| id.clone())
                 .collect();
             doomed
-                .iter()
-                .filter_map(|id| inner.jobs.remove(id).map(|e| e.dir))
+                .into_iter()
+                .filter_map(|id| inner.jobs.remove(&id).map(|e| (id, e.dir)))
                 .collect()
         };
-        for dir in removed {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        removed
+            .into_iter()
+            .map(|(id, dir)| {
+                let _ = std::fs::remove_dir_all(dir);
+                if let Some(shared) = &self.shared {
+                    if let Err(err) = shared.forget(&id) {
+                        tracing::warn!("job {id}: forgetting its record: {err}");
+                    }
+                }
+                id
+            })
+            .collect()
     }
 }
 
 fn push_event(inner: &mut Inner, id: &str, name: &str, data: Value) {
-    let shared = inner.shared;
+    let shared = inner.shared.clone();
     if let Some(entry) = inner.jobs.get_mut(id) {
         let event = JobEvent {
             id: entry.event_base + entry.events.len() as u64 + 1,
             name: name.to_owned(),
             data,
         };
-        if shared {
-            super::shared::append_event(&entry.dir, &event);
+        if let Some(Err(err)) = shared.map(|s| s.append_event(id, &event)) {
+            tracing::warn!("job {id}: sharing event {}: {err}", event.id);
         }
         entry.events.push(event);
     }
 }
 
-/// Writes `job.json` (write then rename): a restarted server lists the job.
+/// Writes the record: `job.json` (write then rename: a restarted server lists the job), or in
+/// a cluster the shared record.
 fn persist(inner: &mut Inner, id: &str) {
+    let shared = inner.shared.clone();
     if let Some(entry) = inner.jobs.get_mut(id) {
-        super::shared::write_record(&entry.dir, &entry.record);
+        match shared {
+            Some(shared) => {
+                if let Err(err) = shared.write_record(&entry.record) {
+                    tracing::warn!("job {id}: sharing its record: {err}");
+                }
+            }
+            None => entry.record.write_to(&entry.dir),
+        }
         entry.persisted_at = now();
     }
 }
+
 
 /// Persists a record now (status changes call this themselves).
 pub fn persist_record(store: &Store, id: &str) {

@@ -9,12 +9,14 @@
 //! accepting, let running jobs finish for the grace period, then cancel them (their frames are
 //! kept), exit 0.
 //!
-//! With `--queue redis://...` the server is one replica of a cluster ([`cluster`],
-//! [`replica`]): jobs go into a queue every replica shares, their directories into a data
-//! directory every replica mounts ([`shared`]), and a replica that dies hands its jobs on.
+//! With `--queue redis://... --store DIR|s3://...` the server is one replica of a cluster
+//! ([`cluster`], [`replica`]): jobs go into a queue every replica shares, their records and
+//! events into the same Redis ([`shared`]), their files into a shared store ([`bucket`]), and a
+//! replica that dies hands its jobs on.
 
 pub mod api;
 pub mod body;
+pub mod bucket;
 pub mod cluster;
 pub mod content;
 pub mod jobs;
@@ -40,9 +42,12 @@ use crate::manifest::ModelSet;
 use crate::video::partial_path;
 
 use api::{error, App, CreateVideo};
+use bucket::{Bucket, BucketError};
 use cluster::{ClusterError, ClusterQueue};
 use jobs::{JobError, JobRecord, JobStatus, Store};
 use metrics::Metrics;
+use replica::Cluster;
+use shared::SharedJobs;
 
 /// Request limits; a violation is a 422 naming the field, the limit and the value.
 #[derive(Debug, Clone)]
@@ -153,10 +158,13 @@ pub struct ServeOptions {
     pub cluster: Option<ClusterOptions>,
 }
 
-/// A replica's place in a cluster: the shared Redis, its name, the lease, the global bound.
+/// A replica's place in a cluster: the shared Redis and store, its name, the lease, the global
+/// bound.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     pub redis_url: String,
+    /// Where the jobs' files go: a directory or `s3://BUCKET[/PREFIX]`.
+    pub store: String,
     pub replica: String,
     pub lease: Duration,
     /// Jobs admitted and not finished, across every replica (`queue_capacity` is unused).
@@ -176,6 +184,8 @@ pub enum ServeError {
     },
     #[error("--queue: {0}")]
     Queue(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] BucketError),
 }
 
 /// Serves until SIGTERM or Ctrl-C; `on_listening` gets the bound address (port 0 picks one).
@@ -184,21 +194,20 @@ pub fn serve(
     on_listening: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
     let set = ModelSet::open(&options.models).map_err(EngineError::from)?;
+    let cluster = options.cluster.as_ref().map(join_cluster).transpose()?;
     std::fs::create_dir_all(&options.data_dir).map_err(|source| ServeError::Io {
         what: format!("creating the data directory {}", options.data_dir.display()),
         source,
     })?;
-    let (store, queue) = match &options.cluster {
+    let (store, cluster) = match cluster {
         // Replicas find one another's jobs through the shared queue, not at start-up.
         Some(cluster) => {
-            let queue = ClusterQueue::connect(
-                &cluster.redis_url,
-                cluster.replica.clone(),
-                cluster.lease,
-                cluster.bound,
-            )?;
-            let store = Store::shared(&options.data_dir, options.queue_capacity);
-            (Arc::new(store), Some(Arc::new(queue)))
+            let store = Store::shared(
+                &options.data_dir,
+                options.queue_capacity,
+                cluster.jobs.clone(),
+            );
+            (Arc::new(store), Some(Arc::new(cluster)))
         }
         None => {
             let store = Arc::new(Store::new(&options.data_dir, options.queue_capacity));
@@ -214,7 +223,7 @@ pub fn serve(
         store.clone(),
         metrics.clone(),
         options.max_job,
-        queue.clone(),
+        cluster.clone(),
     );
     let app = Arc::new(App {
         store: store.clone(),
@@ -223,7 +232,7 @@ pub fn serve(
         set,
         limits: options.limits.clone(),
         api_key: options.api_key.clone(),
-        queue,
+        cluster,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -263,6 +272,24 @@ pub fn serve(
         let _ = handle.join();
     }
     Ok(())
+}
+
+/// Connects to the cluster's Redis (queue, records, events) and opens its store.
+fn join_cluster(options: &ClusterOptions) -> Result<Cluster, ServeError> {
+    let files = Bucket::open(&options.store)?;
+    let queue = ClusterQueue::connect(
+        &options.redis_url,
+        options.replica.clone(),
+        options.lease,
+        options.bound,
+    )?;
+    let jobs = SharedJobs::connect(&options.redis_url)?;
+    files.check()?;
+    Ok(Cluster {
+        queue: Arc::new(queue),
+        jobs: Arc::new(jobs),
+        files: Arc::new(files),
+    })
 }
 
 async fn shutdown_signal() {
@@ -348,6 +375,12 @@ pub(crate) fn resumable(dir: &Path, set: &ModelSet) -> Result<crate::engine::Req
     let mut params = job.record().request.clone();
     // Its outputs exist by now: they are continued, not replaced.
     params.output.force = true;
+    // In `dir`, wherever the job started (another replica's data directory).
+    for path in std::iter::once(&mut params.output.out).chain(params.preview_out.as_mut()) {
+        if let Some(name) = path.file_name() {
+            *path = dir.join(name);
+        }
+    }
     let request = crate::engine::GenerateRequest::new(&params, set).map_err(|e| e.to_string())?;
     Ok(request.into())
 }

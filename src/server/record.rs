@@ -81,3 +81,37 @@ pub struct JobRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
 }
+
+impl JobRecord {
+    /// Writes the record as `dir/job.json` (through a temporary file and a rename).
+    pub fn write_to(&self, dir: &std::path::Path) {
+        let Ok(text) = serde_json::to_string_pretty(self) else {
+            return;
+        };
+        let tmp = dir.join("job.json.tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join("job.json"));
+        }
+    }
+}
+
+/// Newest first, the records after the one with id `after`, at most `limit`, and whether more
+/// follow.
+pub fn page(
+    mut records: Vec<&JobRecord>,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<JobRecord>, bool) {
+    records.sort_by(|a, b| b.created_at.total_cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let start = after
+        .and_then(|after| records.iter().position(|r| r.id == after))
+        .map_or(0, |p| p + 1);
+    let page: Vec<JobRecord> = records
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|r| (*r).clone())
+        .collect();
+    let more = records.len() > start + page.len();
+    (page, more)
+}

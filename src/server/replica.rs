@@ -1,6 +1,7 @@
-//! A replica's side of a cluster job (`st2v serve --queue redis://...`): taking the next job
-//! from the shared queue (a new one, or one whose replica died, which continues from its last
-//! checkpoint), holding its lease while it runs, and letting go of it.
+//! A replica's side of a cluster job (`st2v serve --queue redis://... --store ...`): taking the
+//! next job from the shared queue (a new one, or one whose replica died, which continues from
+//! its last checkpoint in the shared store), holding its lease while it runs, mirroring its
+//! files into the store, and letting go of it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -8,23 +9,39 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::bucket::{Bucket, BucketError};
 use super::cluster::{Claimed, ClusterQueue};
 use super::jobs::{now, Assigned, JobError, JobStatus, Store};
-use super::shared::{read_record, write_record};
+use super::shared::SharedJobs;
 use crate::manifest::ModelSet;
 use crate::progress::CancelToken;
+
+/// What a replica shares with the others: the queue, the records and events (Redis) and the
+/// files (the store).
+pub struct Cluster {
+    pub queue: Arc<ClusterQueue>,
+    pub jobs: Arc<SharedJobs>,
+    pub files: Arc<Bucket>,
+}
+
+impl Cluster {
+    /// Copies a job's directory into the store; `final` also removes the files it no longer
+    /// has (the partial outputs of a finished job).
+    pub fn push(&self, id: &str, dir: &std::path::Path, last: bool) -> Result<(), BucketError> {
+        match last {
+            true => self.files.push_final(id, dir),
+            false => self.files.push(id, dir),
+        }
+    }
+}
 
 /// How long `take` waits for a job before looking at whether the server stops.
 const POLL: Duration = Duration::from_secs(1);
 
 /// Waits for this replica's next job (`None` once the server stops).
-pub fn next_job(
-    queue: &Arc<ClusterQueue>,
-    store: &Store,
-    set: &ModelSet,
-) -> Option<(Assigned, Lease)> {
+pub fn next_job(cluster: &Cluster, store: &Store, set: &ModelSet) -> Option<(Assigned, Lease)> {
     while !store.is_stopping() {
-        let claimed = match queue.take(POLL) {
+        let claimed = match cluster.queue.take(POLL) {
             Ok(Some(claimed)) => claimed,
             Ok(None) => continue,
             Err(err) => {
@@ -33,35 +50,43 @@ pub fn next_job(
                 continue;
             }
         };
-        if let Some(job) = start(queue, store, set, claimed) {
+        if let Some(job) = start(cluster, store, set, claimed) {
             return Some(job);
         }
     }
     None
 }
 
-/// Adopts a claimed job, or ends it here: one cancelled (or finished) meanwhile is
-/// acknowledged, one that cannot run is failed.
+/// Adopts a claimed job (its files pulled from the store), or ends it here: one cancelled (or
+/// finished) meanwhile is acknowledged, one that cannot run is failed.
 fn start(
-    queue: &Arc<ClusterQueue>,
+    cluster: &Cluster,
     store: &Store,
     set: &ModelSet,
     claimed: Claimed,
 ) -> Option<(Assigned, Lease)> {
+    let queue = &cluster.queue;
     let dir = store.data_dir().join(&claimed.job);
-    let Some(mut record) = read_record(store.data_dir(), &claimed.job) else {
-        tracing::warn!(
-            "job {}: no record in the shared data directory",
-            claimed.job
-        );
+    let Some(mut record) = cluster.jobs.read_record(&claimed.job) else {
+        tracing::warn!("job {}: no record in the cluster's Redis", claimed.job);
         let _ = queue.finish(&claimed);
         return None;
     };
     let cancelled = queue.is_cancelled(&claimed.job).unwrap_or(false);
-    let ended = match (record.status.is_terminal(), cancelled) {
-        (true, _) => None,
-        (false, true) => Some((JobStatus::Cancelled, None)),
-        (false, false) => match super::resumable(&dir, set) {
+    let pulled = match (record.status.is_terminal(), cancelled) {
+        (false, false) => cluster.files.pull(&claimed.job, &dir).map(drop),
+        _ => Ok(()),
+    };
+    let ended = match (record.status.is_terminal(), cancelled, pulled) {
+        (true, _, _) => None,
+        (false, true, _) => Some((JobStatus::Cancelled, None)),
+        // The store is unreachable: leave the job for a retry (here or elsewhere).
+        (false, false, Err(err)) => {
+            tracing::warn!("job {}: fetching its files: {err}", claimed.job);
+            std::thread::sleep(POLL);
+            return None;
+        }
+        (false, false, Ok(())) => match super::resumable(&dir, set) {
             Ok(request) => {
                 record.replica = Some(queue.consumer().to_owned());
                 let assigned = store.adopt(record, dir, request);
@@ -81,7 +106,9 @@ fn start(
         record.status = status;
         record.finished_at = Some(now());
         record.error = error;
-        write_record(&dir, &record);
+        if let Err(err) = cluster.jobs.write_record(&record) {
+            tracing::warn!("job {}: recording its end: {err}", claimed.job);
+        }
     }
     let _ = queue.finish(&claimed);
     None

@@ -17,10 +17,9 @@ use crate::engine::{
 use crate::models::GraphPlacement;
 use crate::progress::{ProgressEvent, ProgressSink, Stage};
 
-use super::cluster::ClusterQueue;
 use super::jobs::{Assigned, JobError, JobStatus, Store};
 use super::metrics::Metrics;
-use super::replica::{self, Lease};
+use super::replica::{self, Cluster, Lease};
 
 /// What workers share with the HTTP side.
 pub struct Workers {
@@ -39,7 +38,7 @@ pub fn spawn(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     max_job: Option<std::time::Duration>,
-    queue: Option<Arc<ClusterQueue>>,
+    cluster: Option<Arc<Cluster>>,
 ) -> (Arc<Workers>, Vec<JoinHandle<()>>) {
     let workers = Arc::new(Workers {
         ready: AtomicUsize::new(0),
@@ -51,7 +50,7 @@ pub fn spawn(
         .map(|index| {
             let (models, settings) = (models.clone(), settings.clone());
             let (store, metrics, workers) = (store.clone(), metrics.clone(), workers.clone());
-            let queue = queue.clone();
+            let cluster = cluster.clone();
             std::thread::Builder::new()
                 .name(format!("st2v-worker-{index}"))
                 .spawn(move || {
@@ -59,7 +58,7 @@ pub fn spawn(
                         store: &store,
                         metrics: &metrics,
                         workers: &workers,
-                        queue: queue.as_ref(),
+                        cluster: cluster.as_ref(),
                     };
                     work(&models, &settings, &shared, max_job)
                 })
@@ -100,20 +99,22 @@ fn open_engine(
 }
 
 /// What a worker shares with the server: the jobs, the metrics, the workers' state and, in a
-/// cluster, the shared queue.
+/// cluster, what the replicas share.
 struct Shared<'a> {
     store: &'a Store,
     metrics: &'a Metrics,
     workers: &'a Workers,
-    queue: Option<&'a Arc<ClusterQueue>>,
+    cluster: Option<&'a Arc<Cluster>>,
 }
 
 impl Shared<'_> {
     /// The next job: from the local queue, or in a cluster from the shared one (with its lease).
     fn next_job(&self, set: &crate::manifest::ModelSet) -> Option<(Assigned, Option<Lease>)> {
-        match self.queue {
+        match self.cluster {
             None => self.store.next_job().map(|job| (job, None)),
-            Some(queue) => replica::next_job(queue, self.store, set).map(|(j, l)| (j, Some(l))),
+            Some(cluster) => {
+                replica::next_job(cluster, self.store, set).map(|(j, l)| (j, Some(l)))
+            }
         }
     }
 }
@@ -153,7 +154,7 @@ fn work(
         let timer = max_job.map(|limit| Timeout::start(limit, job.cancel.clone()));
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             failpoint(&job.request);
-            run_job(&mut engine, &job, &progress)
+            run_job(&mut engine, &job, &progress, shared.cluster)
         }));
         let timed_out = timer.is_some_and(|t| t.stop());
         // In a cluster: a job another replica took over is its to finish; one this replica
@@ -165,7 +166,28 @@ fn work(
             store.release(&job.id);
             continue;
         }
+        // The files go to the cluster's store before the record says the job ended.
+        let stored = match shared.cluster {
+            Some(cluster) => cluster.push(&job.id, &job.dir, true),
+            None => Ok(()),
+        };
+        if let Err(err) = &stored {
+            tracing::warn!("job {}: storing its files: {err}", job.id);
+        }
         match outcome {
+            Ok(Ok(_)) if stored.is_err() => {
+                let error = JobError {
+                    kind: "store_unavailable".into(),
+                    message: format!(
+                        "the video was made but could not be copied to the shared store ({}); \
+                         its frames are kept on replica {}",
+                        stored.as_ref().err().map(|e| chain(e)).unwrap_or_default(),
+                        shared.cluster.map_or("", |c| c.queue.consumer()),
+                    ),
+                };
+                store.finish(&job.id, JobStatus::Failed, Some(error));
+                metrics.job_finished("failed", Some("store_unavailable"));
+            }
             Ok(Err(err)) if timed_out && err.kind() == ErrorKind::Cancelled => {
                 let limit = max_job.unwrap_or_default().as_secs_f64();
                 let error = JobError {
@@ -236,10 +258,21 @@ fn run_job(
     engine: &mut Engine,
     job: &Assigned,
     progress: &JobProgressSink<'_>,
+    cluster: Option<&Arc<Cluster>>,
 ) -> Result<crate::engine::WrittenFiles, EngineError> {
     let Ok(mut dir) = JobDir::open(&super::resume_dir(&job.dir)) else {
         return engine.run_to_files(&job.request, progress, &job.cancel);
     };
+    // In a cluster every checkpoint is copied to the shared store with the frames it vouches
+    // for: a replica that takes the job over continues from there.
+    if let Some(cluster) = cluster {
+        let (cluster, id, job_dir) = (cluster.clone(), job.id.clone(), job.dir.clone());
+        dir.after_save(move || {
+            if let Err(err) = cluster.push(&id, &job_dir, false) {
+                tracing::warn!("job {id}: copying its checkpoint to the shared store: {err}");
+            }
+        });
+    }
     let result = engine.run_job(&job.request, &mut dir, progress, &job.cancel);
     let concluded = match &result {
         Ok(written) => dir.conclude(

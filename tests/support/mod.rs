@@ -1,5 +1,8 @@
-//! What the process-level tests share: decoded-frame digests and a Redis on a loopback port.
+//! What the process-level tests share: decoded-frame digests, a Redis and an S3-compatible
+//! server on loopback ports, and cluster replicas.
 #![allow(dead_code)] // each test crate uses its part
+
+pub mod replica;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -58,6 +61,38 @@ pub fn start_redis() -> Option<(Process, String)> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Some((process, url))
+}
+
+/// moto's S3-compatible server (the dev venv's `moto_server`) on a free loopback port, with
+/// bucket `bucket` created, and its endpoint URL; `None` when moto is not installed.
+pub fn start_s3(bucket: &str) -> Option<(Process, String)> {
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if !server.exists() {
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let process = Process(child);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // moto accepts an unsigned bucket creation.
+    ureq::put(&format!("{endpoint}/{bucket}"))
+        .send_empty()
+        .expect("the bucket is created");
+    Some((process, endpoint))
 }
 
 /// Starts `command` (an `st2v serve`) with its stderr piped and returns it with the address it

@@ -18,7 +18,7 @@ API (JSON; OpenAI /v1/videos naming):
 
 Examples:
   st2v serve --models models/tiny --listen 127.0.0.1:8080 --data st2v-data
-  st2v serve --queue redis://10.0.0.5:6379 --store /mnt/shared/st2v ...   (one replica of a
+  st2v serve --queue redis://10.0.0.5:6379 --store s3://videos/st2v ...   (one replica of a
     cluster: run one per machine; a replica that dies hands its jobs to the others)")]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed).
@@ -29,11 +29,10 @@ pub struct ServeArgs {
         value_name = "ADDR"
     )]
     pub listen: String,
-    /// Directory for the jobs' videos and records (created if missing); in a cluster, the
-    /// directory every replica shares (`--store` is another name for it).
+    /// Directory for the jobs' videos and records (created if missing); in a cluster, this
+    /// replica's working directory (the shared copies go to --store).
     #[arg(
         long,
-        alias = "store",
         env = "ST2V_DATA",
         default_value = "st2v-data",
         value_name = "DIR"
@@ -44,7 +43,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ST2V_WORKERS", default_value_t = 1, value_name = "N")]
     pub workers: usize,
     /// Jobs that may wait for a worker (more are refused with 429); or `redis://HOST:PORT`:
-    /// run as one replica of a cluster sharing that Redis and --data (see --queue-bound).
+    /// run as one replica of a cluster sharing that Redis and --store (see --queue-bound).
     #[arg(
         long,
         env = "ST2V_QUEUE",
@@ -119,6 +118,12 @@ pub struct ServeArgs {
 /// `st2v serve --queue redis://...`: one replica of a cluster.
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
+    /// In a cluster: where every replica finds the jobs' videos and checkpoints: a directory
+    /// all of them mount, or `s3://BUCKET[/PREFIX]` (credentials, region and endpoint from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL; AWS_ALLOW_HTTP=true
+    /// for a plain-HTTP S3-compatible server).
+    #[arg(long, env = "ST2V_STORE", value_name = "DIR|s3://BUCKET[/PREFIX]")]
+    pub store: Option<String>,
     /// In a cluster: jobs admitted and not finished across every replica; more get 429.
     #[arg(long, env = "ST2V_QUEUE_BOUND", default_value_t = 8, value_name = "N")]
     pub queue_bound: usize,

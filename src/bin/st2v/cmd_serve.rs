@@ -78,13 +78,24 @@ fn queue(args: &ServeArgs) -> anyhow::Result<(usize, Option<ClusterOptions>)> {
                 )
             })?;
         let replica = c.replica.clone().unwrap_or_else(default_replica_name);
+        let store = c.store.clone().context(
+            "--queue redis://... needs --store DIR|s3://BUCKET[/PREFIX]: where the replicas \
+             keep the jobs' videos and checkpoints (--data stays this replica's own)",
+        )?;
         let cluster = ClusterOptions {
             redis_url: args.queue.clone(),
+            store,
             replica,
             lease,
             bound: c.queue_bound,
         };
         return Ok((c.queue_bound, Some(cluster)));
+    }
+    if args.cluster.store.is_some() {
+        anyhow::bail!(
+            "--store: only for a replica of a cluster (--queue redis://HOST:PORT); a single \
+             server keeps its jobs in --data"
+        );
     }
     match args.queue.parse::<usize>() {
         Ok(n) if n > 0 => Ok((n, None)),
