@@ -379,7 +379,9 @@ fn serve_pairs_the_cluster_flags_queue_and_store() {
     serve(&["--queue", "redis://127.0.0.1:1"])
         .assert()
         .failure()
-        .stderr(contains("--queue redis://... needs --store DIR|s3://BUCKET[/PREFIX]"));
+        .stderr(contains(
+            "--queue redis://... needs --store DIR|s3://BUCKET[/PREFIX]",
+        ));
     serve(&["--store", "s3://videos"])
         .assert()
         .failure()
@@ -387,7 +389,9 @@ fn serve_pairs_the_cluster_flags_queue_and_store() {
     serve(&["--queue", "redis://127.0.0.1:1", "--store", "gs://videos"])
         .assert()
         .failure()
-        .stderr(contains("--store gs://videos: expected a directory or s3://BUCKET[/PREFIX]"));
+        .stderr(contains(
+            "--store gs://videos: expected a directory or s3://BUCKET[/PREFIX]",
+        ));
     serve(&["--queue", "redis://127.0.0.1:1", "--store"])
         .arg(data.path().join("store"))
         .assert()

@@ -69,13 +69,13 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
     replicas[1].wait_for(&fresh, |r| r["status"] == "completed");
     let resumed = framemd5(&store.join(&id).join("video.mp4"));
     assert_eq!(resumed.len(), 96);
-    // Only the final video and the checkpoint directory are left in the store.
+    // Only the final videos and the checkpoint directory are left in the store.
     let mut stored: Vec<String> = std::fs::read_dir(store.join(&id))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     stored.sort();
-    assert_eq!(stored, ["resume", "video.mp4"]);
+    assert_eq!(stored, ["preview.mp4", "resume", "video.mp4"]);
     // Any replica serves it, also one that never ran it (from the store).
     let served = data.path().join("served.mp4");
     let stranger = replicas.iter().find(|r| done["replica"] != r.name.as_str());
@@ -94,10 +94,7 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         .unwrap();
     assert!(status.success());
     assert_eq!(resumed, framemd5(&single), "the resumed job's frames");
-    assert_eq!(
-        resumed,
-        framemd5(&store.join(&fresh).join("video.mp4"))
-    );
+    assert_eq!(resumed, framemd5(&store.join(&fresh).join("video.mp4")));
 
     // Cancel through the replica that does not run the job.
     let long = json!({"prompt": "a long road", "frames": 400, "steps": 10, "stage1_steps": 2, "enhance": false});

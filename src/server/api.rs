@@ -163,15 +163,7 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
     }
     let (id, dir) = match store.reserve() {
         Ok(reserved) => reserved,
-        Err(err) => {
-            let message = format!("cannot create the job directory: {err}");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                message,
-                Value::Null,
-            );
-        }
+        Err(refused) => return refusal(&app, refused),
     };
     let params = body.params(&dir, &app.set);
     let request = match GenerateRequest::new(&params, &app.set) {
@@ -224,34 +216,45 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Response {
         }
         Err(refused) => {
             let _ = std::fs::remove_dir_all(&dir);
-            match refused {
-                Refused::QueueFull { capacity } => {
-                    app.metrics.rejected();
-                    let mut response = error(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "queue_full",
-                        format!("the queue holds {capacity} jobs already; retry later"),
-                        json!({"limit": capacity}),
-                    );
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-                    response
-                }
-                Refused::Stopping => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "the server is shutting down".into(),
-                    Value::Null,
-                ),
-                Refused::Unavailable(why) => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "queue_unavailable",
-                    format!("the cluster's job queue cannot be reached: {why}"),
-                    Value::Null,
-                ),
-            }
+            refusal(&app, refused)
         }
+    }
+}
+
+/// The response to a job the server could not take.
+fn refusal(app: &App, refused: Refused) -> Response {
+    match refused {
+        Refused::QueueFull { capacity } => {
+            app.metrics.rejected();
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!("the queue holds {capacity} jobs already; retry later"),
+                json!({"limit": capacity}),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            response
+        }
+        Refused::Stopping => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down".into(),
+            Value::Null,
+        ),
+        Refused::Unavailable(why) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            format!("the cluster's job queue or store cannot be reached: {why}"),
+            Value::Null,
+        ),
+        Refused::NoDirectory(why) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("cannot create the job directory: {why}"),
+            Value::Null,
+        ),
     }
 }
 

@@ -100,7 +100,10 @@ impl Bucket {
 
     /// Runs `future` on the store's runtime (never call from async code: see `spawn_blocking`).
     fn block<T>(&self, future: impl Future<Output = T>) -> T {
-        self.runtime.as_ref().expect("open until dropped").block_on(future)
+        self.runtime
+            .as_ref()
+            .expect("open until dropped")
+            .block_on(future)
     }
 
     fn error(&self, source: object_store::Error) -> BucketError {
@@ -128,7 +131,10 @@ impl Bucket {
         });
         for (relative, path) in files {
             let meta = std::fs::metadata(&path).map_err(io(&path, "reading"))?;
-            let stamp = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            let stamp = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
             if self.lock_pushed().get(&path) == Some(&stamp) {
                 continue;
             }

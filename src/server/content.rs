@@ -150,7 +150,11 @@ fn growing_in_store(app: Arc<App>, cluster: Arc<Cluster>, id: String, name: &str
         let offset = offset?;
         loop {
             let ended = app.store.job_dir(&id).is_none_or(|(_, s)| s.is_terminal());
-            let object = if ended { names.1.clone() } else { names.0.clone() };
+            let object = if ended {
+                names.1.clone()
+            } else {
+                names.0.clone()
+            };
             let (files, job) = (cluster.files.clone(), id.clone());
             let read = blocking(move || -> Result<Option<Vec<u8>>, String> {
                 let size = files.size(&job, &object).map_err(|e| e.to_string())?;

@@ -79,8 +79,10 @@ pub enum Refused {
         capacity: usize,
     },
     Stopping,
-    /// The cluster's queue (Redis) cannot be reached.
+    /// The cluster's queue (Redis) or store cannot be reached.
     Unavailable(String),
+    /// The job's directory cannot be created.
+    NoDirectory(String),
 }
 
 pub fn now() -> f64 {
@@ -183,12 +185,15 @@ impl Store {
     }
 
     /// A new job id and its (created) directory.
-    pub fn reserve(&self) -> std::io::Result<(String, PathBuf)> {
-        std::fs::create_dir_all(&self.data_dir)?;
+    pub fn reserve(&self) -> Result<(String, PathBuf), Refused> {
+        let no_directory = |err: std::io::Error| Refused::NoDirectory(err.to_string());
+        std::fs::create_dir_all(&self.data_dir).map_err(no_directory)?;
         loop {
             let number = match &self.shared {
                 // Replicas number their jobs from one counter.
-                Some(shared) => shared.next_number().map_err(std::io::Error::other)?,
+                Some(shared) => shared
+                    .next_number()
+                    .map_err(|err| Refused::Unavailable(err.to_string()))?,
                 None => {
                     let mut inner = self.lock();
                     inner.next_id += 1;
@@ -201,7 +206,7 @@ impl Store {
             match std::fs::create_dir(&dir) {
                 Ok(()) => return Ok((id, dir)),
                 Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(err) => return Err(err),
+                Err(err) => return Err(no_directory(err)),
             }
         }
     }
@@ -594,7 +599,6 @@ fn persist(inner: &mut Inner, id: &str) {
         entry.persisted_at = now();
     }
 }
-
 
 /// Persists a record now (status changes call this themselves).
 pub fn persist_record(store: &Store, id: &str) {

@@ -36,8 +36,9 @@ fn events_key(id: &str) -> String {
 
 /// Ids are the server's own (`video_`, hex digits and `_`): anything else is not looked up.
 pub fn is_job_id(id: &str) -> bool {
-    id.strip_prefix("video_")
-        .is_some_and(|own| !own.is_empty() && own.chars().all(|c| c.is_ascii_hexdigit() || c == '_'))
+    id.strip_prefix("video_").is_some_and(|own| {
+        !own.is_empty() && own.chars().all(|c| c.is_ascii_hexdigit() || c == '_')
+    })
 }
 
 impl SharedJobs {

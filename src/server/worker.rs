@@ -112,9 +112,7 @@ impl Shared<'_> {
     fn next_job(&self, set: &crate::manifest::ModelSet) -> Option<(Assigned, Option<Lease>)> {
         match self.cluster {
             None => self.store.next_job().map(|job| (job, None)),
-            Some(cluster) => {
-                replica::next_job(cluster, self.store, set).map(|(j, l)| (j, Some(l)))
-            }
+            Some(cluster) => replica::next_job(cluster, self.store, set).map(|(j, l)| (j, Some(l))),
         }
     }
 }

@@ -99,7 +99,12 @@ impl Replica {
     pub fn content(&self, id: &str) -> Vec<u8> {
         let url = format!("{}/v1/videos/{id}/content", self.base);
         let mut response = ureq::get(&url).call().unwrap();
-        response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap()
+        response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .unwrap()
     }
 
     pub fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
