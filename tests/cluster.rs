@@ -6,7 +6,6 @@
 //! sent to any replica stops the job wherever it runs, the global bound answers 429, a replica
 //! stopped by SIGTERM hands its job on, and without Redis a new job gets 503.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use tempfile::TempDir;
 
 mod support;
 
-use support::replica::Replica;
+use support::replica::{single_process_frames, Replica};
 use support::{framemd5, start_redis};
 
 #[test]
@@ -82,18 +81,8 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
     std::fs::write(&served, stranger.unwrap().content(&id)).unwrap();
     assert_eq!(framemd5(&served), resumed);
     // The same request run by a single process, start to end.
-    let single = data.path().join("single.mp4");
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-    let status = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
-        .args(["generate", "--quiet", "--models"])
-        .arg(&tiny)
-        .args(["--prompt", "a long road", "--frames", "96", "--steps", "4"])
-        .args(["--stage1-steps", "2", "--no-enhance", "--out"])
-        .arg(&single)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(resumed, framemd5(&single), "the resumed job's frames");
+    let single = single_process_frames(96, &data.path().join("single.mp4"));
+    assert_eq!(resumed, single, "the resumed job's frames");
     assert_eq!(resumed, framemd5(&store.join(&fresh).join("video.mp4")));
 
     // Cancel through the replica that does not run the job.

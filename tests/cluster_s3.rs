@@ -4,15 +4,12 @@
 //! video a single-process run makes, and a replica started afterwards with an empty data
 //! directory serves that video from the bucket.
 
-use std::path::Path;
-use std::process::Command;
-
 use serde_json::json;
 use tempfile::TempDir;
 
 mod support;
 
-use support::replica::Replica;
+use support::replica::{single_process_frames, Replica};
 use support::{framemd5, start_redis, start_s3};
 
 #[test]
@@ -62,18 +59,7 @@ fn a_job_survives_its_replica_through_an_s3_store() {
     let served = root.path().join("served.mp4");
     std::fs::write(&served, late.content(&id)).unwrap();
 
-    let single = root.path().join("single.mp4");
-    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
-    let status = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
-        .args(["generate", "--quiet", "--models"])
-        .arg(&tiny)
-        .args(["--prompt", "a long road", "--frames", "64", "--steps", "4"])
-        .args(["--stage1-steps", "2", "--no-enhance", "--out"])
-        .arg(&single)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let expected = framemd5(&single);
+    let expected = single_process_frames(64, &root.path().join("single.mp4"));
     assert_eq!(expected.len(), 64);
     assert_eq!(framemd5(&served), expected, "the resumed job's frames");
 }

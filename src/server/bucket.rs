@@ -318,3 +318,98 @@ fn local_files(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, BucketError> {
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Bucket;
+    use std::path::Path;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn stored(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = super::local_files(root)
+            .unwrap()
+            .into_iter()
+            .map(|(relative, _)| relative.to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_job_directory_goes_to_the_store_and_comes_back() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("store");
+        let bucket = Bucket::open(store.to_str().unwrap()).unwrap();
+        bucket.check().unwrap();
+        let job = root.path().join("a/video_1");
+        write(&job.join("video.partial.mp4"), b"fragments");
+        write(&job.join("resume/job.json"), b"{}");
+        write(&job.join("resume/checkpoint.st2v"), b"state");
+        write(&job.join("resume/checkpoint.tmp"), b"half");
+        bucket.push("video_1", &job).unwrap();
+        assert_eq!(
+            stored(&store.join("video_1")),
+            [
+                "resume/checkpoint.st2v",
+                "resume/job.json",
+                "video.partial.mp4"
+            ]
+        );
+        assert_eq!(
+            bucket.size("video_1", "video.partial.mp4").unwrap(),
+            Some(9)
+        );
+        assert_eq!(
+            bucket
+                .read_range("video_1", "video.partial.mp4", 2..5)
+                .unwrap(),
+            b"agm"
+        );
+
+        // Another replica takes the job over: its directory is replaced by the stored one.
+        let other = root.path().join("b/video_1");
+        write(&other.join("stale.mp4"), b"old");
+        assert_eq!(bucket.pull("video_1", &other).unwrap(), 3);
+        assert_eq!(
+            stored(&other),
+            [
+                "resume/checkpoint.st2v",
+                "resume/job.json",
+                "video.partial.mp4"
+            ]
+        );
+        assert_eq!(
+            std::fs::read(other.join("resume/checkpoint.st2v")).unwrap(),
+            b"state"
+        );
+
+        // It finishes: the final video replaces the partial one in the store.
+        std::fs::rename(other.join("video.partial.mp4"), other.join("video.mp4")).unwrap();
+        bucket.push_final("video_1", &other).unwrap();
+        assert_eq!(
+            stored(&store.join("video_1")),
+            ["resume/checkpoint.st2v", "resume/job.json", "video.mp4"]
+        );
+        let served = root.path().join("c/video.mp4");
+        assert!(bucket.fetch("video_1", "video.mp4", &served).unwrap());
+        assert_eq!(std::fs::read(&served).unwrap(), b"fragments");
+        assert!(!bucket.fetch("video_1", "preview.mp4", &served).unwrap());
+
+        bucket.delete("video_1").unwrap();
+        assert_eq!(bucket.size("video_1", "video.mp4").unwrap(), None);
+    }
+
+    #[test]
+    fn a_store_that_is_neither_a_directory_nor_s3_is_refused() {
+        let err = Bucket::open("gs://videos").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "--store gs://videos: expected a directory or s3://BUCKET[/PREFIX]"
+        );
+        assert!(Bucket::open("s3://").is_err());
+    }
+}

@@ -25,8 +25,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Copies a job's directory into the store; `final` also removes the files it no longer
-    /// has (the partial outputs of a finished job).
+    /// Copies a job's directory into the store; the `last` copy also removes what the
+    /// directory no longer has (the partial outputs of a finished job).
     pub fn push(&self, id: &str, dir: &std::path::Path, last: bool) -> Result<(), BucketError> {
         match last {
             true => self.files.push_final(id, dir),

@@ -37,13 +37,15 @@ pub fn framemd5(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A loopback port nothing listens on (now).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// Debian's `redis-server` on a free loopback port, and its URL; `None` when not installed.
 pub fn start_redis() -> Option<(Process, String)> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
@@ -70,11 +72,7 @@ pub fn start_s3(bucket: &str) -> Option<(Process, String)> {
     if !server.exists() {
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(server)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())

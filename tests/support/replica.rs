@@ -119,3 +119,26 @@ impl Replica {
         }
     }
 }
+
+/// The frame digests of the cluster tests' request ("a long road", 4 steps, 2 stage-1 steps, no
+/// enhancer) run by a single `st2v generate` process, start to end, into `out`.
+pub fn single_process_frames(frames: usize, out: &Path) -> Vec<String> {
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny");
+    let status = Command::new(assert_cmd::cargo::cargo_bin("st2v"))
+        .args(["generate", "--quiet", "--models"])
+        .arg(&tiny)
+        .args(["--prompt", "a long road", "--frames", &frames.to_string()])
+        .args([
+            "--steps",
+            "4",
+            "--stage1-steps",
+            "2",
+            "--no-enhance",
+            "--out",
+        ])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    super::framemd5(out)
+}
