@@ -93,6 +93,14 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         .iter()
         .find(|r| running["replica"] != r.name.as_str())
         .unwrap();
+    // Steering reaches only the replica running the job: the others say which one it is.
+    let steer = json!({"prompt": "a long river"});
+    let (status, refused) = other.call("POST", &format!("/v1/videos/{job}/prompt"), Some(&steer));
+    assert_eq!(
+        (status, &refused["error"]["type"]),
+        (409, &json!("held_elsewhere"))
+    );
+    assert_eq!(refused["error"]["replica"], running["replica"], "{refused}");
     assert_eq!(
         other.call("DELETE", &format!("/v1/videos/{job}"), None).0,
         202

@@ -355,7 +355,20 @@ async fn steer(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes)
         );
     }
     match app.store.steer(&id, &body.prompt) {
-        None => not_found(&id),
+        None => match app.store.get(&id) {
+            // Another replica's job: steering reaches only the replica that runs it.
+            Some((record, _)) if app.cluster.is_some() => error(
+                StatusCode::CONFLICT,
+                "held_elsewhere",
+                format!(
+                    "video `{id}` is {} on replica {}: send the prompt change to that replica",
+                    record.status.name(),
+                    record.replica.as_deref().unwrap_or("(none yet)")
+                ),
+                json!({"replica": record.replica}),
+            ),
+            _ => not_found(&id),
+        },
         Some(Ok(from_frame)) => {
             Json(json!({"id": id, "from_frame": from_frame, "prompt": body.prompt})).into_response()
         }
