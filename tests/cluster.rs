@@ -65,7 +65,20 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         "ids increase: {events:?}"
     );
     let fresh = replicas[1].submit(&body);
+    // A replica that does not run it streams the video as the store receives it.
+    let running = replicas[1].wait_for(&fresh, |r| r["replica"].is_string());
+    let stranger = replicas
+        .iter()
+        .find(|r| running["replica"] != r.name.as_str());
+    let streamed = stranger.unwrap().content(&fresh);
     replicas[1].wait_for(&fresh, |r| r["status"] == "completed");
+    let stored = std::fs::read(store.join(&fresh).join("video.mp4")).unwrap();
+    assert!(
+        streamed == stored,
+        "streamed {} of {} bytes",
+        streamed.len(),
+        stored.len()
+    );
     let resumed = framemd5(&store.join(&id).join("video.mp4"));
     assert_eq!(resumed.len(), 96);
     // Only the final videos and the checkpoint directory are left in the store.
