@@ -355,33 +355,38 @@ async fn steer(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes)
         );
     }
     match app.store.steer(&id, &body.prompt) {
-        None => match app.store.get(&id) {
-            // Another replica's job: steering reaches only the replica that runs it.
-            Some((record, _)) if app.cluster.is_some() => error(
-                StatusCode::CONFLICT,
-                "held_elsewhere",
-                format!(
-                    "video `{id}` is {} on replica {}: send the prompt change to that replica",
-                    record.status.name(),
-                    record.replica.as_deref().unwrap_or("(none yet)")
-                ),
-                json!({"replica": record.replica}),
-            ),
+        None => match (app.store.get(&id), &app.cluster) {
+            // Another replica's job: the one running it (or taking it) applies the change and
+            // logs `prompt_changed` with the frame it starts at.
+            (Some((record, _)), Some(cluster)) if !record.status.is_terminal() => {
+                match cluster.queue.steer(&id, &body.prompt) {
+                    Ok(()) => {
+                        let body = json!({"id": id, "from_frame": null, "prompt": body.prompt, "replica": record.replica});
+                        (StatusCode::ACCEPTED, Json(body)).into_response()
+                    }
+                    Err(err) => refusal(&app, Refused::Unavailable(err.to_string())),
+                }
+            }
+            (Some((record, _)), Some(_)) => not_running(&id, record.status),
             _ => not_found(&id),
         },
         Some(Ok(from_frame)) => {
             Json(json!({"id": id, "from_frame": from_frame, "prompt": body.prompt})).into_response()
         }
-        Some(Err(status)) => error(
-            StatusCode::CONFLICT,
-            "not_running",
-            format!(
-                "video `{id}` is {}: its prompt cannot change",
-                status.name()
-            ),
-            Value::Null,
-        ),
+        Some(Err(status)) => not_running(&id, status),
     }
+}
+
+fn not_running(id: &str, status: JobStatus) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "not_running",
+        format!(
+            "video `{id}` is {}: its prompt cannot change",
+            status.name()
+        ),
+        Value::Null,
+    )
 }
 
 async fn retrieve(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

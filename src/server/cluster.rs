@@ -8,7 +8,8 @@
 //! lease (idle longer than `lease`: the owner died), else a new one. While it runs, the owner
 //! *renews* its lease; a renewal that finds the job owned by another replica says so, and the
 //! old owner stops. *Finishing* acknowledges the entry only if the replica still owns it, so a
-//! job is completed once. Cancel requests are flags any replica sets and the owner polls.
+//! job is completed once. Cancel requests are flags, and prompt changes a list, that any replica
+//! sets and the owner polls.
 
 use std::time::Duration;
 
@@ -204,6 +205,23 @@ impl ClusterQueue {
         Ok(self.connection()?.exists(cancel_key(job))?)
     }
 
+    /// Leaves a prompt change for whichever replica runs (or will take) `job`.
+    pub fn steer(&self, job: &str, prompt: &str) -> Result<(), ClusterError> {
+        let mut connection = self.connection()?;
+        let _: () = connection.rpush(steer_key(job), prompt)?;
+        let _: () = connection.expire(steer_key(job), 7 * 24 * 3600)?;
+        Ok(())
+    }
+
+    /// The prompt changes left for `job` since the last call, oldest first.
+    pub fn take_steers(&self, job: &str) -> Result<Vec<String>, ClusterError> {
+        Ok(redis::cmd("EVAL")
+            .arg(TAKE_ALL)
+            .arg(1)
+            .arg(steer_key(job))
+            .query(&mut self.connection()?)?)
+    }
+
     /// Jobs admitted and not finished, across the cluster.
     pub fn active(&self) -> Result<usize, ClusterError> {
         let active: Option<i64> = self.connection()?.get(ACTIVE)?;
@@ -224,6 +242,16 @@ impl ClusterQueue {
         }
     }
 }
+
+fn steer_key(job: &str) -> String {
+    format!("st2v:steer:{job}")
+}
+
+/// Returns and removes every prompt change waiting in list KEYS[1].
+const TAKE_ALL: &str = r"
+local prompts = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return prompts";
 
 fn cancel_key(job: &str) -> String {
     format!("st2v:cancel:{job}")

@@ -17,16 +17,8 @@ use std::sync::Arc;
 use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
 
-pub use super::record::{JobError, JobProgress, JobRecord, JobStatus};
+pub use super::record::{JobError, JobEvent, JobProgress, JobRecord, JobStatus};
 use super::shared::SharedJobs;
-
-/// One server-sent event of a job.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct JobEvent {
-    pub id: u64,
-    pub name: String,
-    pub data: Value,
-}
 
 struct Entry {
     record: JobRecord,
@@ -147,7 +139,7 @@ impl Store {
             cancel: cancel.clone(),
             dir: dir.clone(),
             request: None,
-            plan: None,
+            plan: prompt_plan(&request),
             persisted_at: 0.0,
             event_base,
         };
@@ -242,10 +234,7 @@ impl Store {
         let id = record.id.clone();
         inner.queue.push_back(id.clone());
         let position = inner.queue.len();
-        let plan = match &request {
-            Request::Generate(r) => r.prompt_plan().cloned(),
-            _ => None,
-        };
+        let plan = prompt_plan(&request);
         let entry = Entry {
             record,
             events: Vec::new(),
@@ -565,6 +554,14 @@ impl Store {
                 id
             })
             .collect()
+    }
+}
+
+/// The prompt plan a running job reads, which steering changes.
+fn prompt_plan(request: &Request) -> Option<Arc<PromptPlan>> {
+    match request {
+        Request::Generate(r) => r.prompt_plan().cloned(),
+        _ => None,
     }
 }
 

@@ -82,6 +82,14 @@ pub struct JobRecord {
     pub replica: Option<String>,
 }
 
+/// One server-sent event of a job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobEvent {
+    pub id: u64,
+    pub name: String,
+    pub data: serde_json::Value,
+}
+
 impl JobRecord {
     /// Writes the record as `dir/job.json` (through a temporary file and a rename).
     pub fn write_to(&self, dir: &std::path::Path) {

@@ -39,7 +39,11 @@ impl Cluster {
 const POLL: Duration = Duration::from_secs(1);
 
 /// Waits for this replica's next job (`None` once the server stops).
-pub fn next_job(cluster: &Cluster, store: &Store, set: &ModelSet) -> Option<(Assigned, Lease)> {
+pub fn next_job(
+    cluster: &Cluster,
+    store: &Arc<Store>,
+    set: &ModelSet,
+) -> Option<(Assigned, Lease)> {
     while !store.is_stopping() {
         let claimed = match cluster.queue.take(POLL) {
             Ok(Some(claimed)) => claimed,
@@ -61,7 +65,7 @@ pub fn next_job(cluster: &Cluster, store: &Store, set: &ModelSet) -> Option<(Ass
 /// finished) meanwhile is acknowledged, one that cannot run is failed.
 fn start(
     cluster: &Cluster,
-    store: &Store,
+    store: &Arc<Store>,
     set: &ModelSet,
     claimed: Claimed,
 ) -> Option<(Assigned, Lease)> {
@@ -90,7 +94,12 @@ fn start(
             Ok(request) => {
                 record.replica = Some(queue.consumer().to_owned());
                 let assigned = store.adopt(record, dir, request);
-                let lease = Lease::hold(queue.clone(), claimed, assigned.cancel.clone());
+                // Prompt changes sent to any replica reach the job here.
+                let (store, id) = (store.clone(), assigned.id.clone());
+                let steer = move |prompt: &str| {
+                    let _ = store.steer(&id, prompt);
+                };
+                let lease = Lease::hold(queue.clone(), claimed, assigned.cancel.clone(), steer);
                 return Some((assigned, lease));
             }
             Err(reason) => Some((
@@ -115,7 +124,8 @@ fn start(
 }
 
 /// A claimed job's lease, renewed in the background while it runs. Losing it (another replica
-/// took the job over) or a cancel flag set by any replica cancels the local run.
+/// took the job over) or a cancel flag set by any replica cancels the local run; prompt changes
+/// sent to any replica are applied.
 pub struct Lease {
     stop: mpsc::Sender<()>,
     lost: Arc<AtomicBool>,
@@ -125,7 +135,12 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn hold(queue: Arc<ClusterQueue>, claimed: Claimed, cancel: CancelToken) -> Self {
+    fn hold(
+        queue: Arc<ClusterQueue>,
+        claimed: Claimed,
+        cancel: CancelToken,
+        steer: impl Fn(&str) + Send + 'static,
+    ) -> Self {
         let (stop, stopped) = mpsc::channel::<()>();
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = {
@@ -147,6 +162,9 @@ impl Lease {
                 }
                 if queue.is_cancelled(&claimed.job).unwrap_or(false) {
                     cancel.cancel();
+                }
+                for prompt in queue.take_steers(&claimed.job).unwrap_or_default() {
+                    steer(&prompt);
                 }
             })
         };

@@ -101,7 +101,7 @@ fn open_engine(
 /// What a worker shares with the server: the jobs, the metrics, the workers' state and, in a
 /// cluster, what the replicas share.
 struct Shared<'a> {
-    store: &'a Store,
+    store: &'a Arc<Store>,
     metrics: &'a Metrics,
     workers: &'a Workers,
     cluster: Option<&'a Arc<Cluster>>,

@@ -95,6 +95,26 @@ impl Replica {
         events
     }
 
+    /// The data of job `id`'s first server-sent event named `name` (read live, while it runs).
+    pub fn first_event(&self, id: &str, name: &str) -> Value {
+        use std::io::BufRead;
+        let url = format!("{}/v1/videos/{id}/events", self.base);
+        let mut response = ureq::get(&url).call().unwrap();
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        let mut current = String::new();
+        for line in reader.lines() {
+            let line = line.unwrap();
+            if let Some(event) = line.strip_prefix("event: ") {
+                current = event.to_owned();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                if current == name {
+                    return serde_json::from_str(data).unwrap();
+                }
+            }
+        }
+        panic!("job {id}'s events ended without `{name}`")
+    }
+
     /// The bytes of a job's final video, as the API serves them.
     pub fn content(&self, id: &str) -> Vec<u8> {
         let url = format!("{}/v1/videos/{id}/content", self.base);
