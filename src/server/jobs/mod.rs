@@ -3,6 +3,9 @@
 //! cancellation tokens. One lock guards it all; workers block on a condition variable. In a
 //! cluster the store holds the jobs this replica runs, writes their records and events to
 //! Redis and reads the others' from there ([`SharedJobs`]).
+//!
+//! This file holds a submitted job's way through the queue; `queries` what the API reads, and
+//! `lifetime` jobs adopted, released, restored after a restart or pruned.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,9 @@ use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
 
 pub use super::record::{JobError, JobEvent, JobProgress, JobRecord, JobStatus};
+
+mod lifetime;
+mod queries;
 use super::shared::SharedJobs;
 
 struct Entry {
@@ -111,61 +117,6 @@ impl Store {
         };
         store.lock().shared = Some(shared);
         store
-    }
-
-    /// Whether this server runs (or ran) job `id` itself.
-    pub fn holds(&self, id: &str) -> bool {
-        self.lock().jobs.contains_key(id)
-    }
-
-    /// Takes a job this replica claimed from the cluster's queue: it runs here now.
-    pub fn adopt(&self, mut record: JobRecord, dir: PathBuf, request: Request) -> Assigned {
-        let mut inner = self.lock();
-        let id = record.id.clone();
-        record.status = JobStatus::InProgress;
-        record.started_at = record.started_at.or(Some(now()));
-        let cancel = CancelToken::new();
-        // Its events go on from those other replicas logged.
-        let event_base = match &inner.shared {
-            Some(shared) => shared.last_event(&id).unwrap_or_else(|err| {
-                tracing::warn!("job {id}: reading its last event: {err}");
-                0
-            }),
-            None => 0,
-        };
-        let entry = Entry {
-            record,
-            events: Vec::new(),
-            cancel: cancel.clone(),
-            dir: dir.clone(),
-            request: None,
-            plan: prompt_plan(&request),
-            persisted_at: 0.0,
-            event_base,
-        };
-        inner.jobs.insert(id.clone(), entry);
-        inner.running += 1;
-        push_event(&mut inner, &id, "in_progress", json!({}));
-        persist(&mut inner, &id);
-        drop(inner);
-        self.bump();
-        Assigned {
-            id,
-            request,
-            cancel,
-            dir,
-        }
-    }
-
-    /// Lets go of a job another replica holds now (or will: this one is stopping), without
-    /// touching its record.
-    pub fn release(&self, id: &str) {
-        let mut inner = self.lock();
-        if inner.jobs.remove(id).is_some() {
-            inner.running = inner.running.saturating_sub(1);
-        }
-        drop(inner);
-        self.bump();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -350,56 +301,6 @@ impl Store {
         Some(status)
     }
 
-    /// A job's record with its queue position.
-    pub fn get(&self, id: &str) -> Option<(JobRecord, Option<usize>)> {
-        let inner = self.lock();
-        let Some(entry) = inner.jobs.get(id) else {
-            drop(inner);
-            let record = self.shared.as_ref()?.read_record(id)?;
-            return Some((record, None));
-        };
-        let record = entry.record.clone();
-        let position = inner.queue.iter().position(|q| q == id).map(|p| p + 1);
-        Some((record, position))
-    }
-
-    /// Records newest first, after `after` (an id), at most `limit`.
-    pub fn list(&self, after: Option<&str>, limit: usize) -> (Vec<JobRecord>, bool) {
-        let elsewhere = match &self.shared {
-            Some(shared) => shared.all_records(),
-            None => Vec::new(),
-        };
-        let inner = self.lock();
-        let local = inner.jobs.values().map(|e| &e.record);
-        let shared = elsewhere.iter().filter(|r| !inner.jobs.contains_key(&r.id));
-        super::record::page(local.chain(shared).collect(), after, limit)
-    }
-
-    /// Events after `after`, and whether the job has ended.
-    pub fn events_after(&self, id: &str, after: Option<u64>) -> Option<(Vec<JobEvent>, bool)> {
-        let inner = self.lock();
-        let Some(entry) = inner.jobs.get(id) else {
-            drop(inner);
-            // Another replica's job: its log in Redis.
-            let shared = self.shared.as_ref()?;
-            let record = shared.read_record(id)?;
-            return Some((shared.events_after(id, after), record.status.is_terminal()));
-        };
-        let newer = |e: &JobEvent| after.is_none_or(|a| e.id > a);
-        // A job continued here: the events other replicas logged come first.
-        let earlier = entry.event_base > 0 && after.is_none_or(|a| a < entry.event_base);
-        let mut events: Vec<JobEvent> = match (earlier, &self.shared) {
-            (true, Some(shared)) => shared
-                .events_after(id, after)
-                .into_iter()
-                .filter(|e| e.id <= entry.event_base)
-                .collect(),
-            _ => Vec::new(),
-        };
-        events.extend(entry.events.iter().filter(|e| newer(e)).cloned());
-        Some((events, entry.record.status.is_terminal()))
-    }
-
     /// Changes the prompt of the chunks not started yet: `Ok(from_frame)`, or the status of a
     /// job that cannot change any more (`None` for an unknown id).
     pub fn steer(&self, id: &str, prompt: &str) -> Option<Result<usize, JobStatus>> {
@@ -419,28 +320,6 @@ impl Store {
         drop(inner);
         self.bump();
         Some(Ok(from))
-    }
-
-    pub fn job_dir(&self, id: &str) -> Option<(PathBuf, JobStatus)> {
-        let inner = self.lock();
-        if let Some(entry) = inner.jobs.get(id) {
-            return Some((entry.dir.clone(), entry.record.status));
-        }
-        drop(inner);
-        // Another replica's job: its files are fetched from the store into this directory.
-        let record = self.shared.as_ref()?.read_record(id)?;
-        Some((self.data_dir.join(id), record.status))
-    }
-
-    /// Jobs per status and the queue depth.
-    pub fn counts(&self) -> (BTreeMap<&'static str, usize>, usize) {
-        let inner = self.lock();
-        let mut counts: BTreeMap<&'static str, usize> =
-            JobStatus::ALL.iter().map(|s| (s.name(), 0)).collect();
-        for entry in inner.jobs.values() {
-            *counts.entry(entry.record.status.name()).or_default() += 1;
-        }
-        (counts, inner.queue.len())
     }
 
     /// Waits for any change (an event, a status) or a stop.
@@ -482,78 +361,6 @@ impl Store {
                 entry.cancel.cancel();
             }
         }
-    }
-
-    /// Queues again a job a killed server was running or had queued (a restart), whatever the
-    /// queue's bound: it was accepted before. The worker continues it from its checkpoint.
-    pub fn requeue(&self, mut record: JobRecord, dir: PathBuf, request: Request) {
-        record.status = JobStatus::Queued;
-        self.enqueue(self.lock(), record, dir, request, true);
-    }
-
-    /// Adds a job found on disk (a restart).
-    pub fn restore(&self, record: JobRecord, dir: PathBuf) {
-        let mut inner = self.lock();
-        let id = record.id.clone();
-        let name = record.status.name().to_owned();
-        let data = json!({"restored": true, "error": record.error});
-        inner.jobs.insert(
-            id.clone(),
-            Entry {
-                record,
-                events: Vec::new(),
-                cancel: CancelToken::new(),
-                dir,
-                request: None,
-                plan: None,
-                persisted_at: 0.0,
-                event_base: 0,
-            },
-        );
-        push_event(&mut inner, &id, &name, data);
-    }
-
-    /// Forgets finished jobs beyond `keep` (newest kept) or older than `max_age` seconds, and
-    /// deletes their directories (the server made every file in them); their ids.
-    pub fn prune(&self, keep: usize, max_age: f64) -> Vec<String> {
-        let removed: Vec<(String, PathBuf)> = {
-            let mut inner = self.lock();
-            let mut finished: Vec<(f64, String)> = inner
-                .jobs
-                .values()
-                .filter(|e| e.record.status.is_terminal())
-                .map(|e| {
-                    (
-                        e.record.finished_at.unwrap_or(e.record.created_at),
-                        e.record.id.clone(),
-                    )
-                })
-                .collect();
-            finished.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let cutoff = now() - max_age;
-            let doomed: Vec<String> = finished
-                .iter()
-                .enumerate()
-                .filter(|(i, (at, _))| *i >= keep || *at < cutoff)
-                .map(|(_, (_, id))| id.clone())
-                .collect();
-            doomed
-                .into_iter()
-                .filter_map(|id| inner.jobs.remove(&id).map(|e| (id, e.dir)))
-                .collect()
-        };
-        removed
-            .into_iter()
-            .map(|(id, dir)| {
-                let _ = std::fs::remove_dir_all(dir);
-                if let Some(shared) = &self.shared {
-                    if let Err(err) = shared.forget(&id) {
-                        tracing::warn!("job {id}: forgetting its record: {err}");
-                    }
-                }
-                id
-            })
-            .collect()
     }
 }
 
