@@ -174,3 +174,33 @@ fn a_killed_replicas_job_completes_on_another_and_cancel_and_the_bound_hold_clus
         "{error}"
     );
 }
+
+#[test]
+fn a_store_lost_mid_job_fails_the_job_keeping_its_frames_and_refuses_new_ones() {
+    let Some((_redis, url)) = start_redis() else {
+        eprintln!("skipped: redis-server is not installed (scripts/setup.sh --dev installs it)");
+        return;
+    };
+    let root = TempDir::new().unwrap();
+    let store = root.path().join("store");
+    let replica = Replica::start(root.path(), store.to_str().unwrap(), &url, "r0", &[]);
+    let body = json!({"prompt": "a long road", "frames": 200, "steps": 4, "stage1_steps": 2, "enhance": false});
+    let id = replica.submit(&body);
+    replica.wait_for(&id, |r| r["status"] == "in_progress");
+    // The store goes away under the running job: its directory becomes a file.
+    std::fs::rename(&store, root.path().join("store.gone")).unwrap();
+    std::fs::write(&store, b"not a directory").unwrap();
+
+    let failed = replica.wait_for(&id, |r| r["status"].as_str() != Some("in_progress"));
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["type"], "store_unavailable", "{failed}");
+    // The job ran to its end: every frame is kept on the replica.
+    let kept = root.path().join("r0").join(&id).join("video.mp4");
+    assert_eq!(framemd5(&kept).len(), 200);
+    let (status, refused) = replica.call("POST", "/v1/videos", Some(&body));
+    assert_eq!(
+        (status, &refused["error"]["type"]),
+        (503, &json!("queue_unavailable")),
+        "{refused}"
+    );
+}
