@@ -22,10 +22,10 @@ from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
 QUIET = lambda _line: None  # noqa: E731
-REFERENCE_SCHEDULER = dict(
+REFERENCE_SCHEDULER = dict(  # ModelScope's, rescaled to a zero terminal SNR
     beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
-    prediction_type="epsilon", steps_offset=1, set_alpha_to_one=False, clip_sample=False,
-    timestep_spacing="leading",
+    prediction_type="v_prediction", steps_offset=1, set_alpha_to_one=False, clip_sample=False,
+    timestep_spacing="trailing", rescale_betas_zero_snr=True,
 )
 
 
@@ -41,6 +41,7 @@ def runs(tmp_path_factory):
 def test_the_noise_schedule_and_ddim_timesteps_are_diffusers():
     scheduler = DDIMScheduler(**REFERENCE_SCHEDULER)
     assert torch.allclose(ALPHAS_CUMPROD, scheduler.alphas_cumprod, rtol=0, atol=1e-7)
+    assert ALPHAS_CUMPROD[-1] == 0  # x_999 is pure noise: nothing of the clip leaks into it
     for steps in (25, 50):
         scheduler.set_timesteps(steps)
         assert ddim_timesteps(steps) == scheduler.timesteps.tolist()
@@ -50,7 +51,7 @@ def test_the_noise_schedule_and_ddim_timesteps_are_diffusers():
 
 
 def test_v_targets_and_the_ddim_sampler_are_diffusers_v_prediction():
-    scheduler = DDIMScheduler(**{**REFERENCE_SCHEDULER, "prediction_type": "v_prediction"})
+    scheduler = DDIMScheduler(**REFERENCE_SCHEDULER)
     x0, noise, t = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 4, 3, 8, 8), torch.tensor([10, 900])
     assert torch.allclose(v_target(x0, noise, t), scheduler.get_velocity(x0, noise, t), atol=1e-6)
 
@@ -88,6 +89,35 @@ def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs, fit):
     task = Stage1Task(toy_preset(), 0, runs)
     before, after = fit(task, task.batch(0, 2), steps=10, lr=2e-3)
     assert after < 0.9 * before
+
+
+def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it(runs):
+    payload = read_checkpoint(runs / "stage1")
+    groups = payload["optimizer"]["param_groups"]
+    assert {g["lr_scale"] for g in groups} == {1.0, 0.2}
+    assert {g["lr"] / g["lr_scale"] for g in groups if g["params"]} == {groups[0]["lr"] / groups[0]["lr_scale"]}
+    tuned = payload["modules"]["text"]
+    from_runs = Components(toy_preset(), 0, ToyWeights(runs)).text_model.state_dict()
+    assert all(torch.equal(from_runs[k], v) for k, v in tuned.items())
+    # Without the stage-1 run, the text encoder is the CLIP tower's first blocks, untuned.
+    clip_only = ToyWeights({"clip": runs / "clip"})
+    untuned = Components(toy_preset(), 0, clip_only).text_model.state_dict()
+    assert not all(torch.equal(untuned[k], v) for k, v in tuned.items())
+
+
+def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
+    from st2v_export.toy.train import Run
+
+    run = Run(TrainConfig("stage1", 1, tmp_path / "tuned", batch=2, runs=runs, init=runs / "stage1"),
+              log=QUIET)
+    run.prepare()
+    source = read_checkpoint(runs / "stage1")["modules"]
+    for name, module in run.task.modules().items():
+        assert all(torch.equal(module.state_dict()[k], v) for k, v in source[name].items()), name
+    assert run.step == 0 and run.initialised_from.endswith("step 1 (unet, text)")
+    with pytest.raises(ValueError, match="is a stage2 run"):
+        Run(TrainConfig("stage1", 1, tmp_path / "other", runs=runs, init=runs / "stage2"),
+            log=QUIET).prepare()
 
 
 def test_stage2_starts_as_the_stage1_unet_and_learns(runs, fit):
@@ -165,8 +195,10 @@ def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_pa
     assert "trained on the toy world: apm_resampler, stage1_unet" in manifest["description"]
     written = json.loads((tmp_path / "set" / "manifest.json").read_text())
     assert written["provenance"]["training"] == training
-    for stage in ("stage1", "stage2"):  # the toy UNets predict v
-        assert written["pipeline"][stage]["scheduler"]["config"]["prediction_type"] == "v_prediction"
+    for stage in ("stage1", "stage2"):  # the toy UNets predict v on a zero-terminal-SNR schedule
+        config = written["pipeline"][stage]["scheduler"]["config"]
+        assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
+    assert written["pipeline"]["stage2"]["scheduler"]["config"]["timestep_spacing"] == "trailing"
 
 
 def test_ablations_zero_exactly_the_cam_mergers_or_the_apm_gates(runs):
@@ -203,10 +235,10 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
     broken = row("jump", [jumped], [1])
     assert broken["seams_without_jump"] < 1.0 and broken["scuts_mean"] == 1.0
     table = markdown([full, broken])
-    assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% |")
+    assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% | 100% |")
 
 
-def test_the_committed_toy_set_is_trained_small_and_predicts_v():
+def test_the_committed_toy_set_is_trained_small_and_predicts_v_at_zero_terminal_snr():
     from conftest import REPO_ROOT
 
     toy = REPO_ROOT / "models" / "toy"
@@ -218,6 +250,7 @@ def test_the_committed_toy_set_is_trained_small_and_predicts_v():
     assert set(manifest["graphs"]) == (trained - {"vae"}) | {"vae_encoder", "vae_decoder", "cam_cond_encoder"}
     assert not any(role.startswith("enhancer_") or role == "raft" for role in manifest["graphs"])
     for stage in ("stage1", "stage2"):
-        assert manifest["pipeline"][stage]["scheduler"]["config"]["prediction_type"] == "v_prediction"
+        config = manifest["pipeline"][stage]["scheduler"]["config"]
+        assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
     size = sum(f.stat().st_size for f in toy.iterdir())
     assert size < 30e6, size

@@ -199,6 +199,7 @@ def test_checker_is_right_on_rendered_clips():
             worst_centroid_error = max(worst_centroid_error,
                                        _toroidal_error(track, centres[k], 64).max())
         assert report["ok"], (world.caption(spec), report["flags"])
+        assert report["background"]["accuracy"] == 1.0
     assert colour_hits / total >= 0.99 and shape_hits / total >= 0.99
     assert all(motions_ok.values()), motions_ok
     assert worst_centroid_error < 1.0
@@ -210,7 +211,8 @@ def test_report_is_json_serialisable_and_per_frame_detection_finds_each_shape():
     frames = world.render(spec, 16)
     report = json.loads(json.dumps(checker.check_video(frames, spec, [8])))
     assert report["ok"] and report["adherence"] == {
-        "colour_ok": True, "shape_ok": True, "size_ok": True, "motion_ok": True}
+        "colour_ok": True, "shape_ok": True, "size_ok": True, "motion_ok": True,
+        "background_ok": True}
     detected = checker.detect_shapes(frames[0], spec)
     assert [(d["colour"], d["shape"]) for d in detected] == [("purple", "triangle"),
                                                              ("cyan", "star")]
@@ -252,8 +254,21 @@ def test_noise_is_flagged():
     spec = _spec("left", ("circle", "red", "small"), background="blue")
     noise = np.random.default_rng(0).integers(0, 256, (24, 64, 64, 3), dtype=np.uint8)
     report = checker.check_video(noise, spec, [16])
-    assert not report["ok"] and "shape0:missing" in report["flags"]
+    assert not report["ok"] and {"shape0:missing", "background"} <= set(report["flags"])
     assert report["shapes"][0]["found_fraction"] < 0.1
+    assert report["background"]["accuracy"] == 0.0
+
+
+def test_a_wrong_background_is_flagged_from_the_frame_it_starts():
+    spec = _spec("right", ("circle", "red", "large"), background="blue")
+    frames = world.render(spec, 20)
+    frames[18:] = world.render(replace(spec, background="green"), 20)[18:]  # 2 of 20 frames
+    report = checker.check_video(frames, spec)
+    assert report["background"] == {"accuracy": 0.9, "ok": True}
+    frames[17] = frames[18]
+    report = checker.check_video(frames, spec)
+    assert report["background"] == {"accuracy": 0.85, "ok": False}
+    assert "background" in report["flags"] and report["shapes"][0]["colour_ok"]
 
 
 def test_wrong_caption_is_flagged():
@@ -262,7 +277,8 @@ def test_wrong_caption_is_flagged():
     for wrong in ("a small red circle moving right on a blue background",
                   "a small green circle moving left on a blue background",
                   "a small red star moving left on a blue background",
-                  "a large red circle moving left on a blue background"):
+                  "a large red circle moving left on a blue background",
+                  "a small red circle moving left on a white background"):
         assert not checker.check_video(frames, wrong)["ok"], wrong
 
 

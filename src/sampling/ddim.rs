@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::config::{parse_config, require, require_range, PredictionType, TimestepSpacing};
 use super::schedule::{
-    self, check_timesteps, train_betas, validate_betas, validate_steps, BetaSchedule,
+    self, check_timesteps, train_betas, BetaConfig, validate_betas, validate_steps, BetaSchedule,
 };
 use super::tensor::{check_same_shape, linear_combination, required_noise};
 use super::{SamplingError, Scheduler, StepOutput};
@@ -84,12 +84,6 @@ impl DdimConfig {
 
     fn validate(&self) -> Result<(), SamplingError> {
         require("thresholding", self.thresholding, false, "not implemented")?;
-        require(
-            "rescale_betas_zero_snr",
-            self.rescale_betas_zero_snr,
-            false,
-            "not implemented",
-        )?;
         validate_betas(
             self.num_train_timesteps,
             self.beta_start,
@@ -143,13 +137,14 @@ impl Ddim {
             (0.0..=1.0).contains(&eta),
             "a number in [0, 1]",
         )?;
-        let betas = train_betas(
-            config.beta_schedule,
-            config.beta_start,
-            config.beta_end,
-            config.num_train_timesteps,
-            config.trained_betas.as_deref(),
-        );
+        let betas = train_betas(BetaConfig {
+            schedule: config.beta_schedule,
+            beta_start: config.beta_start,
+            beta_end: config.beta_end,
+            num_train_timesteps: config.num_train_timesteps,
+            trained_betas: config.trained_betas.as_deref(),
+            rescale_betas_zero_snr: config.rescale_betas_zero_snr,
+        });
         let alphas_cumprod = schedule::alphas_cumprod(&betas);
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0

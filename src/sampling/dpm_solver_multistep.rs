@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::config::{parse_config, require, PredictionType, TimestepSpacing};
 use super::schedule::{
-    self, check_timesteps, train_betas, validate_betas, validate_steps, BetaSchedule,
+    self, check_timesteps, train_betas, BetaConfig, validate_betas, validate_steps, BetaSchedule,
 };
 use super::tensor::{
     check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
@@ -192,12 +192,6 @@ impl DpmSolverMultistepConfig {
             NOT_IMPLEMENTED,
         )?;
         require(
-            "rescale_betas_zero_snr",
-            self.rescale_betas_zero_snr,
-            false,
-            NOT_IMPLEMENTED,
-        )?;
-        require(
             "lambda_min_clipped",
             self.lambda_min_clipped,
             None,
@@ -239,14 +233,21 @@ impl DpmSolverMultistep {
     ) -> Result<Self, SamplingError> {
         config.validate()?;
         validate_steps(num_inference_steps, config.num_train_timesteps)?;
-        let betas = train_betas(
-            config.beta_schedule,
-            config.beta_start,
-            config.beta_end,
-            config.num_train_timesteps,
-            config.trained_betas.as_deref(),
-        );
-        let alphas_cumprod = schedule::alphas_cumprod(&betas);
+        let betas = train_betas(BetaConfig {
+            schedule: config.beta_schedule,
+            beta_start: config.beta_start,
+            beta_end: config.beta_end,
+            num_train_timesteps: config.num_train_timesteps,
+            trained_betas: config.trained_betas.as_deref(),
+            rescale_betas_zero_snr: config.rescale_betas_zero_snr,
+        });
+        let mut alphas_cumprod = schedule::alphas_cumprod(&betas);
+        if config.rescale_betas_zero_snr {
+            // As diffusers: almost 0 (the smallest f16 subnormal), so the first sigma is finite.
+            if let Some(last) = alphas_cumprod.last_mut() {
+                *last = 2f32.powi(-24);
+            }
+        }
         let timesteps = schedule::dpm_solver_timesteps(
             config.timestep_spacing,
             config.num_train_timesteps,

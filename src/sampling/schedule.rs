@@ -63,17 +63,32 @@ pub(crate) fn validate_betas(
     require_range("beta_end", beta_end, ok, "0 < beta_start < beta_end < 1")
 }
 
-/// The training betas of a config: `trained_betas` if given, else the named schedule.
-pub(crate) fn train_betas(
-    schedule: BetaSchedule,
-    beta_start: f64,
-    beta_end: f64,
-    num_train_timesteps: usize,
-    trained_betas: Option<&[f64]>,
-) -> Vec<f32> {
-    match trained_betas {
+/// The fields of a config that define its training betas (diffusers' names).
+pub(crate) struct BetaConfig<'a> {
+    pub schedule: BetaSchedule,
+    pub beta_start: f64,
+    pub beta_end: f64,
+    pub num_train_timesteps: usize,
+    pub trained_betas: Option<&'a [f64]>,
+    pub rescale_betas_zero_snr: bool,
+}
+
+/// The training betas of a config: `trained_betas` if given, else the named schedule; then
+/// rescaled to a zero terminal SNR when asked.
+pub(crate) fn train_betas(config: BetaConfig<'_>) -> Vec<f32> {
+    let betas = match config.trained_betas {
         Some(betas) => betas.iter().map(|&b| b as f32).collect(),
-        None => betas(schedule, beta_start, beta_end, num_train_timesteps),
+        None => betas(
+            config.schedule,
+            config.beta_start,
+            config.beta_end,
+            config.num_train_timesteps,
+        ),
+    };
+    if config.rescale_betas_zero_snr {
+        rescale_zero_terminal_snr(&betas)
+    } else {
+        betas
     }
 }
 
@@ -131,6 +146,28 @@ pub fn betas(
         .collect(),
         BetaSchedule::SquaredcosCapV2 => cosine_betas(num_train_timesteps, 0.999),
     }
+}
+
+/// Betas rescaled to a zero terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules
+/// and Sample Steps are Flawed", Algorithm 1): sqrt(alpha_bar) shifted so that its last value
+/// is 0 and scaled so that its first is unchanged. Float32 steps in diffusers' order
+/// (`rescale_zero_terminal_snr`); the last beta is 1.
+pub fn rescale_zero_terminal_snr(betas: &[f32]) -> Vec<f32> {
+    let root: Vec<f32> = alphas_cumprod(betas).iter().map(|a| a.sqrt()).collect();
+    let (Some(&first), Some(&last)) = (root.first(), root.last()) else {
+        return Vec::new();
+    };
+    let scale = first / (first - last);
+    let alphas_bar: Vec<f32> = root
+        .iter()
+        .map(|&r| {
+            let r = (r - last) * scale;
+            r * r
+        })
+        .collect();
+    let alphas = std::iter::once(alphas_bar[0])
+        .chain(alphas_bar.windows(2).map(|pair| pair[1] / pair[0]));
+    alphas.map(|alpha| 1.0 - alpha).collect()
 }
 
 /// Cumulative products of `1 - beta`, accumulated in double like torch's CPU `cumprod`.

@@ -205,6 +205,12 @@ def scheduler_fixture():
     dpm("dpm_v_heun_sigma_min", {**dpm_ms, "prediction_type": "v_prediction", "solver_type": "heun",
                                  "final_sigmas_type": "sigma_min", "timestep_spacing": "trailing"})
     dpm("dpm_sde_midpoint", {**dpm_ms, "algorithm_type": "sde-dpmsolver++"})
+    # The toy set's stage-1 / stage-2 schedulers: v prediction on a zero-terminal-SNR schedule.
+    zero_snr = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+    dpm("dpm_toy_stage1_zero_snr", {**dpm_ms, **zero_snr, "solver_order": 2, "algorithm_type": "dpmsolver++",
+                                    "lower_order_final": True, "final_sigmas_type": "zero",
+                                    "timestep_spacing": "linspace"})
+    ddim("ddim_toy_stage2_zero_snr_eta1", {**MODELSCOPE, **zero_snr, "timestep_spacing": "trailing"}, 1.0)
     dpm("dpm_sde_order3_heun", {**dpm_ms, "algorithm_type": "sde-dpmsolver++", "solver_order": 3,
                                 "solver_type": "heun", "beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02})
 
@@ -213,6 +219,7 @@ def scheduler_fixture():
         "scaled_linear": MODELSCOPE,
         "linear": {},
         "squaredcos_cap_v2": {"beta_schedule": "squaredcos_cap_v2"},
+        "scaled_linear_zero_snr": {**MODELSCOPE, "rescale_betas_zero_snr": True},
     }.items():
         tables[name] = {"config": config, "alphas_cumprod": compact(DDIMScheduler(**config).alphas_cumprod)}
 

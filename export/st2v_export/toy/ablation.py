@@ -29,7 +29,7 @@ from PIL import Image
 from ..manifest import write_manifest
 from ..model_set import export_model_set
 from . import checker, world
-from .export import use_toy_prediction
+from .export import use_toy_schedule
 from .preset import toy_preset
 from .video_eval import heldout_clips
 from .weights import ToyWeights
@@ -52,7 +52,7 @@ def variant_set(models: Path, runs: Path, parts: tuple[str, ...], out: Path) -> 
     manifest, _ = export_model_set(toy_preset(register=True), out, roles=["unet"],
                                    include_enhancer=False, log=lambda _: None, weights=weights,
                                    training=training)
-    write_manifest(use_toy_prediction(manifest), out)
+    write_manifest(use_toy_schedule(manifest), out)
     return out
 
 
@@ -102,6 +102,7 @@ def row(name: str, reports: list[dict], cuts: list[int]) -> dict:
         "colour": fraction([r["adherence"]["colour_ok"] for r in reports]),
         "shape": fraction([r["adherence"]["shape_ok"] for r in reports]),
         "motion": fraction([r["adherence"]["motion_ok"] for r in reports]),
+        "background": fraction([r["adherence"]["background_ok"] for r in reports]),
         "seams_without_jump": fraction([not seam["jumps"] for seam in seams]),
         "colour_held": fraction([s["identity"]["colour_held"] for s in shapes]),
         "size_held": fraction([s["identity"]["size_held"] for s in shapes
@@ -112,7 +113,8 @@ def row(name: str, reports: list[dict], cuts: list[int]) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     columns = [("variant", "variant"), ("videos", "videos"), ("frames", "frames"),
-               ("colour_and_shape", "colour + shape"), ("motion", "motion"),
+               ("background", "background"), ("colour_and_shape", "colour + shape"),
+               ("motion", "motion"),
                ("seams_without_jump", "seams without jump"), ("colour_held", "colour held"),
                ("size_held", "size held"), ("scuts_mean", "SCuts")]
     lines = ["| " + " | ".join(title for _, title in columns) + " |",

@@ -51,7 +51,13 @@ Per video and expected shape:
   SEAM_TOLERANCE (1 px at 64, rasterisation noise). velocity_jump = |v after - v before| (the
   displacements next to the seam pair) beside the largest in-chunk change of velocity.
 
-flags name what failed ("shape0:colour", "shape1:seam_jump", ...); ok is True when there are none.
+Per video, the background: a frame has it when at least BACKGROUND_PIXELS_MIN (half) of its
+pixels are within COLOUR_MATCH_MAX of the expected background (rendered from the spec, gradients
+included; the shapes cover far less than half a frame); background_ok: at least ACCURACY_MIN of
+the frames have it.
+
+flags name what failed ("shape0:colour", "shape1:seam_jump", "background", ...); ok is True when
+there are none.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ COLOUR_DRIFT_MAX = 40.0
 SIZE_DRIFT_MAX = 0.35
 SEAM_TOLERANCE = 1.0 / 64  # of W
 DEFAULT_FIRST_CHUNK = 16
+BACKGROUND_PIXELS_MIN = 0.5
 
 _PALETTE_RGB = np.array([world.PALETTE[c] for c in world.COLOURS], dtype=np.float32)
 _COMPASS = {name: math.degrees(math.atan2(-dy, dx)) for name, (dx, dy) in world.DIRECTIONS.items()}
@@ -283,6 +290,9 @@ def check_video(frames: np.ndarray, caption_or_spec: str | SceneSpec | dict,
         for k in range(len(spec.shapes))
     ]
     flags = [f"shape{k}:{flag}" for k, s in enumerate(shapes) for flag in s.pop("flags")]
+    backdrop = check_background(frames, background)
+    if not backdrop["ok"]:
+        flags.append("background")
     return {
         "caption": world.caption(spec),
         "spec": spec.to_dict(),
@@ -291,15 +301,25 @@ def check_video(frames: np.ndarray, caption_or_spec: str | SceneSpec | dict,
         "width": int(width),
         "chunk_starts": seams,
         "shapes": shapes,
+        "background": backdrop,
         "adherence": {
-            key: all(s[key] is not False for s in shapes)
-            for key in ("colour_ok", "shape_ok", "size_ok", "motion_ok")
+            **{key: all(s[key] is not False for s in shapes)
+               for key in ("colour_ok", "shape_ok", "size_ok", "motion_ok")},
+            "background_ok": backdrop["ok"],
         },
         "seam_jumps": sum(s["seam_jumps"] for s in shapes),
         "flags": flags,
         "ok": not flags,
         "per_frame": per_frame,
     }
+
+
+def check_background(frames: np.ndarray, background: np.ndarray) -> dict:
+    """The fraction of frames whose pixels are mostly the expected background."""
+    distance = np.linalg.norm(frames.astype(np.float32) - background.astype(np.float32), axis=-1)
+    per_frame = (distance <= COLOUR_MATCH_MAX).mean(axis=(1, 2))
+    accuracy = float((per_frame >= BACKGROUND_PIXELS_MIN).mean())
+    return {"accuracy": round(accuracy, 4), "ok": accuracy >= ACCURACY_MIN}
 
 
 def _check_shape(spec: SceneSpec, k: int, detections: list[dict], hw: tuple[int, int],

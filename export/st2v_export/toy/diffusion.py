@@ -1,16 +1,27 @@
 """The noise schedule, prediction target and sampler the toy UNets are trained and evaluated
 with: ModelScope's (Wang et al. 2023) DDPM setup, scaled-linear betas from 0.00085 to 0.012 over
-1000 steps (reference scheduler config), with one change: the toy UNets predict v (Salimans &
-Ho 2022), not epsilon; the toy manifest's stage-1/2 schedulers say `v_prediction`, which the
-engine's DDIM and DPM-Solver++ support as diffusers' do.
+1000 steps (reference scheduler config), with two changes the toy manifest's stage-1/2
+schedulers declare to the engine (`TOY_SCHEDULER_CONFIG`), both as diffusers implements them:
+the toy UNets predict v (Salimans & Ho 2022), not epsilon, and the betas are rescaled to a zero
+terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed";
+diffusers' `rescale_betas_zero_snr`).
 
 Why v: at this schedule's last timesteps alpha_bar is 0.005, so an epsilon prediction is almost
 the input and its x0 is its error amplified 200 times. Trained on epsilon, the stage-1 UNet
 predicted x0 at t = 990 worse than the mean latent after 2800 steps, and the caption changed no
 x0 prediction (TRAINING.md); v at high t is -x0 itself.
 
-The evaluation sampler is DDIM (Song et al. 2021) with eta 0, "leading" timesteps with
-steps_offset 1 and `set_alpha_to_one=False`, as diffusers' DDIMScheduler spaces them.
+Why zero terminal SNR: ModelScope's last alpha_bar, 0.005, leaves 7 % of the clean latents in
+x_999. The toy clips are mostly a constant background over 16 frames of 8x8 latents, so the mean
+of x_999 tells the background (its noise averages out over 1024 values per channel): trained on
+that schedule, the stage-1 UNet predicted x0 at t = 999 with an error of 0.48 from the empty
+prompt (the per-channel variance is 1.14), and from pure noise, as sampling starts, 1.09 with the
+true caption: it had learnt to read the leak, not the caption (TRAINING.md). With alpha_bar(999)
+= 0, x_999 is pure noise in training too, and only the caption can tell the background.
+
+The evaluation sampler is DDIM (Song et al. 2021) with eta 0 and "trailing" timesteps (999, 959,
+..., 39 for 25 steps; Lin et al. 2024 Sec. 3.3: sampling must start at the last timestep) and
+`set_alpha_to_one=False`, as diffusers' DDIMScheduler spaces them.
 """
 
 from __future__ import annotations
@@ -20,8 +31,25 @@ from collections.abc import Callable
 import torch
 
 TRAIN_TIMESTEPS = 1000
+TOY_SCHEDULER_CONFIG = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+"""What the toy stage-1/2 schedulers change in ModelScope's config (`export.py` writes it)."""
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Lin et al. 2024, Algorithm 1: shift sqrt(alpha_bar) so its last value is 0 and scale it so
+    its first is unchanged; the betas of that alpha_bar."""
+    root = torch.cumprod(1.0 - betas, dim=0).sqrt()
+    first, last = root[0].clone(), root[-1].clone()
+    root = (root - last) * (first / (first - last))
+    alphas_bar = root**2
+    alphas = torch.cat([alphas_bar[:1], alphas_bar[1:] / alphas_bar[:-1]])
+    return 1 - alphas
+
+
 # float32 throughout, as diffusers computes them (the test compares with its schedulers).
-BETAS = torch.linspace(0.00085**0.5, 0.012**0.5, TRAIN_TIMESTEPS, dtype=torch.float32) ** 2
+BETAS = rescale_zero_terminal_snr(
+    torch.linspace(0.00085**0.5, 0.012**0.5, TRAIN_TIMESTEPS, dtype=torch.float32) ** 2
+)
 ALPHAS_CUMPROD = torch.cumprod(1.0 - BETAS, dim=0)
 CFG_DROPOUT = 0.1
 """Fraction of training clips whose condition is replaced by the unconditional one (the empty
@@ -46,9 +74,9 @@ def v_target(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> 
 
 
 def ddim_timesteps(steps: int) -> list[int]:
-    """diffusers' "leading" spacing with steps_offset 1: 981, 961, ..., 1 for 50 steps."""
-    ratio = TRAIN_TIMESTEPS // steps
-    return [i * ratio + 1 for i in reversed(range(steps))]
+    """diffusers' "trailing" spacing: 999, 979, ..., 19 for 50 steps."""
+    ratio = TRAIN_TIMESTEPS / steps
+    return [round(TRAIN_TIMESTEPS - i * ratio) - 1 for i in range(steps)]
 
 
 def ddim_sample(
@@ -60,10 +88,12 @@ def ddim_sample(
     """Deterministic DDIM from Gaussian noise; `predict_v(x_t, t)` returns v."""
     timesteps = ddim_timesteps(steps)
     sample = torch.randn(shape, generator=generator)
-    for index, t in enumerate(timesteps):
+    for t in timesteps:
         v = predict_v(sample, t)
         alpha = ALPHAS_CUMPROD[t]
-        previous = ALPHAS_CUMPROD[timesteps[index + 1]] if index + 1 < steps else ALPHAS_CUMPROD[0]
+        # diffusers' previous timestep is t - 1000 // steps, also where "trailing" skips one.
+        previous_t = t - TRAIN_TIMESTEPS // steps
+        previous = ALPHAS_CUMPROD[previous_t] if previous_t >= 0 else ALPHAS_CUMPROD[0]
         x0 = alpha.sqrt() * sample - (1 - alpha).sqrt() * v
         eps = alpha.sqrt() * v + (1 - alpha).sqrt() * sample
         sample = previous.sqrt() * x0 + (1 - previous).sqrt() * eps

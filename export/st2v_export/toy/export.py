@@ -6,8 +6,10 @@ The stage-1/2 graphs of the `toy` preset and `st2v eval`'s CLIP text tower are e
 `export_model_set` (parity-checked against PyTorch as for any set); the roles with a training run
 in RUNS (RUNS/vae or RUNS/vae_decoder, RUNS/clip, RUNS/stage1, RUNS/stage2) get its weights, the
 others the seeded random weights of the preset. The manifest's provenance names the run behind
-each role, with its step, seed and last held-out metrics; its stage-1/2 schedulers say
-`v_prediction`, what the toy UNets predict.
+each role, with its step, seed and last held-out metrics; its stage-1/2 schedulers say what
+the toy UNets were trained with (`diffusion.TOY_SCHEDULER_CONFIG`: v prediction on a schedule
+rescaled to a zero terminal SNR), and stage 2's DDIM uses "trailing" timesteps, so that it
+starts at t = 999 like stage 1's DPM-Solver++ ("linspace").
 
 Left out, because no toy run trains them and random ones would mislead: the enhancer (stage 3
 would turn the videos into noise; without it the engine stops after stage 2) and RAFT (`st2v
@@ -26,7 +28,7 @@ from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
 from .preset import toy_preset
 from .runfiles import METRICS_FILE, read_checkpoint
-from .video_tasks import PREDICTION_TYPE
+from .diffusion import TOY_SCHEDULER_CONFIG
 from .weights import ROLE_SOURCES, ToyWeights
 
 EXPORT_SEED = 0
@@ -50,10 +52,12 @@ def run_record(run_dir: Path) -> dict | None:
     return {**record, **extras}
 
 
-def use_toy_prediction(manifest: dict) -> dict:
-    """The toy UNets predict v (`diffusion.py`): say so to the engine's stage-1/2 schedulers."""
+def use_toy_schedule(manifest: dict) -> dict:
+    """The schedule the toy UNets were trained on (`diffusion.py`), told to the engine's
+    stage-1/2 schedulers; a zero terminal SNR needs sampling to start at the last timestep."""
     for stage in ("stage1", "stage2"):
-        manifest["pipeline"][stage]["scheduler"]["config"]["prediction_type"] = PREDICTION_TYPE
+        manifest["pipeline"][stage]["scheduler"]["config"].update(TOY_SCHEDULER_CONFIG)
+    manifest["pipeline"]["stage2"]["scheduler"]["config"]["timestep_spacing"] = "trailing"
     return manifest
 
 
@@ -74,7 +78,7 @@ def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
     training["roles"] = dict(sorted(weights.summary().items()))
     manifest["provenance"]["training"] = training
     manifest["description"] = manifest_module.description(preset, training)
-    use_toy_prediction(manifest)
+    use_toy_schedule(manifest)
     manifest_module.validate_manifest(manifest)
     manifest_module.write_manifest(manifest, out)
     log(summary_table(reports))

@@ -22,6 +22,8 @@ class Task:
     default_lr = 1e-3
     default_eval_frames = 128
     weight_decay = 0.0
+    lr_scales: dict[str, float] = {}
+    """Module name -> factor on the learning rate of its parameters (default 1)."""
 
     def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
         self.preset = preset
@@ -52,15 +54,19 @@ class Task:
         raise NotImplementedError
 
     def parameter_groups(self) -> list[dict]:
-        """Weight decay on matrices only (not on norms, biases, embeddings, the temperature)."""
-        decay, plain = [], []
-        for module in self.modules().values():
+        """Weight decay on matrices only (not on norms, biases, embeddings, the temperature);
+        each group carries its module's `lr_scale`."""
+        groups = []
+        for module_name, module in self.modules().items():
+            decay, plain = [], []
             for name, parameter in module.named_parameters():
                 if not parameter.requires_grad:  # frozen parts
                     continue
                 is_embedding = "embedding" in name or name.startswith("class_") or "logit" in name
                 (decay if parameter.ndim >= 2 and not is_embedding else plain).append(parameter)
-        groups = [{"params": plain, "weight_decay": 0.0}]
-        if decay:
-            groups.append({"params": decay, "weight_decay": self.weight_decay})
+            scale = self.lr_scales.get(module_name, 1.0)
+            for params, weight_decay in ((plain, 0.0), (decay, self.weight_decay)):
+                if params:
+                    groups.append({"params": params, "weight_decay": weight_decay,
+                                   "lr_scale": scale})
         return groups

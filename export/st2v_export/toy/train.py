@@ -85,10 +85,14 @@ class TrainConfig:
     runs: Path | None = None
     """Where the runs this model depends on live (RUNS/vae, RUNS/clip, RUNS/stage1); None: the
     parent of `out`."""
+    init: Path | None = None
+    """A run of the same model whose checkpointed weights a fresh run starts from (a new
+    optimizer and schedule: a fine-tune, e.g. after a change of the noise schedule)."""
 
     def __post_init__(self):
         self.out = Path(self.out)
         self.runs = Path(self.runs) if self.runs is not None else self.out.parent
+        self.init = Path(self.init) if self.init is not None else None
         if self.model not in MODELS:
             raise TrainError(f"unknown model {self.model!r}: expected one of {', '.join(MODELS)}")
         for name in ("steps", "checkpoint_every", "log_every"):
@@ -180,6 +184,7 @@ class Run:
             self.task.parameter_groups(), lr=self.peak_lr, betas=(0.9, 0.98), eps=1e-8
         )
         self.step = 0
+        self.initialised_from: str | None = None
         self.generator = torch.Generator()
         self.checkpoint_path = config.out / CHECKPOINT_FILE
 
@@ -195,6 +200,7 @@ class Run:
                 "batch": self.batch,
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
+                "init": self.initialised_from,
             },
             "preset": _preset_record(self.preset),
             "modules": {name: m.state_dict() for name, m in self.task.modules().items()},
@@ -219,7 +225,24 @@ class Run:
         self.peak_lr = self.config.lr or saved["peak_lr"]
         self.schedule_steps = self.config.schedule_steps or saved["schedule_steps"]
         self.step = payload["step"]
+        self.initialised_from = saved.get("init")
         self._truncate_log(self.step)
+
+    def initialise(self, run: Path) -> None:
+        """Starts from another run's weights: the modules it has, loaded strictly (a module it
+        lacks, such as one a newer recipe trains, keeps its initialisation)."""
+        payload = read_checkpoint(run)
+        if payload["model"] != self.config.model:
+            raise TrainError(
+                f"--init {run} is a {payload['model']} run, this is {self.config.model}"
+            )
+        loaded = []
+        for name, module in self.task.modules().items():
+            if name in payload["modules"]:
+                module.load_state_dict(payload["modules"][name], strict=True)
+                loaded.append(name)
+        self.initialised_from = f"{run} step {payload['step']} ({', '.join(loaded)})"
+        self.log(f"initialised {self.config.model} from {self.initialised_from}")
 
     def _truncate_log(self, step: int) -> None:
         """Drops log lines past the checkpoint (written by a run that stopped later)."""
@@ -240,14 +263,17 @@ class Run:
         if exists:
             self.restore()
             self.log(f"resumed {self.config.model} at step {self.step} from {self.checkpoint_path}")
-        elif self.config.resume:
-            self.log(f"no checkpoint in {self.config.out}: starting {self.config.model} at step 0")
+        else:
+            if self.config.resume:
+                self.log(f"no checkpoint in {self.config.out}: starting {self.config.model} at step 0")
+            if self.config.init is not None:
+                self.initialise(self.config.init)
 
     # -- the loop
     def train_step(self) -> tuple[float, dict, float]:
         lr = learning_rate(self.step, self.peak_lr, self.schedule_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         batch = self.task.batch(self.step, self.batch)
         self.generator.manual_seed(seed_of(self.config.seed, self.step))
         # The global generator draws the UNets' dropout masks: seeded per step too, so a run's

@@ -1,6 +1,6 @@
 """The `train` subcommand of `python -m st2v_export.toy` (see train.py and TRAINING.md).
 
-  python -m st2v_export.toy train --model vae|clip --steps N --out DIR [--resume] [--seed S]
+  python -m st2v_export.toy train --model vae|clip --steps N --out DIR [--resume] [--init RUN] [--seed S]
       [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--preset-file FILE]
 
@@ -35,6 +35,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--runs", type=Path, default=None,
                         help="directory of the runs a UNet trains on (RUNS/vae, RUNS/clip, "
                              "RUNS/stage1; default: the parent of --out)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start a new run from this run's weights (same model; a fresh "
+                             "optimizer and schedule)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and data seed")
     parser.add_argument("--batch", type=int, default=None,
                         help="frames per step for vae (16) and clip (64); clips per step for stage1 and stage2 (4)")
@@ -86,6 +89,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         resume=args.resume,
         preset=preset,
         runs=args.runs,
+        init=args.init,
     )
 
 

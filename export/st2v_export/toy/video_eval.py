@@ -43,6 +43,7 @@ def summarize(reports: list[dict]) -> dict:
         "shape": fraction(a["shape_ok"] for a in adherence),
         "colour_and_shape": fraction(a["colour_ok"] and a["shape_ok"] for a in adherence),
         "motion": fraction(a["motion_ok"] for a in adherence),
+        "background": fraction(a["background_ok"] for a in adherence),
         "found": round(float(np.mean([s["found_fraction"] for r in reports
                                       for s in r["shapes"]])), 4),
         "seams": len(seams),

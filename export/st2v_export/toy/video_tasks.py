@@ -106,11 +106,6 @@ def dropped(seed: int, step: int, count: int) -> list[bool]:
     return [bool(drop) for drop in rng.random(count) < CFG_DROPOUT]
 
 
-PREDICTION_TYPE = "v_prediction"
-"""What the toy UNets predict (`diffusion.py` says why); the toy manifest's stage-1/2
-schedulers are set to it."""
-
-
 def diffusion_targets(latents: torch.Tensor, generator: torch.Generator):
     """Per-video timesteps, noisy latents and the v target of a training step."""
     timesteps = torch.randint(0, TRAIN_TIMESTEPS, (latents.shape[0],), generator=generator)
@@ -151,19 +146,27 @@ class VideoTask(Task):
 
 
 class Stage1Task(VideoTask):
+    """The stage-1 UNet, and the text encoder fine-tuned with it: the CLIP pair sees single
+    frames, so it never learns what motion words mean ("left" and "right" captions gave token
+    states 0.1-0.3 apart, colours 1.2-7; TRAINING.md); the diffusion loss on clips does. The
+    tuned encoder is the set's `text_encoder` (stages 1 and 2); `clip_text_encoder` stays the
+    contrastive one."""
+
     name = "stage1"
+    lr_scales = {"text": 0.2}
 
     def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
         super().__init__(preset, seed, runs)
         with seeded(seed, "stage1_unet"):  # the name Components builds it under
             self.unet = unet3d.build_unet3d(preset.unet)
+        self.frozen.text.requires_grad_(True)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet}
+        return {"unet": self.unet, "text": self.frozen.text}
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         latents = self.frozen.latents(batch["videos"], generator)
-        context = self.frozen.text_states(batch["captions"])
+        context = self.frozen.text(input_ids=tokenize(batch["captions"])).last_hidden_state
         timesteps, noisy, target = diffusion_targets(latents, generator)
         prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
         return F.mse_loss(prediction, target), {}

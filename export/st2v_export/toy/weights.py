@@ -142,7 +142,9 @@ class RoleSource:
     convert: Callable[[dict, nn.Module, ToyWeights], State]
     dimensions: tuple[str, ...]
     preferred: tuple[str, ...] = ()
-    """Runs that refine `model`'s and are used instead when they exist (vae_decoder)."""
+    """Runs that refine `model`'s and are used instead when they exist and hold the role's
+    module (`preferred_module`): vae_decoder, the stage-1 run's tuned text encoder."""
+    preferred_module: str = ""
 
 
 def _vae_state(payload: dict, module: nn.Module, weights: ToyWeights) -> State:
@@ -160,8 +162,11 @@ def _clip_text_state(payload: dict, module: nn.Module, weights: ToyWeights) -> S
 
 
 def _text_encoder_state(payload: dict, module: nn.Module, weights: ToyWeights) -> State:
-    layers = module.config.num_hidden_layers
-    state = open_clip_text_to_transformers(payload["modules"]["text"], layers)
+    if payload["model"] == "stage1":  # tuned with the stage-1 UNet, already CLIPTextModel keys
+        state = payload["modules"]["text"]
+    else:
+        layers = module.config.num_hidden_layers
+        state = open_clip_text_to_transformers(payload["modules"]["text"], layers)
     if weights.zero_unused:
         state = zero_unused_tokens(state, "embeddings.token_embedding.weight")
     return state
@@ -174,7 +179,9 @@ def _module_state(name: str) -> Callable[[dict, nn.Module, "ToyWeights"], State]
 ROLE_SOURCES: dict[str, RoleSource] = {
     "vae": RoleSource("vae", _vae_state, ("vae", "stage2"), preferred=("vae_decoder",)),
     "clip_text_encoder": RoleSource("clip", _clip_text_state, ("text", "image_embed_dim")),
-    "text_encoder": RoleSource("clip", _text_encoder_state, ("text",)),
+    "text_encoder": RoleSource(
+        "clip", _text_encoder_state, ("text",), preferred=("stage1",), preferred_module="text"
+    ),
     "image_encoder": RoleSource("clip", _module_state("visual"), ("vision", "image_embed_dim", "stage2")),
     "stage1_unet": RoleSource("stage1", _module_state("unet"), ("unet", "text")),
     "unet": RoleSource(
@@ -288,7 +295,8 @@ class ToyWeights:
     def _model_for(self, source: RoleSource) -> str:
         """The run a role loads from: a refining run (`preferred`) when it exists."""
         for model in source.preferred:
-            if self._payload(model) is not None:
+            payload = self._payload(model)
+            if payload is not None and source.preferred_module in {"", *payload["modules"]}:
                 return model
         return source.model
 
