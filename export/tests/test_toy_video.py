@@ -198,6 +198,7 @@ def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_pa
     for stage in ("stage1", "stage2"):  # the toy UNets predict v on a zero-terminal-SNR schedule
         config = written["pipeline"][stage]["scheduler"]["config"]
         assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"]
+        assert written["pipeline"][stage]["guidance_scale"] == 3.0
     assert written["pipeline"]["stage2"]["scheduler"]["config"]["timestep_spacing"] == "trailing"
 
 

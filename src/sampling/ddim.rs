@@ -197,7 +197,10 @@ impl Ddim {
             sqrt_alpha_prod: alpha_prod.sqrt(),
             sqrt_beta_prod: (1.0 - alpha_prod).sqrt(),
             sqrt_alpha_prod_prev: alpha_prod_prev.sqrt(),
-            direction: (1.0 - alpha_prod_prev - std_dev * std_dev).sqrt(),
+            // Clamped at 0: at a zero terminal SNR with eta = 1 the first step's variance is
+            // exactly 1 - alpha_prod_prev, and std_dev^2 may round a hair above it (diffusers
+            // takes the root of that negative number and returns NaN latents).
+            direction: (1.0 - alpha_prod_prev - std_dev * std_dev).max(0.0).sqrt(),
             std_dev,
         })
     }
@@ -334,6 +337,32 @@ mod tests {
         let x = ArrayD::<f32>::zeros(vec![1, 4, 2, 2]);
         let err = ddim.step(x.view(), 0, x.view(), None).unwrap_err();
         assert!(matches!(err, SamplingError::MissingNoise { index: 0 }));
+    }
+
+    #[test]
+    fn zero_terminal_snr_with_eta_1_steps_to_finite_latents() {
+        let config = DdimConfig {
+            prediction_type: PredictionType::VPrediction,
+            timestep_spacing: TimestepSpacing::Trailing,
+            rescale_betas_zero_snr: true,
+            ..DdimConfig::stage2()
+        };
+        let mut rounded_below_zero = 0;
+        for steps in 1..=100 {
+            // (A few counts round a trailing timestep to -1: refused, as checked elsewhere.)
+            let Ok(mut ddim) = Ddim::new(config.clone(), steps, 1.0) else {
+                continue;
+            };
+            let c = ddim.coefficients(0).unwrap();
+            assert_eq!(c.sqrt_alpha_prod, 0.0, "{steps} steps start at t = 999");
+            let alpha_prev = c.sqrt_alpha_prod_prev * c.sqrt_alpha_prod_prev;
+            rounded_below_zero += usize::from(1.0 - alpha_prev - c.std_dev * c.std_dev < 0.0);
+            let x = ArrayD::<f32>::from_elem(vec![1, 4, 2, 2], 0.5);
+            let out = ddim.step(x.view(), 0, x.view(), Some(x.view())).unwrap();
+            assert!(out.prev_sample.iter().all(|v| v.is_finite()), "{steps} steps");
+        }
+        // The case the clamp is for: the unclamped root is NaN for some step counts (25 is one).
+        assert!(rounded_below_zero > 0);
     }
 
     #[test]

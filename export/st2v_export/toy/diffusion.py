@@ -33,6 +33,10 @@ import torch
 TRAIN_TIMESTEPS = 1000
 TOY_SCHEDULER_CONFIG = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
 """What the toy stage-1/2 schedulers change in ModelScope's config (`export.py` writes it)."""
+TOY_GUIDANCE_SCALE = 3.0
+"""The toy manifest's stage-1 and stage-2 guidance (ModelScope's 9 and StreamingT2V's 7.5 are
+the reference's): at a zero terminal SNR the high scales pushed backgrounds and colours off the
+caption; 3 did best on held-out captions (TRAINING.md, "Zero terminal SNR")."""
 
 
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,9 @@ in RUNS (RUNS/vae or RUNS/vae_decoder, RUNS/clip, RUNS/stage1, RUNS/stage2) get 
 others the seeded random weights of the preset. The manifest's provenance names the run behind
 each role, with its step, seed and last held-out metrics; its stage-1/2 schedulers say what
 the toy UNets were trained with (`diffusion.TOY_SCHEDULER_CONFIG`: v prediction on a schedule
-rescaled to a zero terminal SNR), and stage 2's DDIM uses "trailing" timesteps, so that it
-starts at t = 999 like stage 1's DPM-Solver++ ("linspace").
+rescaled to a zero terminal SNR), stage 2's DDIM uses "trailing" timesteps, so that it
+starts at t = 999 like stage 1's DPM-Solver++ ("linspace"), and both stages guide with
+`TOY_GUIDANCE_SCALE`.
 
 Left out, because no toy run trains them and random ones would mislead: the enhancer (stage 3
 would turn the videos into noise; without it the engine stops after stage 2) and RAFT (`st2v
@@ -28,7 +29,7 @@ from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
 from .preset import toy_preset
 from .runfiles import METRICS_FILE, read_checkpoint
-from .diffusion import TOY_SCHEDULER_CONFIG
+from .diffusion import TOY_GUIDANCE_SCALE, TOY_SCHEDULER_CONFIG
 from .weights import ROLE_SOURCES, ToyWeights
 
 EXPORT_SEED = 0
@@ -54,9 +55,11 @@ def run_record(run_dir: Path) -> dict | None:
 
 def use_toy_schedule(manifest: dict) -> dict:
     """The schedule the toy UNets were trained on (`diffusion.py`), told to the engine's
-    stage-1/2 schedulers; a zero terminal SNR needs sampling to start at the last timestep."""
+    stage-1/2 schedulers (a zero terminal SNR needs sampling to start at the last timestep),
+    and the guidance scale that suits it."""
     for stage in ("stage1", "stage2"):
         manifest["pipeline"][stage]["scheduler"]["config"].update(TOY_SCHEDULER_CONFIG)
+        manifest["pipeline"][stage]["guidance_scale"] = TOY_GUIDANCE_SCALE
     manifest["pipeline"]["stage2"]["scheduler"]["config"]["timestep_spacing"] = "trailing"
     return manifest
 

@@ -1,9 +1,9 @@
 """Held-out evaluation of the toy video models during training: generate videos for held-out
 captions and let the toy-world checker judge them (caption adherence, seams).
 
-Stage 1 samples one 16-frame chunk per caption with classifier-free guidance 9 (the engine's
-stage-1 default). Stage 2 continues the clip's true first 16 frames by `STAGE2_CHUNKS` chunks
-of 8 new frames, as the engine's stage 2 does (guidance 7.5; the CAM sees the previous chunk's
+Stage 1 samples one 16-frame chunk per caption with classifier-free guidance 3 (the toy
+manifest's). Stage 2 continues the clip's true first 16 frames by `STAGE2_CHUNKS` chunks
+of 8 new frames, as the engine's stage 2 does (guidance 3; the CAM sees the previous chunk's
 last 8 frames in both guidance branches; the APM anchor is frame 0, the unconditional branch
 uses the zero image). DDIM with 25 steps and eta 0 stands in for the engine's schedulers: this
 is a training-time signal; `python -m st2v_export.toy check` on the engine's own output is the
@@ -17,12 +17,11 @@ import torch
 
 from . import checker
 from .data import HELDOUT_SEED, to_pixels, to_uint8, video_batch
-from .diffusion import ddim_sample, guided
+from .diffusion import TOY_GUIDANCE_SCALE, ddim_sample, guided
 
 EVAL_SEED = 4321
 EVAL_STEPS = 25
-STAGE1_GUIDANCE = 9.0
-STAGE2_GUIDANCE = 7.5
+STAGE1_GUIDANCE = STAGE2_GUIDANCE = TOY_GUIDANCE_SCALE
 STAGE2_CHUNKS = 2
 NEW_FRAMES = 8
 
