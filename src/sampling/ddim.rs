@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::config::{parse_config, require, require_range, PredictionType, TimestepSpacing};
 use super::schedule::{
-    self, check_timesteps, train_betas, BetaConfig, validate_betas, validate_steps, BetaSchedule,
+    self, check_timesteps, train_betas, validate_betas, validate_steps, BetaConfig, BetaSchedule,
 };
 use super::tensor::{check_same_shape, linear_combination, required_noise};
 use super::{SamplingError, Scheduler, StepOutput};
@@ -359,7 +359,10 @@ mod tests {
             rounded_below_zero += usize::from(1.0 - alpha_prev - c.std_dev * c.std_dev < 0.0);
             let x = ArrayD::<f32>::from_elem(vec![1, 4, 2, 2], 0.5);
             let out = ddim.step(x.view(), 0, x.view(), Some(x.view())).unwrap();
-            assert!(out.prev_sample.iter().all(|v| v.is_finite()), "{steps} steps");
+            assert!(
+                out.prev_sample.iter().all(|v| v.is_finite()),
+                "{steps} steps"
+            );
         }
         // The case the clamp is for: the unclamped root is NaN for some step counts (25 is one).
         assert!(rounded_below_zero > 0);

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::config::{parse_config, require, PredictionType, TimestepSpacing};
 use super::schedule::{
-    self, check_timesteps, train_betas, BetaConfig, validate_betas, validate_steps, BetaSchedule,
+    self, check_timesteps, train_betas, validate_betas, validate_steps, BetaConfig, BetaSchedule,
 };
 use super::tensor::{
     check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,

@@ -165,8 +165,8 @@ pub fn rescale_zero_terminal_snr(betas: &[f32]) -> Vec<f32> {
             r * r
         })
         .collect();
-    let alphas = std::iter::once(alphas_bar[0])
-        .chain(alphas_bar.windows(2).map(|pair| pair[1] / pair[0]));
+    let alphas =
+        std::iter::once(alphas_bar[0]).chain(alphas_bar.windows(2).map(|pair| pair[1] / pair[0]));
     alphas.map(|alpha| 1.0 - alpha).collect()
 }
 

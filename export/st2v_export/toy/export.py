@@ -27,9 +27,9 @@ from pathlib import Path
 
 from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
+from .diffusion import TOY_GUIDANCE_SCALE, TOY_SCHEDULER_CONFIG
 from .preset import toy_preset
 from .runfiles import METRICS_FILE, read_checkpoint
-from .diffusion import TOY_GUIDANCE_SCALE, TOY_SCHEDULER_CONFIG
 from .weights import ROLE_SOURCES, ToyWeights
 
 EXPORT_SEED = 0

@@ -1,7 +1,7 @@
 """The `train` subcommand of `python -m st2v_export.toy` (see train.py and TRAINING.md).
 
-  python -m st2v_export.toy train --model vae|clip --steps N --out DIR [--resume] [--init RUN] [--seed S]
-      [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
+  python -m st2v_export.toy train --model vae|clip --steps N --out DIR [--resume] [--init RUN]
+      [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--preset-file FILE]
 
 `--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
