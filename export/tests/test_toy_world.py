@@ -259,7 +259,7 @@ def test_noise_is_flagged():
     assert report["background"]["accuracy"] == 0.0
 
 
-def test_a_wrong_background_is_flagged_from_the_frame_it_starts():
+def test_a_wrong_background_is_flagged_when_over_a_tenth_of_the_frames_lack_it():
     spec = _spec("right", ("circle", "red", "large"), background="blue")
     frames = world.render(spec, 20)
     frames[18:] = world.render(replace(spec, background="green"), 20)[18:]  # 2 of 20 frames

@@ -6,7 +6,7 @@ the toy UNets predict v (Salimans & Ho 2022), not epsilon, and the betas are res
 terminal SNR (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed";
 diffusers' `rescale_betas_zero_snr`).
 
-Why v: at this schedule's last timesteps alpha_bar is 0.005, so an epsilon prediction is almost
+Why v: at ModelScope's last timesteps alpha_bar is 0.005, so an epsilon prediction is almost
 the input and its x0 is its error amplified 200 times. Trained on epsilon, the stage-1 UNet
 predicted x0 at t = 990 worse than the mean latent after 2800 steps, and the caption changed no
 x0 prediction (TRAINING.md); v at high t is -x0 itself.

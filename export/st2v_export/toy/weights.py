@@ -296,7 +296,8 @@ class ToyWeights:
         """The run a role loads from: a refining run (`preferred`) when it exists."""
         for model in source.preferred:
             payload = self._payload(model)
-            if payload is not None and source.preferred_module in {"", *payload["modules"]}:
+            module = source.preferred_module
+            if payload is not None and (not module or module in payload["modules"]):
                 return model
         return source.model
 

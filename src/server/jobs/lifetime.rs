@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::{now, persist, prompt_plan, push_event, Assigned, Entry, JobRecord, JobStatus, Store};
+use super::{now, prompt_plan, Assigned, Entry, JobRecord, JobStatus, Store};
 use crate::engine::Request;
 use crate::progress::CancelToken;
 
@@ -19,7 +19,7 @@ impl Store {
         record.started_at = record.started_at.or(Some(now()));
         let cancel = CancelToken::new();
         // Its events go on from those other replicas logged.
-        let event_base = match &inner.shared {
+        let event_base = match &self.shared {
             Some(shared) => shared.last_event(&id).unwrap_or_else(|err| {
                 tracing::warn!("job {id}: reading its last event: {err}");
                 0
@@ -38,8 +38,8 @@ impl Store {
         };
         inner.jobs.insert(id.clone(), entry);
         inner.running += 1;
-        push_event(&mut inner, &id, "in_progress", json!({}));
-        persist(&mut inner, &id);
+        self.push_event(&mut inner, &id, "in_progress", json!({}));
+        self.persist(&mut inner, &id);
         drop(inner);
         self.bump();
         Assigned {
@@ -87,7 +87,7 @@ impl Store {
                 event_base: 0,
             },
         );
-        push_event(&mut inner, &id, &name, data);
+        self.push_event(&mut inner, &id, &name, data);
     }
 
     /// Forgets finished jobs beyond `keep` (newest kept) or older than `max_age` seconds, and

@@ -9,13 +9,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
-
-use std::sync::Arc;
 
 use crate::engine::{PromptPlan, Request};
 use crate::progress::CancelToken;
@@ -46,8 +44,6 @@ struct Inner {
     running: usize,
     next_id: u64,
     stopping: bool,
-    /// In a cluster: where records and events also go, for the other replicas.
-    shared: Option<Arc<SharedJobs>>,
 }
 
 /// All jobs of one server.
@@ -57,7 +53,8 @@ pub struct Store {
     changed: watch::Sender<u64>,
     capacity: usize,
     data_dir: PathBuf,
-    /// In a cluster: jobs not held here are read from Redis.
+    /// In a cluster: where records and events also go, and where the jobs not held here are
+    /// read from.
     shared: Option<Arc<SharedJobs>>,
 }
 
@@ -98,7 +95,6 @@ impl Store {
                 running: 0,
                 next_id: 1,
                 stopping: false,
-                shared: None,
             }),
             work: Condvar::new(),
             changed: watch::channel(0).0,
@@ -111,12 +107,10 @@ impl Store {
     /// A store of one replica of a cluster: jobs run in directories under `data_dir` (local
     /// to this replica); records and events go to `shared`, where other replicas read them.
     pub fn shared(data_dir: &Path, capacity: usize, shared: Arc<SharedJobs>) -> Self {
-        let store = Self {
-            shared: Some(shared.clone()),
+        Self {
+            shared: Some(shared),
             ..Self::new(data_dir, capacity)
-        };
-        store.lock().shared = Some(shared);
-        store
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -201,8 +195,8 @@ impl Store {
             true => json!({"position": position, "resumed": true}),
             false => json!({"position": position}),
         };
-        push_event(&mut inner, &id, "queued", data);
-        persist(&mut inner, &id);
+        self.push_event(&mut inner, &id, "queued", data);
+        self.persist(&mut inner, &id);
         drop(inner);
         self.work.notify_one();
         self.bump();
@@ -227,8 +221,8 @@ impl Store {
                     cancel: entry.cancel.clone(),
                     dir: entry.dir.clone(),
                 };
-                push_event(&mut inner, &id, "in_progress", json!({}));
-                persist(&mut inner, &id);
+                self.push_event(&mut inner, &id, "in_progress", json!({}));
+                self.persist(&mut inner, &id);
                 drop(inner);
                 self.bump();
                 return Some(assigned);
@@ -252,10 +246,10 @@ impl Store {
         // Other replicas read the progress of a cluster's job from its record.
         let shared_progress = self.shared.is_some() && now() - entry.persisted_at >= 1.0;
         if let Some((name, data)) = event {
-            push_event(&mut inner, id, name, data);
+            self.push_event(&mut inner, id, name, data);
         }
         if shared_progress {
-            persist(&mut inner, id);
+            self.persist(&mut inner, id);
         }
         drop(inner);
         self.bump();
@@ -278,8 +272,8 @@ impl Store {
         if was_running {
             inner.running = inner.running.saturating_sub(1);
         }
-        push_event(&mut inner, id, status.name(), data);
-        persist(&mut inner, id);
+        self.push_event(&mut inner, id, status.name(), data);
+        self.persist(&mut inner, id);
         drop(inner);
         self.bump();
     }
@@ -311,7 +305,7 @@ impl Store {
             return Some(Err(status));
         };
         let from = plan.steer(prompt);
-        push_event(
+        self.push_event(
             &mut inner,
             id,
             "prompt_changed",
@@ -372,39 +366,39 @@ fn prompt_plan(request: &Request) -> Option<Arc<PromptPlan>> {
     }
 }
 
-fn push_event(inner: &mut Inner, id: &str, name: &str, data: Value) {
-    let shared = inner.shared.clone();
-    if let Some(entry) = inner.jobs.get_mut(id) {
-        let event = JobEvent {
-            id: entry.event_base + entry.events.len() as u64 + 1,
-            name: name.to_owned(),
-            data,
-        };
-        if let Some(Err(err)) = shared.map(|s| s.append_event(id, &event)) {
-            tracing::warn!("job {id}: sharing event {}: {err}", event.id);
-        }
-        entry.events.push(event);
-    }
-}
-
-/// Writes the record: `job.json` (write then rename: a restarted server lists the job), or in
-/// a cluster the shared record.
-fn persist(inner: &mut Inner, id: &str) {
-    let shared = inner.shared.clone();
-    if let Some(entry) = inner.jobs.get_mut(id) {
-        match shared {
-            Some(shared) => {
-                if let Err(err) = shared.write_record(&entry.record) {
-                    tracing::warn!("job {id}: sharing its record: {err}");
-                }
+impl Store {
+    fn push_event(&self, inner: &mut Inner, id: &str, name: &str, data: Value) {
+        if let Some(entry) = inner.jobs.get_mut(id) {
+            let event = JobEvent {
+                id: entry.event_base + entry.events.len() as u64 + 1,
+                name: name.to_owned(),
+                data,
+            };
+            if let Some(Err(err)) = self.shared.as_ref().map(|s| s.append_event(id, &event)) {
+                tracing::warn!("job {id}: sharing event {}: {err}", event.id);
             }
-            None => entry.record.write_to(&entry.dir),
+            entry.events.push(event);
         }
-        entry.persisted_at = now();
+    }
+
+    /// Writes the record: `job.json` (write then rename: a restarted server lists the job), or in
+    /// a cluster the shared record.
+    fn persist(&self, inner: &mut Inner, id: &str) {
+        if let Some(entry) = inner.jobs.get_mut(id) {
+            match &self.shared {
+                Some(shared) => {
+                    if let Err(err) = shared.write_record(&entry.record) {
+                        tracing::warn!("job {id}: sharing its record: {err}");
+                    }
+                }
+                None => entry.record.write_to(&entry.dir),
+            }
+            entry.persisted_at = now();
+        }
     }
 }
 
 /// Persists a record now (status changes call this themselves).
 pub fn persist_record(store: &Store, id: &str) {
-    persist(&mut store.lock(), id);
+    store.persist(&mut store.lock(), id);
 }
