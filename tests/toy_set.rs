@@ -32,6 +32,14 @@ fn fraction_near(frame: &image::RgbImage, colour: [f32; 3]) -> f64 {
     near as f64 / f64::from(frame.width() * frame.height())
 }
 
+/// The square the stage-2 frames fill: an enhanced frame without the black bars stage 3 keeps
+/// (the set's 80x80 content centred on 80x128).
+fn content(frame: image::RgbImage) -> image::RgbImage {
+    let side = frame.width().min(frame.height());
+    let (left, top) = ((frame.width() - side) / 2, (frame.height() - side) / 2);
+    image::imageops::crop_imm(&frame, left, top, side, side).to_image()
+}
+
 fn frames(dir: &Path) -> Vec<image::RgbImage> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -40,7 +48,7 @@ fn frames(dir: &Path) -> Vec<image::RgbImage> {
     paths.sort();
     paths
         .iter()
-        .map(|path| image::open(path).unwrap().to_rgb8())
+        .map(|path| content(image::open(path).unwrap().to_rgb8()))
         .collect()
 }
 

@@ -250,10 +250,11 @@ def stage2_specs(
         yield graphs.spec(role)
 
 
-def enhancer_specs(preset: Preset, seed: int, sources: dict[str, Path] | None):
-    """The enhancer graphs (part B), or none while `st2v_export.enhancer` does not exist."""
+def enhancer_specs(preset: Preset, seed: int, sources: dict[str, Path] | None, trained=None):
+    """The enhancer graphs (part B), or none while `st2v_export.enhancer` does not exist;
+    `trained`: a weight source with trained enhancer networks (`enhancer.graphs.load_trained`)."""
     try:
         from .enhancer import enhancer_graphs
     except ImportError:
         return []
-    return enhancer_graphs(preset, seed, sources)
+    return enhancer_graphs(preset, seed, sources, trained)

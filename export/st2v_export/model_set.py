@@ -72,7 +72,9 @@ def _specs(
                 log(f"skipping {role} (a graph of st2v eval): no --source {source}=PATH")
     yield from stage2_specs(preset, seed, weights, stage2)
     if include_enhancer and (roles is None or any(r not in STAGE2_ROLES for r in roles)):
-        for spec in enhancer_specs(preset, seed, sources):
+        # A seeded preset's weight source (the toy runs) may hold a trained enhancer too.
+        trained = weights if preset.seeded_random else None
+        for spec in enhancer_specs(preset, seed, sources, trained):
             if roles is None or spec.role in roles:
                 yield spec
 

@@ -16,18 +16,23 @@ import torch
 import torch.nn.functional as F
 
 
+def multi_head_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int):
+    """q (B,S,H*d), k and v (B,L,H*d) -> (B,S,H*d), scale 1/sqrt(d), no mask, no bias."""
+    batch, queries, width = q.shape
+
+    def split_heads(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(batch, t.shape[1], heads, width // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
+    return out.transpose(1, 2).reshape(batch, queries, width)
+
+
 class FusedMultiHeadAttention(torch.autograd.Function):
     """q (B,S,H*d), k and v (B,L,H*d) -> (B,S,H*d), scale 1/sqrt(d), no mask, no bias."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int):
-        batch, queries, width = q.shape
-
-        def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(batch, t.shape[1], heads, width // heads).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(split_heads(q), split_heads(k), split_heads(v))
-        return out.transpose(1, 2).reshape(batch, queries, width)
+        return multi_head_attention(q, k, v, heads)
 
     @staticmethod
     def symbolic(graph, q, k, v, heads: int):
@@ -39,7 +44,8 @@ def cross_attention_forward(self, x, context=None, mask=None):
     if mask is not None:
         raise NotImplementedError("Vid2VidSDUNet attention takes no mask")
     context = x if context is None else context
-    out = FusedMultiHeadAttention.apply(
-        self.to_q(x), self.to_k(context), self.to_v(context), self.heads
-    )
-    return self.to_out(out)
+    q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
+    # The autograd Function exists for its ONNX symbolic; training (toy enhancer) needs gradients.
+    if torch.onnx.is_in_onnx_export():
+        return self.to_out(FusedMultiHeadAttention.apply(q, k, v, self.heads))
+    return self.to_out(multi_head_attention(q, k, v, self.heads))

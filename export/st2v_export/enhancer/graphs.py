@@ -71,6 +71,18 @@ def pretrained_networks(
     )
 
 
+TRAINED_NETWORK_NAMES = ("enhancer_text_encoder", "enhancer_unet", "enhancer_vae")
+
+
+def load_trained(networks: EnhancerNetworks, weights) -> EnhancerNetworks:
+    """Loads a weight source's trained enhancer (the toy set's: `toy.weights.ToyWeights`, whose
+    `load_into(module, name, prefix)` keeps the seeded weights of a network it has no run for)."""
+    modules = (networks.text_tower, networks.unet, networks.autoencoder)
+    for module, name in zip(modules, TRAINED_NETWORK_NAMES):
+        weights.load_into(module, name, None)
+    return networks
+
+
 def example_token_ids(batch: int, generator: torch.Generator) -> torch.Tensor:
     """Prompts shaped like open_clip.tokenize output: SOT, words, EOT, zero padding to 77."""
     ids = torch.zeros(batch, TEXT_TOKENS, dtype=torch.int64)
@@ -158,13 +170,17 @@ def preset_config(preset: str | Preset) -> EnhancerConfig:
 
 
 def enhancer_graphs(
-    preset: str | Preset, seed: int, sources: Mapping[str, pathlib.Path] | None = None
+    preset: str | Preset,
+    seed: int,
+    sources: Mapping[str, pathlib.Path] | None = None,
+    trained=None,
 ) -> list[GraphSpec]:
     """GraphSpecs of enhancer_text_encoder, enhancer_unet, enhancer_vae_encoder/decoder.
 
     A preset with checkpoint weights (`full`) loads the `damo/Video-to-Video` checkpoints named
     in ENHANCER_SOURCE_FILES from `sources` (missing files are all listed in the error); the
-    other presets use seeded random weights. `seed` also draws the example inputs.
+    other presets use seeded random weights, or `trained`'s (`load_trained`). `seed` also draws
+    the example inputs.
     """
     preset = resolve_preset(preset)
     config = config_for(preset)
@@ -172,6 +188,8 @@ def enhancer_graphs(
         networks = pretrained_networks(config, sources)
     else:
         networks = random_networks(config, seed)
+        if trained is not None:
+            load_trained(networks, trained)
     generator = torch.Generator().manual_seed(seed)
     return [
         _text_encoder_spec(config, networks.text_tower, generator),

@@ -35,6 +35,12 @@ from .video_eval import heldout_clips
 from .weights import ToyWeights
 
 VARIANTS: dict[str, tuple[str, ...]] = {"full": (), "no CAM": ("cam",), "no APM": ("apm",)}
+ENHANCED_VARIANTS: dict[str, list[str]] = {
+    "full + enhancer": [],
+    "full + enhancer, no blending": ["--overlap", "0"],
+}
+"""Stage 3 on the full set's stage-2 videos (same seeds): randomized blending over 8-frame
+overlaps (the reference's), and independent 24-frame chunks (no overlap, nothing to blend)."""
 FIRST_CHUNK, NEW_FRAMES = 16, 8
 
 
@@ -62,13 +68,16 @@ def read_frames(directory: Path) -> np.ndarray:
 
 
 def generate(st2v: Path, models: Path, caption: str, frames: int, seed: int, steps: int | None,
-             out: Path) -> np.ndarray:
+             out: Path, enhance: list[str] | None = None) -> np.ndarray:
+    """The engine's video as uint8 frames; `enhance`: stage 3's extra flags (None: no stage 3)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [str(st2v), "generate", "--models", str(models), "--prompt", caption,
-               "--frames", str(frames), "--seed", str(seed), "--no-enhance", "--quiet",
+               "--frames", str(frames), "--seed", str(seed), "--quiet",
                "--force", "--out", f"{out}/"]
+    command += ["--no-enhance"] if enhance is None else enhance
     if steps is not None:
         command += ["--steps", str(steps), "--stage1-steps", str(steps)]
+        command += [] if enhance is None else ["--enhance-steps", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
@@ -126,16 +135,29 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_variant(args, name: str, models: Path, clips: list[dict], frames: int) -> tuple[dict, list]:
+def content(video: np.ndarray) -> np.ndarray:
+    """The square the stage-2 frames fill: an enhanced frame's content without its black bars."""
+    height, width = video.shape[1:3]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return video[:, top:top + side, left:left + side]
+
+
+def video_dir(out: Path, name: str, frames: int, k: int) -> Path:
+    return out / "videos" / f"{name.replace(' ', '-').replace(',', '')}-{frames}f" / f"{k:02d}"
+
+
+def run_variant(args, name: str, models: Path, clips: list[dict], frames: int,
+                enhance: list[str] | None = None) -> tuple[dict, list]:
     reports, videos = [], []
     for k, clip in enumerate(clips):
-        out = args.out / "videos" / f"{name.replace(' ', '-')}-{frames}f" / f"{k:02d}"
-        video = generate(args.st2v, models, clip["caption"], frames, k, args.steps, out)
-        reports.append(checker.check_video(video, clip["spec"], chunk_starts(frames)))
+        out = video_dir(args.out, name, frames, k)
+        video = generate(args.st2v, models, clip["caption"], frames, k, args.steps, out, enhance)
+        reports.append(checker.check_video(content(video), clip["spec"], chunk_starts(frames)))
         videos.append(out)
         print(f"{name}, {frames} frames, {k + 1}/{len(clips)}: {clip['caption']}: "
               f"{'ok' if reports[-1]['ok'] else ', '.join(reports[-1]['flags'])}", flush=True)
-    cuts = scuts(args.st2v, models, videos, args.out / f"scuts-{name.replace(' ', '-')}-{frames}.json")
+    cuts = scuts(args.st2v, models, videos, video_dir(args.out, name, frames, 0).parent.with_suffix(".scuts.json"))
     for report in reports:
         report.pop("per_frame")
     return row(name, reports, cuts), reports
@@ -145,18 +167,27 @@ SHEET_VIDEOS = 3
 SHEET_STRIDE = 4
 
 
-def contact_sheet(out: Path, frames: int, clips: list[dict], path: Path) -> None:
+def contact_sheet(out: Path, frames: int, clips: list[dict], names: list[str], path: Path) -> None:
     """One row per (caption, variant): every SHEET_STRIDE-th frame of the first SHEET_VIDEOS
-    captions' videos, with the true clip's frames on top of each caption's rows."""
+    captions' videos, with the true clip's frames on top of each caption's rows (enhanced
+    frames: their content, shown at the stage-2 size)."""
     rows = []
     for k, clip in enumerate(clips[:SHEET_VIDEOS]):
-        truth = world.render(clip["spec"], frames, clip["frames"].shape[1], clip["start"])
+        size = clip["frames"].shape[1]
+        truth = world.render(clip["spec"], frames, size, clip["start"])
         rows.append(np.concatenate(list(truth[::SHEET_STRIDE]), axis=1))
-        for name in VARIANTS:
-            video = read_frames(out / "videos" / f"{name.replace(' ', '-')}-{frames}f" / f"{k:02d}")
-            rows.append(np.concatenate(list(video[::SHEET_STRIDE]), axis=1))
+        for name in names:
+            video = content(read_frames(video_dir(out, name, frames, k)))[::SHEET_STRIDE]
+            video = [np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC))
+                     for f in video]
+            rows.append(np.concatenate(video, axis=1))
         rows.append(np.full((4,) + rows[-1].shape[1:], 255, dtype=np.uint8))
     Image.fromarray(np.concatenate(rows[:-1], axis=0)).save(path)
+
+
+def has_enhancer(models: Path) -> bool:
+    graphs = json.loads((models / "manifest.json").read_text())["graphs"]
+    return "enhancer_unet" in graphs
 
 
 def ablate(args: argparse.Namespace) -> list[dict]:
@@ -168,7 +199,12 @@ def ablate(args: argparse.Namespace) -> list[dict]:
         result, reports = run_variant(args, name, models, clips, args.frames)
         rows.append(result)
         details[f"{name}, {args.frames} frames"] = reports
-    contact_sheet(args.out, args.frames, clips, args.out / "sheet.png")
+    enhanced = ENHANCED_VARIANTS if has_enhancer(args.models) else {}
+    for name, flags in enhanced.items():
+        result, reports = run_variant(args, name, args.models, clips, args.frames, flags)
+        rows.append(result)
+        details[f"{name}, {args.frames} frames"] = reports
+    contact_sheet(args.out, args.frames, clips, [*VARIANTS, *enhanced], args.out / "sheet.png")
     if args.long_videos:
         long_clips = clips[: args.long_videos]
         result, reports = run_variant(args, "full", args.models, long_clips, args.long_frames)

@@ -26,6 +26,7 @@ The evaluation sampler is DDIM (Song et al. 2021) with eta 0 and "trailing" time
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -115,3 +116,82 @@ def guided(
         return uncond + scale * (cond - uncond)
 
     return predict_guided
+
+
+# --------------------------------------------------------------------------- stage 3 (enhancer)
+# MS-Vid2Vid-XL's schedule (modelscope `schedules_sdedit.noise_schedule('logsnr_cosine_interp',
+# n=1000, zero_terminal_snr=True, scale_min=2.0, scale_max=4.0)`): the log-SNR of a cosine
+# schedule shifted by 2 log(1/scale), interpolated from scale 2 at t = 0 to scale 4 at t = 999,
+# then stretched so that sigma(999) = 1. The enhancer predicts v = alpha * noise - sigma * x0.
+
+STAGE3_NOISE_TIMESTEP = 599
+"""Where the engine's SDEdit starts (`pipeline.stage3.noise_timestep`)."""
+TOY_STAGE3_GUIDANCE = 3.0
+"""The toy manifest's stage-3 guidance (MS-Vid2Vid-XL's is 7.5): TRAINING.md, "The enhancer"."""
+
+
+def _logsnr_cosine_shifted(t: torch.Tensor, scale: float, logsnr_min=-15.0, logsnr_max=15.0):
+    t_min = math.atan(math.exp(-0.5 * logsnr_min))
+    t_max = math.atan(math.exp(-0.5 * logsnr_max))
+    return -2 * torch.log(torch.tan(t_min + t * (t_max - t_min))) + 2 * math.log(1 / scale)
+
+
+def stage3_sigmas(n: int = TRAIN_TIMESTEPS, scale_min: float = 2.0, scale_max: float = 4.0):
+    """sigma_t (the VP noise std) of the enhancer's schedule, t = 0 .. n - 1, float32."""
+    t = torch.linspace(1, 0, n)
+    logsnrs = t * _logsnr_cosine_shifted(t, scale_min) + (1 - t) * _logsnr_cosine_shifted(
+        t, scale_max
+    )
+    sigmas = torch.sqrt(torch.sigmoid(-logsnrs))
+    if sigmas.max() != 1.0:  # zero terminal SNR
+        scale = (1.0 - sigmas.min()) / (sigmas.max() - sigmas.min())
+        sigmas = sigmas.min() + scale * (sigmas - sigmas.min())
+    return sigmas
+
+
+STAGE3_SIGMAS = stage3_sigmas()
+STAGE3_ALPHAS = torch.sqrt(1 - STAGE3_SIGMAS**2)
+
+
+def _stage3_coefficients(timesteps: torch.Tensor, like: torch.Tensor):
+    shape = (-1,) + (1,) * (like.dim() - 1)
+    return STAGE3_ALPHAS[timesteps].view(shape), STAGE3_SIGMAS[timesteps].view(shape)
+
+
+def stage3_noised(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor):
+    """(x_t, v target) of the enhancer's schedule for per-video timesteps (B,)."""
+    alpha, sigma = _stage3_coefficients(timesteps, x0)
+    return alpha * x0 + sigma * noise, alpha * noise - sigma * x0
+
+
+def rescaled_guidance(uncond: torch.Tensor, cond: torch.Tensor, scale: float, rescale: float):
+    """The enhancer's guidance (`diffusion_sdedit.denoise`): u + scale (c - u), its std pulled
+    towards the conditional output's by `rescale` (std over each sample's elements)."""
+    out = uncond + scale * (cond - uncond)
+    dims = tuple(range(1, out.dim()))
+    ratio = cond.std(dim=dims, keepdim=True) / out.std(dim=dims, keepdim=True)
+    return out * (rescale * ratio + 1 - rescale)
+
+
+def stage3_sdedit(
+    predict_v: Callable[[torch.Tensor, int], torch.Tensor],
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    steps: int = 10,
+    start: int = STAGE3_NOISE_TIMESTEP,
+) -> torch.Tensor:
+    """SDEdit (Meng et al. 2022) as the enhancer runs it: noise `x0` to `start`, then denoise it
+    with deterministic DDIM steps on the stage-3 schedule (the engine uses DPM++ 2M SDE; this is
+    the training-time stand-in). Returns the clean latents."""
+    timesteps = torch.linspace(start, 0, steps + 1).round().long().tolist()
+    noise = torch.randn(x0.shape, generator=generator)
+    sample = STAGE3_ALPHAS[start] * x0 + STAGE3_SIGMAS[start] * noise
+    for t, t_next in zip(timesteps[:-1], timesteps[1:]):
+        alpha, sigma = STAGE3_ALPHAS[t], STAGE3_SIGMAS[t]
+        v = predict_v(sample, t)
+        x0_hat = alpha * sample - sigma * v
+        eps = sigma * sample + alpha * v
+        if t_next == 0:
+            return x0_hat
+        sample = STAGE3_ALPHAS[t_next] * x0_hat + STAGE3_SIGMAS[t_next] * eps
+    return x0_hat

@@ -10,11 +10,12 @@ each role, with its step, seed and last held-out metrics; its stage-1/2 schedule
 the toy UNets were trained with (`diffusion.TOY_SCHEDULER_CONFIG`: v prediction on a schedule
 rescaled to a zero terminal SNR), stage 2's DDIM uses "trailing" timesteps, so that it
 starts at t = 999 like stage 1's DPM-Solver++ ("linspace"), and both stages guide with
-`TOY_GUIDANCE_SCALE`.
+`TOY_GUIDANCE_SCALE`. The enhancer graphs come from RUNS/enhancer_vae and RUNS/enhancer, with
+stage 3 guided by `TOY_STAGE3_GUIDANCE`; without those runs they are left out (a random
+enhancer would turn the videos into noise; without it the engine stops after stage 2).
 
-Left out, because no toy run trains them and random ones would mislead: the enhancer (stage 3
-would turn the videos into noise; without it the engine stops after stage 2) and RAFT (`st2v
-eval` measures motion with Farneback without it).
+Left out, because no toy run trains it: RAFT (`st2v eval` measures motion with Farneback
+without it; a random flow network would give a meaningless MAWE).
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from pathlib import Path
 
 from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
-from .diffusion import TOY_GUIDANCE_SCALE, TOY_SCHEDULER_CONFIG
+from .diffusion import TOY_GUIDANCE_SCALE, TOY_SCHEDULER_CONFIG, TOY_STAGE3_GUIDANCE
 from .preset import toy_preset
-from .runfiles import METRICS_FILE, read_checkpoint
+from .runfiles import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint
 from .weights import ROLE_SOURCES, ToyWeights
 
 EXPORT_SEED = 0
@@ -61,7 +62,16 @@ def use_toy_schedule(manifest: dict) -> dict:
         manifest["pipeline"][stage]["scheduler"]["config"].update(TOY_SCHEDULER_CONFIG)
         manifest["pipeline"][stage]["guidance_scale"] = TOY_GUIDANCE_SCALE
     manifest["pipeline"]["stage2"]["scheduler"]["config"]["timestep_spacing"] = "trailing"
+    manifest["pipeline"]["stage3"]["guidance_scale"] = TOY_STAGE3_GUIDANCE
     return manifest
+
+
+ENHANCER_RUNS = ("enhancer_vae", "enhancer")
+
+
+def has_enhancer_runs(runs: Path) -> bool:
+    """Whether RUNS holds both enhancer runs (the set then gets a trained stage 3)."""
+    return all((Path(runs) / model / CHECKPOINT_FILE).is_file() for model in ENHANCER_RUNS)
 
 
 def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
@@ -74,7 +84,7 @@ def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
     training = {"roles": {}, "runs": {m: r for m, r in records.items() if r is not None},
                 "command": "python -m st2v_export.toy train (export/st2v_export/toy/TRAINING.md)"}
     manifest, reports = export_model_set(
-        preset, out, seed=EXPORT_SEED, roles=roles, include_enhancer=False, log=log,
+        preset, out, seed=EXPORT_SEED, roles=roles, include_enhancer=has_enhancer_runs(runs), log=log,
         weights=weights, training=training,
     )
     # The roles are known once every graph is built: record them and rewrite the manifest.

@@ -32,6 +32,7 @@ from . import checker, world
 from .data import (
     FRAME_RANGE,
     frame_batch,
+    HELDOUT_SEED,
     heldout_batch,
     scene_and_time,
     tokenize,
@@ -67,20 +68,30 @@ class VaeTask(Task):
 
     def __init__(self, preset: Preset, seed: int, runs=None):
         super().__init__(preset, seed, runs)
-        with seeded(seed, "vae"):  # the name Components builds it under
-            self.vae = build_vae(preset.vae)
+        self.vae = self.build(preset)
+
+    def build(self, preset: Preset) -> nn.Module:
+        with seeded(self.seed, "vae"):  # the name Components builds it under
+            return build_vae(preset.vae)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vae": self.vae}
 
+    def frames(self, seed: int, step: int, count: int, split: str = "train"):
+        """uint8 frames, captions and specs of step `step` of a seed's stream (as trained on)."""
+        return frame_batch(seed, step, count, self.size, split)
+
+    def backgrounds(self, specs: list) -> np.ndarray:
+        """The rendered backgrounds of `frames`' scenes."""
+        return np.stack([world.render_background(s.background, self.size) for s in specs])
+
     def batch(self, step: int, size: int) -> dict:
-        frames, _, specs = frame_batch(self.seed, step, size, self.size)
+        frames, _, specs = self.frames(self.seed, step, size)
         return {"images": to_pixels(frames), "weights": self.pixel_weights(frames, specs)}
 
     def pixel_weights(self, frames: np.ndarray, specs: list) -> torch.Tensor:
         """(N, 1, H, W): 1 on the background, 1 + foreground_weight on the shapes."""
-        backgrounds = np.stack([world.render_background(s.background, self.size) for s in specs])
-        shapes = np.any(frames != backgrounds, axis=-1)[:, None]
+        shapes = np.any(frames != self.backgrounds(specs), axis=-1)[:, None]
         return torch.from_numpy(1.0 + self.foreground_weight * shapes.astype(np.float32))
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
@@ -99,7 +110,7 @@ class VaeTask(Task):
     def extras(self) -> dict:
         """Per-channel mean and std of the posterior means on fixed train frames: `weights.py`
         folds them into quant_conv / post_quant_conv so that latents * 0.18215 have unit std."""
-        frames, _, _ = frame_batch(self.seed + 1, 0, LATENT_STAT_FRAMES, self.size)
+        frames, _, _ = self.frames(self.seed + 1, 0, LATENT_STAT_FRAMES)
         with torch.no_grad():
             means = self.vae.encode(to_pixels(frames)).latent_dist.mean
         return {
@@ -108,7 +119,12 @@ class VaeTask(Task):
         }
 
     def evaluate(self, frames: int) -> dict:
-        return evaluate_vae(self.vae, frames, self.size)
+        heldout = self.frames(HELDOUT_SEED, 0, frames, split="heldout")
+        return evaluate_vae(self.vae, heldout, self.checked_region)
+
+    def checked_region(self, frames: np.ndarray) -> np.ndarray:
+        """The part of a frame the checker judges (all of it; the enhancer's crops its bars)."""
+        return frames
 
 
 def edge_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -249,15 +265,16 @@ def reconstruct(vae: nn.Module, frames: np.ndarray, batch: int = 64) -> np.ndarr
     return np.concatenate(outputs)
 
 
-def evaluate_vae(vae: nn.Module, count: int, size: int) -> dict:
-    frames, _, specs = heldout_batch(count, size)
+def evaluate_vae(vae: nn.Module, heldout: tuple, region=lambda frames: frames) -> dict:
+    """PSNR and checker verdicts of the reconstructions of held-out (frames, captions, specs);
+    `region` picks the pixels the checker judges."""
+    frames, _, specs = heldout
     recon = reconstruct(vae, frames)
-    truth = checker_agreement(frames, specs)
     return {
-        "frames": count,
+        "frames": len(frames),
         "psnr": round(psnr(recon, frames), 3),
-        "checker_recon": checker_agreement(recon, specs),
-        "checker_truth": truth,
+        "checker_recon": checker_agreement(region(recon), specs),
+        "checker_truth": checker_agreement(region(frames), specs),
     }
 
 

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..presets import Preset
 from .data import seed_of
+from .enhancer_tasks import EnhancerTask, EnhancerVaeTask
 from .image_tasks import ClipTask, VaeDecoderTask, VaeTask
 from .preset import toy_preset
 from .runfiles import (
@@ -56,6 +57,8 @@ TASKS: dict[str, type[Task]] = {
     "clip": ClipTask,
     "stage1": Stage1Task,
     "stage2": Stage2Task,
+    "enhancer_vae": EnhancerVaeTask,
+    "enhancer": EnhancerTask,
 }
 MODELS = tuple(TASKS)
 GLOBAL_RNG_STREAM = 17

@@ -61,7 +61,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def add_train_parser(commands) -> argparse.ArgumentParser:
     """Adds `train` to the subparsers of `python -m st2v_export.toy`."""
-    parser = commands.add_parser("train", help="train a toy model (vae, clip, stage1, stage2) on the toy world",
+    parser = commands.add_parser("train", help="train a toy model (vae, clip, stage1, stage2, enhancer_vae, enhancer) on the toy world",
                                  description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     return add_train_arguments(parser)

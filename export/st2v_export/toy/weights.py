@@ -109,6 +109,19 @@ def open_clip_text_to_transformers(state: State, layers: int) -> State:
     return out
 
 
+def clip_text_into_enhancer(tower: nn.Module, clip_state: State) -> None:
+    """Starts the enhancer's open_clip text tower from the `clip` run's (same width): its
+    embeddings, its first blocks and its final LayerNorm. The projection (another width) and the
+    clip tower's extra blocks are left out; the enhancer graph uses neither."""
+    own = tower.state_dict()
+    taken = {k: v for k, v in clip_state.items()
+             if k in own and k != "text_projection" and own[k].shape == v.shape}
+    missing = [k for k in own if k not in taken and k != "text_projection"]
+    if missing:
+        raise ToyWeightsError(f"the clip run's text tower does not cover {missing[:5]}")
+    tower.load_state_dict({**own, **taken})
+
+
 def world_token_ids() -> list[int]:
     """Every token id a toy-world caption can contain, with <|startoftext|>, <|endoftext|> and
     the padding id."""
@@ -157,6 +170,7 @@ def _vae_state(payload: dict, module: nn.Module, weights: ToyWeights) -> State:
 
 
 def _clip_text_state(payload: dict, module: nn.Module, weights: ToyWeights) -> State:
+    """An open_clip text tower's state: `clip_text_encoder`'s, or the enhancer's."""
     state = payload["modules"]["text"]
     return zero_unused_tokens(state) if weights.zero_unused else state
 
@@ -191,6 +205,10 @@ ROLE_SOURCES: dict[str, RoleSource] = {
     "apm_resampler": RoleSource(
         "stage2", _module_state("resampler"), ("text", "image_embed_dim", "resampler_inner_dim")
     ),
+    # The enhancer's networks (`enhancer.graphs.load_trained` names them so).
+    "enhancer_vae": RoleSource("enhancer_vae", _vae_state, ("stage3",)),
+    "enhancer_text_encoder": RoleSource("enhancer", _clip_text_state, ("stage3",)),
+    "enhancer_unet": RoleSource("enhancer", _module_state("unet"), ("stage3",)),
 }
 """Component name (as `Components` passes it) -> its training run. `stage2` is the resolution
 the run trained at (the image encoder's preprocessing depends on it)."""
@@ -227,9 +245,9 @@ the zero initialisation StreamingT2V trains them from."""
 
 
 def _dimension(dimensions: dict, key: str):
-    """A `Preset.dimensions()` entry, or the stage-2 resolution for `stage2`."""
-    if key == "stage2":
-        return dimensions["resolutions"]["stage2"]
+    """A `Preset.dimensions()` entry, or a stage's resolution for `stage2` / `stage3`."""
+    if key in ("stage2", "stage3"):
+        return dimensions["resolutions"][key]
     return dimensions.get(key)
 
 

@@ -1,0 +1,226 @@
+"""The toy enhancer (stage 3): MS-Vid2Vid-XL's three networks at the `toy` preset's stage-3 size,
+trained on the toy world rendered at the enhancer's content size (see TRAINING.md, "The enhancer").
+
+- `enhancer_vae`: the LDM AutoencoderKL of the `enhancer_vae_encoder/decoder` graphs, trained as
+  the stage-1/2 VAE is (`image_tasks.VaeTask`: L1 + L2 weighted towards the shapes, an
+  image-gradient term, a small KL term) on frames as the enhancer sees them: rendered at the
+  content size (80x80 for 64x64 stage-2 frames) and centred on black bars (80x128).
+- `enhancer`: the `Vid2VidSDUNet` (v prediction on the stage-3 log-SNR schedule, `diffusion.py`)
+  on clips in that VAE's latent space, with the open_clip text tower of `enhancer_text_encoder`
+  (started from the `clip` run's tower, tuned at 0.2x) on captions written as the engine writes
+  them ("<caption>, "), the empty prompt for 10 % of the clips (classifier-free guidance).
+  Only timesteps up to the SDEdit start (599) are trained: the enhancer never sees more noise.
+
+As in MS-Vid2Vid-XL, the enhancer is a text-to-video diffusion model at the higher resolution;
+SDEdit turns it into a refiner: the upscaled stage-2 video, noised to t = 599, keeps its layout
+and colours, and the UNet redraws what the noise hid (sharp edges, at the content size).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from torch import nn
+
+from ..components import seeded
+from ..enhancer.configs import config_for
+from ..enhancer.modules import build_autoencoder, build_text_tower, build_unet
+from ..presets import Preset, VAE_SCALING_FACTOR
+from . import world
+from .data import frame_batch, tokenize, to_pixels, video_batch
+from .diffusion import STAGE3_NOISE_TIMESTEP, stage3_noised
+from .image_tasks import VaeTask
+from .runfiles import read_checkpoint
+from .task import Task, TrainError
+from .video_tasks import dropped
+
+ENHANCER_CLIP_FRAMES = 8
+"""Frames per training clip: the UNet's temporal layers see any length (the graph takes 24);
+8 frames make a step three times cheaper than 24 on two cores."""
+SEPARATOR = ", "
+"""The engine conditions the enhancer on "<prompt>, " (the reference's caption + positive prompt)."""
+
+
+class Geometry:
+    """Where a square stage-2 frame lands in a stage-3 frame: resized to fit, centred on black
+    (the engine's `plan::geometry`, the reference's `resize_to_fit` + `pad_to_fit`)."""
+
+    def __init__(self, preset: Preset):
+        self.height, self.width = preset.stage3.height, preset.stage3.width
+        self.content = min(self.height, self.width)
+        self.top = (self.height - self.content) // 2
+        self.left = (self.width - self.content) // 2
+
+    def pad(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (..., content, content, 3) -> (..., height, width, 3) on black bars."""
+        out = np.zeros(frames.shape[:-3] + (self.height, self.width, 3), dtype=np.uint8)
+        out[..., self.top:self.top + self.content, self.left:self.left + self.content, :] = frames
+        return out
+
+    def crop(self, frames: np.ndarray) -> np.ndarray:
+        return frames[..., self.top:self.top + self.content, self.left:self.left + self.content, :]
+
+    def upscale(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, s, s) in [-1, 1] -> (N, 3, height, width): bicubic to the content, black bars
+        (a draft as the engine hands it to the enhancer)."""
+        size = (self.content, self.content)
+        resized = F.interpolate(pixels, size=size, mode="bicubic", align_corners=False)
+        out = torch.full((pixels.shape[0], 3, self.height, self.width), -1.0)
+        out[:, :, self.top:self.top + self.content, self.left:self.left + self.content] = (
+            resized.clamp(-1, 1)
+        )
+        return out
+
+
+class LdmAutoencoder(nn.Module):
+    """The LDM AutoencoderKL behind the diffusers calls `VaeTask` makes (`encode(x).latent_dist`,
+    `decode(z).sample`); the same maths as the `enhancer_vae_*` graphs."""
+
+    def __init__(self, autoencoder: nn.Module):
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def encode(self, images: torch.Tensor) -> SimpleNamespace:
+        moments = self.autoencoder.quant_conv(self.autoencoder.encoder(images))
+        return SimpleNamespace(latent_dist=DiagonalGaussianDistribution(moments))
+
+    def decode(self, latents: torch.Tensor) -> SimpleNamespace:
+        decoded = self.autoencoder.decoder(self.autoencoder.post_quant_conv(latents))
+        return SimpleNamespace(sample=decoded)
+
+
+class EnhancerVaeTask(VaeTask):
+    name = "enhancer_vae"
+    default_batch = 8
+    default_eval_frames = 64
+
+    def __init__(self, preset: Preset, seed: int, runs=None):
+        self.geometry = Geometry(preset)
+        self.config = config_for(preset)
+        super().__init__(preset, seed, runs)
+
+    def build(self, preset: Preset) -> nn.Module:
+        with seeded(self.seed, "enhancer_vae"):
+            self.autoencoder = build_autoencoder(self.config.vae)
+        return LdmAutoencoder(self.autoencoder)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"vae": self.autoencoder}
+
+    def frames(self, seed: int, step: int, count: int, split: str = "train"):
+        frames, captions, specs = frame_batch(seed, step, count, self.geometry.content, split)
+        return self.geometry.pad(frames), captions, specs
+
+    def backgrounds(self, specs: list) -> np.ndarray:
+        size = self.geometry.content
+        return self.geometry.pad(np.stack([world.render_background(s.background, size)
+                                           for s in specs]))
+
+    def checked_region(self, frames: np.ndarray) -> np.ndarray:
+        return self.geometry.crop(frames)
+
+
+class EnhancerTask(Task):
+    """The enhancer UNet and its text tower, on clips encoded by the frozen `enhancer_vae` run."""
+
+    name = "enhancer"
+    default_batch = 4
+    default_lr = 1e-3
+    default_eval_frames = 8
+    weight_decay = 0.01
+    lr_scales = {"text": 0.2}
+
+    def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
+        super().__init__(preset, seed, runs)
+        if runs is None:
+            raise TrainError("enhancer needs the directory of the enhancer_vae and clip runs (--runs)")
+        self.geometry = Geometry(preset)
+        self.config = config_for(preset)
+        self.vae = LdmAutoencoder(self._frozen_vae(Path(runs) / "enhancer_vae"))
+        with seeded(seed, "enhancer_unet"):
+            self.unet = build_unet(self.config.unet)
+        with seeded(seed, "enhancer_text_encoder"):
+            self.text = build_text_tower(self.config.text)
+        self.initialisation = self._initialise_text(Path(runs) / "clip")
+
+    def _frozen_vae(self, run: Path) -> nn.Module:
+        from .weights import fold_latent_normalisation
+
+        payload = read_checkpoint(run)
+        extras = payload.get("extras", {})
+        autoencoder = build_autoencoder(self.config.vae)
+        autoencoder.load_state_dict(fold_latent_normalisation(
+            payload["modules"]["vae"], extras["latent_mean"], extras["latent_std"]))
+        self.vae_source = f"{run} step {payload['step']}"
+        return autoencoder.requires_grad_(False).eval()
+
+    def _initialise_text(self, run: Path) -> str:
+        """The clip run's text tower: embeddings, its first blocks and final LayerNorm (the
+        projection and later blocks do not fit and the graph does not use them)."""
+        from .weights import clip_text_into_enhancer
+
+        payload = read_checkpoint(run)
+        clip_text_into_enhancer(self.text, payload["modules"]["text"])
+        return f"text from {run} step {payload['step']}"
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet, "text": self.text}
+
+    def extras(self) -> dict:
+        return {"frozen": {"enhancer_vae": self.vae_source}, "initialised_from": self.initialisation}
+
+    def batch(self, step: int, size: int) -> dict:
+        clips = video_batch(self.seed, step, size, ENHANCER_CLIP_FRAMES, self.geometry.content)
+        drop = dropped(self.seed, step, size)
+        videos = np.stack([self.geometry.pad(clip["frames"]) for clip in clips])
+        return {
+            "videos": torch.stack([to_pixels(v) for v in videos]),
+            "captions": ["" if d else clip["caption"] for d, clip in zip(drop, clips)],
+        }
+
+    def text_states(self, captions: list[str]) -> torch.Tensor:
+        """(B, 77, D): the enhancer_text_encoder graph's output ("<caption>, "; "" stays "")."""
+        from ..enhancer.modules import EnhancerTextEncoder
+
+        texts = [c + SEPARATOR if c else c for c in captions]
+        return EnhancerTextEncoder(self.text)(tokenize(texts))
+
+    @torch.no_grad()
+    def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """videos (B, F, 3, H, W) -> scaled latents (B, 4, F, h, w) (posterior sample or mean)."""
+        batch, frames = videos.shape[:2]
+        posterior = self.vae.encode(videos.flatten(0, 1)).latent_dist
+        latents = posterior.sample(generator) if generator is not None else posterior.mean
+        latents = latents * VAE_SCALING_FACTOR
+        return latents.reshape((batch, frames) + latents.shape[1:]).transpose(1, 2)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        batch, frames = latents.shape[0], latents.shape[2]
+        flat = latents.transpose(1, 2).flatten(0, 1) / VAE_SCALING_FACTOR
+        pixels = self.vae.decode(flat).sample
+        return pixels.reshape((batch, frames) + pixels.shape[1:])
+
+    def predict(self, sample: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
+        timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)
+        return self.unet(sample, timesteps, context)
+
+    def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        latents = self.latents(batch["videos"], generator)
+        context = self.text_states(batch["captions"])
+        timesteps = torch.randint(0, STAGE3_NOISE_TIMESTEP + 1, (latents.shape[0],),
+                                  generator=generator)
+        noise = torch.randn(latents.shape, generator=generator)
+        noisy, target = stage3_noised(latents, noise, timesteps)
+        return F.mse_loss(self.predict(noisy, timesteps, context), target), {}
+
+    def evaluate(self, videos: int) -> dict:
+        from .enhancer_eval import evaluate_enhancer
+
+        return evaluate_enhancer(self, videos)
+
