@@ -4,6 +4,8 @@
 //! within 60 (RGB distance) of it; a frame has the background when at least half of its pixels
 //! have it; a shape is there when at least 0.4 % of the frame has its colour.
 //!
+//! The job runs all three stages: the enhanced frames are judged.
+//!
 //! Before the zero-terminal-SNR schedule this failed: the set drew an orange background for
 //! "on a blue background" (`TRAINING.md`, "Zero terminal SNR").
 
@@ -32,14 +34,6 @@ fn fraction_near(frame: &image::RgbImage, colour: [f32; 3]) -> f64 {
     near as f64 / f64::from(frame.width() * frame.height())
 }
 
-/// The square the stage-2 frames fill: an enhanced frame without the black bars stage 3 keeps
-/// (the set's 80x80 content centred on 80x128).
-fn content(frame: image::RgbImage) -> image::RgbImage {
-    let side = frame.width().min(frame.height());
-    let (left, top) = ((frame.width() - side) / 2, (frame.height() - side) / 2);
-    image::imageops::crop_imm(&frame, left, top, side, side).to_image()
-}
-
 fn frames(dir: &Path) -> Vec<image::RgbImage> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -48,7 +42,7 @@ fn frames(dir: &Path) -> Vec<image::RgbImage> {
     paths.sort();
     paths
         .iter()
-        .map(|path| content(image::open(path).unwrap().to_rgb8()))
+        .map(|path| image::open(path).unwrap().to_rgb8())
         .collect()
 }
 
@@ -67,6 +61,8 @@ fn the_main_job_draws_the_captions_background_and_shape_colour_in_every_chunk() 
         .success();
     let frames = frames(&out);
     assert_eq!(frames.len(), 48);
+    // Stage 3 ran: the enhancer's 80x80 content (its 80x128 frame without the black bars).
+    assert_eq!(frames[0].dimensions(), (80, 80));
     for (index, frame) in frames.iter().enumerate() {
         let blue = fraction_near(frame, BLUE);
         assert!(

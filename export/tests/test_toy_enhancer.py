@@ -155,7 +155,9 @@ def test_the_enhancer_runs_evaluate_and_export_into_the_set(runs, tmp_path):
     trained = manifest["provenance"]["training"]["roles"]
     assert trained == {"enhancer_text_encoder": "enhancer step 1", "enhancer_unet": "enhancer step 1",
                        "enhancer_vae": "enhancer_vae step 1"}
-    assert manifest["pipeline"]["stage3"]["guidance_scale"] == 3.0
+    stage3 = manifest["pipeline"]["stage3"]
+    assert stage3["guidance_scale"] == 3.0
+    assert stage3["noise_timestep"] == stage3["scheduler"]["config"]["t_max"] == 300
     # The graph computes the trained UNet.
     task = EnhancerTask(toy_preset(), 0, runs)
     task.unet.load_state_dict(read_checkpoint(runs / "enhancer")["modules"]["unet"])

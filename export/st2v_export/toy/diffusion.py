@@ -128,6 +128,10 @@ STAGE3_NOISE_TIMESTEP = 599
 """Where the engine's SDEdit starts (`pipeline.stage3.noise_timestep`)."""
 TOY_STAGE3_GUIDANCE = 3.0
 """The toy manifest's stage-3 guidance (MS-Vid2Vid-XL's is 7.5): TRAINING.md, "The enhancer"."""
+TOY_STAGE3_NOISE_TIMESTEP = 300
+"""The toy manifest's SDEdit start (and its DPM++ `t_max`): at the reference's 599 (alpha 0.23)
+the toy enhancer redraws too much of a draft; at 300 (alpha 0.62) it keeps more of the colours,
+positions and shapes (TRAINING.md, "The enhancer"). Training covers every t up to 599."""
 
 
 def _logsnr_cosine_shifted(t: torch.Tensor, scale: float, logsnr_min=-15.0, logsnr_max=15.0):

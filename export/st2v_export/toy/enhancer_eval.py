@@ -3,11 +3,12 @@ the toy-world checker judge the result.
 
 A draft is a held-out clip rendered at the stage-2 size (a perfect stage 2), upscaled bicubically
 to the content size and put on black bars, as the engine hands it to the enhancer. It is encoded
-(posterior mean), noised to t = 599 and denoised by `diffusion.stage3_sdedit` (deterministic
-DDIM, `EVAL_STEPS`) with the enhancer's guidance (`STAGE3_GUIDANCE`, rescale 0.2). Reported: the
-checker's verdicts on the refined content and on the draft (what refinement must keep), and the
-PSNR of each against the clip rendered sharp at the content size (what refinement should gain).
-The engine's own stage 3 (DPM++ 2M SDE, randomized blending) is measured by `toy ablate`.
+(posterior mean), noised to the toy manifest's SDEdit start (`TOY_STAGE3_NOISE_TIMESTEP`) and
+denoised by `diffusion.stage3_sdedit` (deterministic DDIM, `EVAL_STEPS`) with the toy manifest's
+guidance (rescale 0.2). Reported: the checker's verdicts on the refined content and on the draft
+(what refinement must keep), and the PSNR of each against the clip rendered sharp at the content
+size (what refinement should gain). The engine's own stage 3 (DPM++ 2M SDE, randomized blending)
+is measured by `toy ablate`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import torch
 
 from . import checker
 from .data import to_uint8
-from .diffusion import TOY_STAGE3_GUIDANCE, rescaled_guidance, stage3_sdedit
+from .diffusion import (
+    TOY_STAGE3_GUIDANCE,
+    TOY_STAGE3_NOISE_TIMESTEP,
+    rescaled_guidance,
+    stage3_sdedit,
+)
 from .enhancer_tasks import ENHANCER_CLIP_FRAMES
 from .image_tasks import psnr
 from .video_eval import EVAL_SEED, heldout_clips, summarize
@@ -37,7 +43,8 @@ def refine(task, drafts: torch.Tensor, caption: str, generator: torch.Generator)
             uncond, cond = task.predict(torch.cat([sample, sample]), t, context).chunk(2)
             return rescaled_guidance(uncond, cond, STAGE3_GUIDANCE, GUIDE_RESCALE)
 
-        latents = stage3_sdedit(predict_v, task.latents(drafts, None), generator, EVAL_STEPS)
+        latents = stage3_sdedit(predict_v, task.latents(drafts, None), generator, EVAL_STEPS,
+                                TOY_STAGE3_NOISE_TIMESTEP)
         return to_uint8(task.decode(latents)[0])
 
 

@@ -10,9 +10,10 @@ each role, with its step, seed and last held-out metrics; its stage-1/2 schedule
 the toy UNets were trained with (`diffusion.TOY_SCHEDULER_CONFIG`: v prediction on a schedule
 rescaled to a zero terminal SNR), stage 2's DDIM uses "trailing" timesteps, so that it
 starts at t = 999 like stage 1's DPM-Solver++ ("linspace"), and both stages guide with
-`TOY_GUIDANCE_SCALE`. The enhancer graphs come from RUNS/enhancer_vae and RUNS/enhancer, with
-stage 3 guided by `TOY_STAGE3_GUIDANCE`; without those runs they are left out (a random
-enhancer would turn the videos into noise; without it the engine stops after stage 2).
+`TOY_GUIDANCE_SCALE`. The enhancer graphs come from RUNS/enhancer_vae and RUNS/enhancer; stage 3
+is guided by `TOY_STAGE3_GUIDANCE` from `TOY_STAGE3_NOISE_TIMESTEP`. Without those runs the
+enhancer is left out (a random one would turn the videos into noise; without it the engine
+stops after stage 2).
 
 Left out, because no toy run trains it: RAFT (`st2v eval` measures motion with Farneback
 without it; a random flow network would give a meaningless MAWE).
@@ -28,7 +29,12 @@ from pathlib import Path
 
 from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
-from .diffusion import TOY_GUIDANCE_SCALE, TOY_SCHEDULER_CONFIG, TOY_STAGE3_GUIDANCE
+from .diffusion import (
+    TOY_GUIDANCE_SCALE,
+    TOY_SCHEDULER_CONFIG,
+    TOY_STAGE3_GUIDANCE,
+    TOY_STAGE3_NOISE_TIMESTEP,
+)
 from .preset import toy_preset
 from .runfiles import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint
 from .weights import ROLE_SOURCES, ToyWeights
@@ -62,7 +68,9 @@ def use_toy_schedule(manifest: dict) -> dict:
         manifest["pipeline"][stage]["scheduler"]["config"].update(TOY_SCHEDULER_CONFIG)
         manifest["pipeline"][stage]["guidance_scale"] = TOY_GUIDANCE_SCALE
     manifest["pipeline"]["stage2"]["scheduler"]["config"]["timestep_spacing"] = "trailing"
-    manifest["pipeline"]["stage3"]["guidance_scale"] = TOY_STAGE3_GUIDANCE
+    stage3 = manifest["pipeline"]["stage3"]
+    stage3["guidance_scale"] = TOY_STAGE3_GUIDANCE
+    stage3["noise_timestep"] = stage3["scheduler"]["config"]["t_max"] = TOY_STAGE3_NOISE_TIMESTEP
     return manifest
 
 
