@@ -28,7 +28,6 @@ from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint
 from st2v_export.toy.train import TrainConfig, train
-from st2v_export.toy.weights import ToyWeights
 
 QUIET = lambda _line: None  # noqa: E731
 CAPTION = "a red circle moving right on a blue background"

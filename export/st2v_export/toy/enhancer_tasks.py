@@ -29,15 +29,21 @@ from torch import nn
 
 from ..components import seeded
 from ..enhancer.configs import config_for
-from ..enhancer.modules import build_autoencoder, build_text_tower, build_unet
-from ..presets import Preset, VAE_SCALING_FACTOR
+from ..enhancer.modules import (
+    EnhancerTextEncoder,
+    build_autoencoder,
+    build_text_tower,
+    build_unet,
+)
+from ..presets import Preset
 from . import world
 from .data import frame_batch, tokenize, to_pixels, video_batch
 from .diffusion import STAGE3_NOISE_TIMESTEP, stage3_noised
 from .image_tasks import VaeTask
 from .runfiles import read_checkpoint
 from .task import Task, TrainError
-from .video_tasks import dropped
+from .video_tasks import decode_videos, dropped, encode_videos
+from .weights import clip_text_into_enhancer, fold_latent_normalisation
 
 ENHANCER_CLIP_FRAMES = 8
 """Frames per training clip: the UNet's temporal layers see any length (the graph takes 24);
@@ -149,8 +155,6 @@ class EnhancerTask(Task):
         self.initialisation = self._initialise_text(Path(runs) / "clip")
 
     def _frozen_vae(self, run: Path) -> nn.Module:
-        from .weights import fold_latent_normalisation
-
         payload = read_checkpoint(run)
         extras = payload.get("extras", {})
         autoencoder = build_autoencoder(self.config.vae)
@@ -162,8 +166,6 @@ class EnhancerTask(Task):
     def _initialise_text(self, run: Path) -> str:
         """The clip run's text tower: embeddings, its first blocks and final LayerNorm (the
         projection and later blocks do not fit and the graph does not use them)."""
-        from .weights import clip_text_into_enhancer
-
         payload = read_checkpoint(run)
         clip_text_into_enhancer(self.text, payload["modules"]["text"])
         return f"text from {run} step {payload['step']}"
@@ -185,26 +187,14 @@ class EnhancerTask(Task):
 
     def text_states(self, captions: list[str]) -> torch.Tensor:
         """(B, 77, D): the enhancer_text_encoder graph's output ("<caption>, "; "" stays "")."""
-        from ..enhancer.modules import EnhancerTextEncoder
-
         texts = [c + SEPARATOR if c else c for c in captions]
         return EnhancerTextEncoder(self.text)(tokenize(texts))
 
-    @torch.no_grad()
     def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """videos (B, F, 3, H, W) -> scaled latents (B, 4, F, h, w) (posterior sample or mean)."""
-        batch, frames = videos.shape[:2]
-        posterior = self.vae.encode(videos.flatten(0, 1)).latent_dist
-        latents = posterior.sample(generator) if generator is not None else posterior.mean
-        latents = latents * VAE_SCALING_FACTOR
-        return latents.reshape((batch, frames) + latents.shape[1:]).transpose(1, 2)
+        return encode_videos(self.vae, videos, generator)
 
-    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        batch, frames = latents.shape[0], latents.shape[2]
-        flat = latents.transpose(1, 2).flatten(0, 1) / VAE_SCALING_FACTOR
-        pixels = self.vae.decode(flat).sample
-        return pixels.reshape((batch, frames) + pixels.shape[1:])
+        return decode_videos(self.vae, latents)
 
     def predict(self, sample: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
         timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)

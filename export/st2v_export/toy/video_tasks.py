@@ -64,23 +64,11 @@ class FrozenEncoders:
     def provenance(self) -> dict[str, str]:
         return self.weights.summary()
 
-    @torch.no_grad()
     def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """videos (B, F, 3, H, W) in [-1, 1] -> scaled latents (B, 4, F, h, w); a posterior
-        sample with a generator, else the mean."""
-        batch, frames = videos.shape[:2]
-        posterior = self.vae.encode(videos.flatten(0, 1)).latent_dist
-        latents = posterior.sample(generator=generator) if generator is not None else posterior.mean
-        latents = latents * VAE_SCALING_FACTOR
-        return latents.reshape((batch, frames) + latents.shape[1:]).transpose(1, 2)
+        return encode_videos(self.vae, videos, generator)
 
-    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """scaled latents (B, 4, F, h, w) -> frames (B, F, 3, H, W) in about [-1, 1]."""
-        batch, frames = latents.shape[0], latents.shape[2]
-        flat = latents.transpose(1, 2).flatten(0, 1) / VAE_SCALING_FACTOR
-        pixels = self.vae.decode(flat).sample
-        return pixels.reshape((batch, frames) + pixels.shape[1:])
+        return decode_videos(self.vae, latents)
 
     @torch.no_grad()
     def text_states(self, captions: list[str]) -> torch.Tensor:
@@ -91,6 +79,26 @@ class FrozenEncoders:
     def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
         """anchor frames (B, 3, H, W) in [-1, 1] -> (B, E): the image encoder graph's output."""
         return self.image(images)
+
+
+@torch.no_grad()
+def encode_videos(vae: nn.Module, videos: torch.Tensor, generator: torch.Generator | None):
+    """videos (B, F, 3, H, W) in [-1, 1] -> scaled latents (B, 4, F, h, w) of a VAE with
+    diffusers' interface; a posterior sample with a generator, else the mean."""
+    batch, frames = videos.shape[:2]
+    posterior = vae.encode(videos.flatten(0, 1)).latent_dist
+    latents = posterior.sample(generator=generator) if generator is not None else posterior.mean
+    latents = latents * VAE_SCALING_FACTOR
+    return latents.reshape((batch, frames) + latents.shape[1:]).transpose(1, 2)
+
+
+@torch.no_grad()
+def decode_videos(vae: nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """scaled latents (B, 4, F, h, w) -> frames (B, F, 3, H, W) in about [-1, 1]."""
+    batch, frames = latents.shape[0], latents.shape[2]
+    flat = latents.transpose(1, 2).flatten(0, 1) / VAE_SCALING_FACTOR
+    pixels = vae.decode(flat).sample
+    return pixels.reshape((batch, frames) + pixels.shape[1:])
 
 
 def videos_to_pixels(frames: np.ndarray) -> torch.Tensor:
