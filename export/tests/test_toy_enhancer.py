@@ -168,3 +168,13 @@ def test_the_enhancer_runs_evaluate_and_export_into_the_set(runs, tmp_path):
     (actual,) = session.run(None, {"sample": sample.numpy(), "timestep": np.array([300]),
                                    "encoder_hidden_states": context.numpy()})
     np.testing.assert_allclose(actual, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_ablation_judges_the_content_of_enhanced_frames():
+    from st2v_export.toy.ablation import ENHANCED_VARIANTS, content
+
+    frames = world.render(world.parse_caption(CAPTION), 3, 80)
+    padded = Geometry(toy_preset()).pad(frames)
+    assert np.array_equal(content(padded), frames)
+    assert np.array_equal(content(frames), frames)  # the engine's cropped output
+    assert ENHANCED_VARIANTS["full + enhancer, no blending"] == ["--overlap", "0"]

@@ -80,7 +80,7 @@ def test_tokenize_matches_open_clip_on_toy_captions():
 
 
 def _config(model: str, out, steps: int, **extra) -> TrainConfig:
-    batch = 2 if model == "vae" else 4
+    batch = 4 if model == "clip" else 2
     return TrainConfig(model, steps, out, seed=1, batch=batch, schedule_steps=4, checkpoint_every=2,
                        log_every=1, eval_frames=4, **extra)
 
@@ -96,7 +96,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
             assert a[key] == b[key], key
 
 
-@pytest.mark.parametrize("model", ["vae", "clip"])
+@pytest.mark.parametrize("model", ["vae", "clip", "enhancer_vae"])
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(model, tmp_path):
     train(_config(model, tmp_path / "straight", 4), log=QUIET)
     train(_config(model, tmp_path / "stopped", 2), log=QUIET)

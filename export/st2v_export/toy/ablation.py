@@ -8,10 +8,12 @@ Variants of the set (`weights.ABLATIONS`): the full set, "no CAM" (the mergers' 
 projections zeroed: chunks conditioned on text and anchor only) and "no APM" (the APM gates
 zeroed). Each variant is the committed set with its `unet` graph re-exported from RUNS/stage2
 with the part switched off. Every variant generates the same held-out captions with the same
-seeds (`st2v generate --no-enhance`, PNG frames); the checker reports caption adherence, seams
-(a seam "jumps" when the shape moves further across it than between any two frames of the
-chunks beside it), identity (colour and size drift from the first chunk), and `st2v eval` the
-SCuts. DIR gets ablation.json (every report), ablation.md (the table), the videos and
+seeds (`st2v generate --no-enhance`, PNG frames). A set with the enhancer adds two rows: the full
+set's videos through stage 3 with randomized blending (the reference's 8-frame overlaps) and
+with `--overlap 0` (independent chunks, nothing blended), judged on the stage-3 frames' content.
+The checker reports caption adherence, seams (a seam "jumps" when the shape moves further across
+it than between any two frames of the chunks beside it), identity (colour and size drift from
+the first chunk), and `st2v eval` the SCuts. DIR gets ablation.json (every report), ablation.md (the table), the videos and
 sheet.png (for the first captions: the true clip, then each variant, every 4th frame).
 """
 
