@@ -464,7 +464,7 @@ fn a_model_set_without_any_enhancer_graph_stops_after_stage_2() {
 }
 
 #[test]
-fn the_default_model_set_is_the_toy_set_and_stops_after_stage_2() {
+fn the_default_model_set_is_the_toy_set_and_runs_all_three_stages() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("circle.gif");
     st2v()
@@ -476,11 +476,11 @@ fn the_default_model_set_is_the_toy_set_and_stops_after_stage_2() {
             "a red circle moving right on a blue background",
         ])
         .args(["--frames", "24", "--steps", "2", "--stage1-steps", "2"])
+        .args(["--enhance-steps", "2"])
         .args(["--out", path_str(&out)])
         .assert()
         .success()
-        .stderr(predicate::str::contains(
-            "models/toy has no enhancer graphs",
-        ));
-    assert_eq!(probe(&out), (24, 64, 64));
+        .stderr(predicate::str::contains("has no enhancer graphs").not());
+    // The enhancer's 80x80 content (64x64 stage-2 frames, upscaled by stage 3).
+    assert_eq!(probe(&out), (24, 80, 80));
 }

@@ -104,7 +104,7 @@ impl CreateVideo {
             Some(AnchorBody::PreviousChunk) => AnchorMode::PreviousChunk,
             _ => AnchorMode::First,
         };
-        // Unset: stage 3 where the set has it (a stage-2 set such as models/toy has none; an
+        // Unset: stage 3 where the set has it (a stage-2 set, exported without an enhancer, has none; an
         // explicit `true` on such a set is refused by `create`).
         let enhance = self.enhance.unwrap_or(!crate::models::lacks_enhancer(set));
         params.enhance = match enhance {

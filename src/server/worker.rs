@@ -84,7 +84,7 @@ fn open_engine(
         enhance.steps = Some(1);
     }
     if crate::models::lacks_enhancer(engine.model_set()) {
-        params.enhance = None; // a stage-2 set (models/toy): nothing of stage 3 to warm
+        params.enhance = None; // a stage-2 set: nothing of stage 3 to warm
     }
     let request: Request = GenerateRequest::new(&params, engine.model_set())?.into();
     let discard = |_: &crate::video::Frame| -> Result<(), crate::video::VideoError> { Ok(()) };

@@ -230,8 +230,8 @@ pub struct GenerateArgs {
     /// Stage-1 denoising steps [default: from the manifest, 50].
     #[arg(long, value_name = "N")]
     pub stage1_steps: Option<usize>,
-    /// Stop after stage 2 (no enhancement). Implied for a model set with no enhancer graphs,
-    /// such as models/toy.
+    /// Stop after stage 2 (no enhancement). Implied for a model set with no enhancer graphs
+    /// (a stage-2 set).
     #[arg(long)]
     pub no_enhance: bool,
     /// Also write the stage-2 (pre-enhancement) video here.
@@ -280,8 +280,8 @@ pub struct ExtendArgs {
     /// Number of new frames.
     #[arg(long, short = 'n', value_name = "N")]
     pub frames: Option<usize>,
-    /// Stop after stage 2 (no enhancement). Implied for a model set with no enhancer graphs,
-    /// such as models/toy.
+    /// Stop after stage 2 (no enhancement). Implied for a model set with no enhancer graphs
+    /// (a stage-2 set).
     #[arg(long)]
     pub no_enhance: bool,
     #[command(flatten)]

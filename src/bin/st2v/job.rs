@@ -231,8 +231,8 @@ pub fn stage3_params(args: &EnhancerArgs, no_enhance: bool) -> Option<Stage3Para
     })
 }
 
-/// Stage 3 by default only where the model set has it: a set with no enhancer graph at all (the
-/// toy set) stops after stage 2, with a note. A set missing only some of them still fails,
+/// Stage 3 by default only where the model set has it: a set with no enhancer graph at all (a
+/// stage-2 set) stops after stage 2, with a note. A set missing only some of them still fails,
 /// naming the graph.
 pub fn enhance_where_possible(enhance: &mut Option<Stage3Params>, set: &ModelSet, quiet: bool) {
     if enhance.is_some() && streamingt2v::models::lacks_enhancer(set) {
