@@ -42,7 +42,8 @@ pub const ENHANCER_ROLES: [Role; 4] = [
 ];
 
 /// Whether the set has none of the graphs of stage 3: a stage-2 set by design (a toy set
-/// exported without enhancer runs, preview-only deployments), as opposed to one that lost some of them (a broken set).
+/// exported without enhancer runs, preview-only deployments), as opposed to one that lost some
+/// of them (a broken set).
 pub fn lacks_enhancer(set: &ModelSet) -> bool {
     ENHANCER_ROLES
         .iter()

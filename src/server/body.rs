@@ -104,8 +104,8 @@ impl CreateVideo {
             Some(AnchorBody::PreviousChunk) => AnchorMode::PreviousChunk,
             _ => AnchorMode::First,
         };
-        // Unset: stage 3 where the set has it (a stage-2 set, exported without an enhancer, has none; an
-        // explicit `true` on such a set is refused by `create`).
+        // Unset: stage 3 where the set has it (a stage-2 set has none; an explicit `true` on
+        // such a set is refused by `create`).
         let enhance = self.enhance.unwrap_or(!crate::models::lacks_enhancer(set));
         params.enhance = match enhance {
             true => Some(Stage3Params {

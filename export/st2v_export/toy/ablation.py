@@ -13,8 +13,9 @@ set's videos through stage 3 with randomized blending (the reference's 8-frame o
 with `--overlap 0` (independent chunks, nothing blended), judged on the stage-3 frames' content.
 The checker reports caption adherence, seams (a seam "jumps" when the shape moves further across
 it than between any two frames of the chunks beside it), identity (colour and size drift from
-the first chunk), and `st2v eval` the SCuts. DIR gets ablation.json (every report), ablation.md (the table), the videos and
-sheet.png (for the first captions: the true clip, then each variant, every 4th frame).
+the first chunk), and `st2v eval` the SCuts. DIR gets ablation.json (every report), ablation.md
+(the table), the videos and sheet.png (for the first captions: the true clip, then each
+variant, every 4th frame).
 """
 
 from __future__ import annotations
@@ -145,8 +146,13 @@ def content(video: np.ndarray) -> np.ndarray:
     return video[:, top:top + side, left:left + side]
 
 
+def variant_slug(name: str, frames: int) -> str:
+    """A variant's name in file names ("no CAM", 48 -> no-CAM-48f)."""
+    return f"{name.replace(' ', '-').replace(',', '')}-{frames}f"
+
+
 def video_dir(out: Path, name: str, frames: int, k: int) -> Path:
-    return out / "videos" / f"{name.replace(' ', '-').replace(',', '')}-{frames}f" / f"{k:02d}"
+    return out / "videos" / variant_slug(name, frames) / f"{k:02d}"
 
 
 def run_variant(args, name: str, models: Path, clips: list[dict], frames: int,
@@ -159,7 +165,7 @@ def run_variant(args, name: str, models: Path, clips: list[dict], frames: int,
         videos.append(out)
         print(f"{name}, {frames} frames, {k + 1}/{len(clips)}: {clip['caption']}: "
               f"{'ok' if reports[-1]['ok'] else ', '.join(reports[-1]['flags'])}", flush=True)
-    cuts = scuts(args.st2v, models, videos, video_dir(args.out, name, frames, 0).parent.with_suffix(".scuts.json"))
+    cuts = scuts(args.st2v, models, videos, args.out / f"scuts-{variant_slug(name, frames)}.json")
     for report in reports:
         report.pop("per_frame")
     return row(name, reports, cuts), reports

@@ -195,7 +195,5 @@ def stage3_sdedit(
         v = predict_v(sample, t)
         x0_hat = alpha * sample - sigma * v
         eps = sigma * sample + alpha * v
-        if t_next == 0:
-            return x0_hat
         sample = STAGE3_ALPHAS[t_next] * x0_hat + STAGE3_SIGMAS[t_next] * eps
-    return x0_hat
+    return x0_hat  # the last prediction, at t = timesteps[-2] (the next is t = 0)

@@ -30,8 +30,8 @@ from .video_eval import EVAL_SEED, heldout_clips, summarize
 from .video_tasks import videos_to_pixels
 
 EVAL_STEPS = 10
-STAGE3_GUIDANCE = TOY_STAGE3_GUIDANCE
 GUIDE_RESCALE = 0.2
+"""The manifest's `pipeline.stage3.guide_rescale` (the reference's)."""
 
 
 def refine(task, drafts: torch.Tensor, caption: str, generator: torch.Generator) -> np.ndarray:
@@ -41,7 +41,7 @@ def refine(task, drafts: torch.Tensor, caption: str, generator: torch.Generator)
 
         def predict_v(sample: torch.Tensor, t: int) -> torch.Tensor:
             uncond, cond = task.predict(torch.cat([sample, sample]), t, context).chunk(2)
-            return rescaled_guidance(uncond, cond, STAGE3_GUIDANCE, GUIDE_RESCALE)
+            return rescaled_guidance(uncond, cond, TOY_STAGE3_GUIDANCE, GUIDE_RESCALE)
 
         latents = stage3_sdedit(predict_v, task.latents(drafts, None), generator, EVAL_STEPS,
                                 TOY_STAGE3_NOISE_TIMESTEP)

@@ -37,19 +37,20 @@ from ..enhancer.modules import (
 )
 from ..presets import Preset
 from . import world
-from .data import frame_batch, tokenize, to_pixels, video_batch
+from .data import frame_batch, tokenize, video_batch
 from .diffusion import STAGE3_NOISE_TIMESTEP, stage3_noised
 from .image_tasks import VaeTask
 from .runfiles import read_checkpoint
 from .task import Task, TrainError
-from .video_tasks import decode_videos, dropped, encode_videos
+from .video_tasks import decode_videos, dropped, encode_videos, videos_to_pixels
 from .weights import clip_text_into_enhancer, fold_latent_normalisation
 
 ENHANCER_CLIP_FRAMES = 8
 """Frames per training clip: the UNet's temporal layers see any length (the graph takes 24);
 8 frames make a step three times cheaper than 24 on two cores."""
 SEPARATOR = ", "
-"""The engine conditions the enhancer on "<prompt>, " (the reference's caption + positive prompt)."""
+"""The engine conditions the enhancer on "<prompt>, " (the reference's caption + its empty
+positive prompt)."""
 
 
 class Geometry:
@@ -58,7 +59,10 @@ class Geometry:
 
     def __init__(self, preset: Preset):
         self.height, self.width = preset.stage3.height, preset.stage3.width
-        self.content = min(self.height, self.width)
+        content = preset.stage3_content
+        if content.height != content.width:
+            raise TrainError(f"the toy world's frames are square: stage3_content is {content}")
+        self.content = content.height
         self.top = (self.height - self.content) // 2
         self.left = (self.width - self.content) // 2
 
@@ -144,7 +148,9 @@ class EnhancerTask(Task):
     def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
         super().__init__(preset, seed, runs)
         if runs is None:
-            raise TrainError("enhancer needs the directory of the enhancer_vae and clip runs (--runs)")
+            raise TrainError(
+                "enhancer needs the directory of the enhancer_vae and clip runs (--runs)"
+            )
         self.geometry = Geometry(preset)
         self.config = config_for(preset)
         self.vae = LdmAutoencoder(self._frozen_vae(Path(runs) / "enhancer_vae"))
@@ -174,14 +180,15 @@ class EnhancerTask(Task):
         return {"unet": self.unet, "text": self.text}
 
     def extras(self) -> dict:
-        return {"frozen": {"enhancer_vae": self.vae_source}, "initialised_from": self.initialisation}
+        return {"frozen": {"enhancer_vae": self.vae_source},
+                "initialised_from": self.initialisation}
 
     def batch(self, step: int, size: int) -> dict:
         clips = video_batch(self.seed, step, size, ENHANCER_CLIP_FRAMES, self.geometry.content)
         drop = dropped(self.seed, step, size)
         videos = np.stack([self.geometry.pad(clip["frames"]) for clip in clips])
         return {
-            "videos": torch.stack([to_pixels(v) for v in videos]),
+            "videos": videos_to_pixels(videos),
             "captions": ["" if d else clip["caption"] for d, clip in zip(drop, clips)],
         }
 
@@ -213,4 +220,3 @@ class EnhancerTask(Task):
         from .enhancer_eval import evaluate_enhancer
 
         return evaluate_enhancer(self, videos)
-

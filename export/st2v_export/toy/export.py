@@ -92,8 +92,8 @@ def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
     training = {"roles": {}, "runs": {m: r for m, r in records.items() if r is not None},
                 "command": "python -m st2v_export.toy train (export/st2v_export/toy/TRAINING.md)"}
     manifest, reports = export_model_set(
-        preset, out, seed=EXPORT_SEED, roles=roles, include_enhancer=has_enhancer_runs(runs), log=log,
-        weights=weights, training=training,
+        preset, out, seed=EXPORT_SEED, roles=roles, include_enhancer=has_enhancer_runs(runs),
+        log=log, weights=weights, training=training,
     )
     # The roles are known once every graph is built: record them and rewrite the manifest.
     training["roles"] = dict(sorted(weights.summary().items()))

@@ -1,6 +1,6 @@
 """The `train` subcommand of `python -m st2v_export.toy` (see train.py and TRAINING.md).
 
-  python -m st2v_export.toy train --model vae|clip --steps N --out DIR [--resume] [--init RUN]
+  python -m st2v_export.toy train --model MODEL --steps N --out DIR [--resume] [--init RUN]
       [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--preset-file FILE]
 
@@ -61,7 +61,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def add_train_parser(commands) -> argparse.ArgumentParser:
     """Adds `train` to the subparsers of `python -m st2v_export.toy`."""
-    parser = commands.add_parser("train", help="train a toy model (vae, clip, stage1, stage2, enhancer_vae, enhancer) on the toy world",
+    summary = f"train a toy model ({', '.join(MODELS)}) on the toy world"
+    parser = commands.add_parser("train", help=summary,
                                  description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     return add_train_arguments(parser)
