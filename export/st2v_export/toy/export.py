@@ -43,7 +43,8 @@ EXPORT_SEED = 0
 
 
 def run_record(run_dir: Path) -> dict | None:
-    """Step, seed, batch and last held-out metrics of a run directory (None without one)."""
+    """Step, seed, batch, learning rate, the run it started from (`--init`) and the last
+    held-out metrics of a run directory (None without one)."""
     try:
         payload = read_checkpoint(run_dir)
     except ValueError:
@@ -53,6 +54,8 @@ def run_record(run_dir: Path) -> dict | None:
         "step": payload["step"],
         "seed": payload["config"]["seed"],
         "batch": payload["config"]["batch"],
+        "peak_lr": payload["config"]["peak_lr"],
+        "init": payload["config"].get("init"),
     }
     if metrics_path.is_file():
         record["metrics"] = json.loads(metrics_path.read_text())

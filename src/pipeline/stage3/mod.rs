@@ -103,6 +103,20 @@ struct FrameState {
     evaluations: usize,
 }
 
+/// The SDEdit noise level, checked against the solver's first timestep: a draft noised to
+/// another level than the one the solver starts from would be denoised from the wrong noise.
+fn sdedit_start(noise_timestep: i64, timesteps: &[f64]) -> Result<usize, PipelineError> {
+    let first = timesteps.first().copied().unwrap_or(f64::NAN);
+    match usize::try_from(noise_timestep) {
+        Ok(t) if t as f64 == first.round() => Ok(t),
+        _ => Err(PipelineError::Invalid {
+            field: "manifest pipeline.stage3.noise_timestep".into(),
+            expected: format!("the stage-3 scheduler's first timestep (its t_max), {first}"),
+            actual: noise_timestep.to_string(),
+        }),
+    }
+}
+
 impl<'a> Enhancer<'a> {
     /// Prepares the enhancement of a `frames`-frame video; `text` is the enhancer text
     /// encoder's embedding of `"<prompt>, "` and of the negative prompt.
@@ -125,12 +139,7 @@ impl<'a> Enhancer<'a> {
             Guidance::joint(options.guidance_scale).with_rescale(options.guide_rescale)?;
         let context = text_context(text, &text_conditions(options.guidance_scale));
         let schedule = build_scheduler(&config.stage3.scheduler, options.steps, None)?;
-        let noise_timestep =
-            usize::try_from(config.stage3.noise_timestep).map_err(|_| PipelineError::Invalid {
-                field: "manifest pipeline.stage3.noise_timestep".into(),
-                expected: "a non-negative timestep".into(),
-                actual: config.stage3.noise_timestep.to_string(),
-            })?;
+        let noise_timestep = sdedit_start(config.stage3.noise_timestep, schedule.timesteps())?;
         let chunk_steps = vec![0; plan.chunks.len()];
         Ok(Self {
             models,
@@ -534,4 +543,20 @@ fn into_frame(array: ArrayD<f32>) -> Result<Array3<f32>, PipelineError> {
             expected: "a (C, h, w) tensor".into(),
             actual: format!("shape {shape:?}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdedit_start_must_be_the_solvers_first_timestep() {
+        assert_eq!(sdedit_start(300, &[300.0, 250.0]).unwrap(), 300);
+        for (noise_timestep, timesteps) in [(599, &[300.0, 250.0][..]), (-1, &[300.0][..])] {
+            let err = sdedit_start(noise_timestep, timesteps).unwrap_err().to_string();
+            assert!(err.contains("pipeline.stage3.noise_timestep"), "{err}");
+            assert!(err.contains("first timestep (its t_max), 300"), "{err}");
+            assert!(err.contains(&noise_timestep.to_string()), "{err}");
+        }
+    }
 }
