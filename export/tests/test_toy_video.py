@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler
 
 from st2v_export.components import Components
 from st2v_export.toy import world
-from st2v_export.toy.data import tokenize, video_batch, video_clip
+from st2v_export.toy.data import video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set, run_record
 from st2v_export.toy.preset import toy_preset
@@ -92,38 +92,6 @@ def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs, fit):
     assert after < 0.9 * before
 
 
-def test_the_motion_probe_reads_the_captions_motion_and_pulls_motion_words_apart(runs):
-    task = Stage1Task(toy_preset(), 0, runs)
-    batch = task.batch(0, 8)
-    labels = [world.MOTIONS.index(world.parse_caption(c).motion) if c else -1
-              for c in batch["captions"]]
-    assert batch["motions"].tolist() == labels  # dropped (empty) captions: -1, left out
-
-    def gap() -> float:  # left vs right: the text states after the motion word
-        with torch.no_grad():
-            states = task.frozen.text_states([f"a red circle moving {m} on a blue background"
-                                              for m in ("left", "right")])
-        return float((states[0] - states[1]).norm(dim=-1)[6:].mean())
-
-    captions = [f"a red circle moving {m} on a blue background" for m in world.MOTIONS]
-    motions = torch.arange(len(world.MOTIONS))
-    parameters = [*task.frozen.text.parameters(), *task.motion_probe.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=3e-3)
-    before_gap = gap()
-    losses = []
-    for _ in range(30):
-        context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
-        loss = task.motion_loss(context, motions)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
-    assert gap() > 2 * before_gap
-    dropped_only = task.motion_loss(context, torch.full_like(motions, -1))
-    assert dropped_only.item() == 0.0 and dropped_only.requires_grad
-
-
 def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it(runs):
     payload = read_checkpoint(runs / "stage1")
     groups = payload["optimizer"]["param_groups"]
@@ -148,7 +116,7 @@ def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
     for name, module in run.task.modules().items():
         assert all(torch.equal(module.state_dict()[k], v) for k, v in source[name].items()), name
     assert run.step == 0
-    assert run.initialised_from.endswith("step 1 (unet, text, motion_probe)")
+    assert run.initialised_from.endswith("step 1 (unet, text)")
     run.save()  # the manifest's provenance names the run it started from
     assert run_record(tmp_path / "tuned")["init"] == run.initialised_from
     with pytest.raises(ValueError, match="is a stage2 run"):

@@ -30,7 +30,6 @@ from ..modules.image import ImageEncoder
 from ..modules.resampler import ApmResampler
 from ..modules.streaming_unet import StreamingUnet
 from ..presets import COND_FRAMES, IMAGE_TOKENS, VAE_SCALING_FACTOR, Preset
-from . import world
 from .data import to_pixels, tokenize, video_batch
 from .diffusion import CFG_DROPOUT, TRAIN_TIMESTEPS, add_noise, v_target
 from .runfiles import read_checkpoint
@@ -144,8 +143,6 @@ class VideoTask(Task):
             "videos": videos_to_pixels(np.stack([clip["frames"] for clip in clips])),
             "captions": ["" if d else clip["caption"] for d, clip in zip(drop, clips)],
             "dropped": drop,
-            "motions": torch.tensor([-1 if d else world.MOTIONS.index(clip["spec"].motion)
-                                     for d, clip in zip(drop, clips)]),
         }
         if self.anchor:
             anchors = to_pixels(np.stack([clip["anchor"] for clip in clips]))
@@ -156,18 +153,12 @@ class VideoTask(Task):
         return {"frozen": self.frozen.provenance()}
 
 
-MOTION_PROBE_WEIGHT = 0.05
-"""Weight of the motion probe's cross-entropy beside the diffusion loss (about 0.1)."""
-
-
 class Stage1Task(VideoTask):
     """The stage-1 UNet, and the text encoder fine-tuned with it: the CLIP pair sees single
     frames, so it never learns what motion words mean ("left" and "right" captions gave token
-    states 0.1-0.3 apart, colours 1.2-7; TRAINING.md). The diffusion loss on clips alone moved
-    them 0.02 in 4000 steps (the UNet must use a word before the loss can shape it), so a linear
-    probe on the mean text state learns the caption's motion beside it and pulls the motion
-    words apart: an auxiliary loss of training only, not exported. The tuned encoder is the
-    set's `text_encoder` (stages 1 and 2); `clip_text_encoder` stays the contrastive one."""
+    states 0.1-0.3 apart, colours 1.2-7; TRAINING.md); the diffusion loss on clips does. The
+    tuned encoder is the set's `text_encoder` (stages 1 and 2); `clip_text_encoder` stays the
+    contrastive one."""
 
     name = "stage1"
     lr_scales = {"text": 0.2}
@@ -176,29 +167,17 @@ class Stage1Task(VideoTask):
         super().__init__(preset, seed, runs)
         with seeded(seed, "stage1_unet"):  # the name Components builds it under
             self.unet = unet3d.build_unet3d(preset.unet)
-        with seeded(seed, "motion_probe"):
-            self.motion_probe = nn.Linear(preset.text["hidden_size"], len(world.MOTIONS))
         self.frozen.text.requires_grad_(True)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet, "text": self.frozen.text, "motion_probe": self.motion_probe}
+        return {"unet": self.unet, "text": self.frozen.text}
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         latents = self.frozen.latents(batch["videos"], generator)
         context = self.frozen.text(input_ids=tokenize(batch["captions"])).last_hidden_state
         timesteps, noisy, target = diffusion_targets(latents, generator)
         prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
-        diffusion = F.mse_loss(prediction, target)
-        probe = self.motion_loss(context, batch["motions"])
-        return diffusion + MOTION_PROBE_WEIGHT * probe, {"motion_probe": probe.item()}
-
-    def motion_loss(self, context: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the caption's motion read from the mean text state (the dropped,
-        empty captions have none: -1, left out)."""
-        if bool((motions < 0).all()):
-            return context.sum() * 0.0
-        logits = self.motion_probe(context.mean(dim=1))
-        return F.cross_entropy(logits, motions, ignore_index=-1)
+        return F.mse_loss(prediction, target), {}
 
     def predict(self, sample: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
         timesteps = torch.full((sample.shape[0],), t, dtype=torch.int64)
