@@ -12,7 +12,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from st2v_export.components import Components
-from st2v_export.toy import world
+from st2v_export.toy import checker, world
 from st2v_export.toy.data import video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set, run_record
@@ -264,3 +264,30 @@ def test_the_committed_toy_set_is_trained_small_and_predicts_v_at_zero_terminal_
     # What git stores (zlib-compressed objects): the untrained embedding rows are zeros.
     stored = sum(len(zlib.compress(f.read_bytes())) for f in toy.iterdir())
     assert stored < 30e6, stored
+
+
+def test_the_committed_vae_keeps_colour_background_and_motion_but_rounds_shape_classes():
+    """The bound the VAE puts on what the UNets can reach (README, TRAINING.md "What remains"):
+    its graphs' reconstructions of 16 held-out clips keep every colour, background and motion;
+    the shape classes pass the checker's 90 % bar in under half of them."""
+    import onnxruntime as ort
+    from conftest import REPO_ROOT
+
+    from st2v_export.toy.data import to_uint8
+    from st2v_export.toy.video_eval import heldout_clips, summarize
+    from st2v_export.toy.video_tasks import videos_to_pixels
+
+    toy = REPO_ROOT / "models" / "toy"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    encoder, decoder = (ort.InferenceSession(str(toy / f"{name}.onnx"), options)
+                        for name in ("vae_encoder", "vae_decoder"))
+    reports = []
+    for clip in heldout_clips(16, 16, 64):
+        pixels = videos_to_pixels(clip["frames"][None])[0].numpy()
+        mean = encoder.run(["mean"], {"images": pixels})[0]
+        frames = to_uint8(torch.from_numpy(decoder.run(None, {"latents": mean})[0]))
+        reports.append(checker.check_video(frames, clip["spec"]))
+    summary = summarize(reports)
+    assert summary["colour"] == summary["background"] == summary["motion"] == 1.0, summary
+    assert summary["shape"] < 0.5, summary
