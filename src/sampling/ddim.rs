@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::config::{parse_config, require, require_range, PredictionType, TimestepSpacing};
 use super::schedule::{
-    self, check_timesteps, train_betas, validate_betas, validate_steps, BetaConfig, BetaSchedule,
+    self, beta_config, check_timesteps, train_betas, validate_betas, validate_steps, BetaSchedule,
 };
 use super::tensor::{check_same_shape, linear_combination, required_noise};
 use super::{SamplingError, Scheduler, StepOutput};
@@ -137,14 +137,7 @@ impl Ddim {
             (0.0..=1.0).contains(&eta),
             "a number in [0, 1]",
         )?;
-        let betas = train_betas(BetaConfig {
-            schedule: config.beta_schedule,
-            beta_start: config.beta_start,
-            beta_end: config.beta_end,
-            num_train_timesteps: config.num_train_timesteps,
-            trained_betas: config.trained_betas.as_deref(),
-            rescale_betas_zero_snr: config.rescale_betas_zero_snr,
-        });
+        let betas = train_betas(beta_config!(config));
         let alphas_cumprod = schedule::alphas_cumprod(&betas);
         let final_alpha_cumprod = if config.set_alpha_to_one {
             1.0

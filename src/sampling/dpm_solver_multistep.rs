@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::config::{parse_config, require, PredictionType, TimestepSpacing};
 use super::schedule::{
-    self, check_timesteps, train_betas, validate_betas, validate_steps, BetaConfig, BetaSchedule,
+    self, beta_config, check_timesteps, train_betas, validate_betas, validate_steps, BetaSchedule,
 };
 use super::tensor::{
     check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
@@ -233,14 +233,7 @@ impl DpmSolverMultistep {
     ) -> Result<Self, SamplingError> {
         config.validate()?;
         validate_steps(num_inference_steps, config.num_train_timesteps)?;
-        let betas = train_betas(BetaConfig {
-            schedule: config.beta_schedule,
-            beta_start: config.beta_start,
-            beta_end: config.beta_end,
-            num_train_timesteps: config.num_train_timesteps,
-            trained_betas: config.trained_betas.as_deref(),
-            rescale_betas_zero_snr: config.rescale_betas_zero_snr,
-        });
+        let betas = train_betas(beta_config!(config));
         let mut alphas_cumprod = schedule::alphas_cumprod(&betas);
         if config.rescale_betas_zero_snr {
             // As diffusers: almost 0 (the smallest f16 subnormal), so the first sigma is finite.

@@ -73,6 +73,22 @@ pub(crate) struct BetaConfig<'a> {
     pub rescale_betas_zero_snr: bool,
 }
 
+/// The [`BetaConfig`] of a scheduler config with diffusers' field names (`beta_schedule`,
+/// `beta_start`, `beta_end`, `num_train_timesteps`, `trained_betas`, `rescale_betas_zero_snr`).
+macro_rules! beta_config {
+    ($config:expr) => {
+        $crate::sampling::schedule::BetaConfig {
+            schedule: $config.beta_schedule,
+            beta_start: $config.beta_start,
+            beta_end: $config.beta_end,
+            num_train_timesteps: $config.num_train_timesteps,
+            trained_betas: $config.trained_betas.as_deref(),
+            rescale_betas_zero_snr: $config.rescale_betas_zero_snr,
+        }
+    };
+}
+pub(crate) use beta_config;
+
 /// The training betas of a config: `trained_betas` if given, else the named schedule; then
 /// rescaled to a zero terminal SNR when asked.
 pub(crate) fn train_betas(config: BetaConfig<'_>) -> Vec<f32> {

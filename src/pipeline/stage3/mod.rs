@@ -553,7 +553,9 @@ mod tests {
     fn the_sdedit_start_must_be_the_solvers_first_timestep() {
         assert_eq!(sdedit_start(300, &[300.0, 250.0]).unwrap(), 300);
         for (noise_timestep, timesteps) in [(599, &[300.0, 250.0][..]), (-1, &[300.0][..])] {
-            let err = sdedit_start(noise_timestep, timesteps).unwrap_err().to_string();
+            let err = sdedit_start(noise_timestep, timesteps)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("pipeline.stage3.noise_timestep"), "{err}");
             assert!(err.contains("first timestep (its t_max), 300"), "{err}");
             assert!(err.contains(&noise_timestep.to_string()), "{err}");
