@@ -12,6 +12,8 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use tempfile::TempDir;
 
+mod support;
+
 const FAST: [&str; 6] = [
     "--steps",
     "2",
@@ -388,29 +390,10 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     assert!(!out.exists(), "no output for rejected input");
 }
 
-/// A copy of models/tiny whose manifest lacks `roles`.
-fn tiny_without(dir: &Path, roles: &[&str]) -> PathBuf {
-    let set = dir.join("set");
-    std::fs::create_dir(&set).unwrap();
-    for entry in std::fs::read_dir(tiny()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, set.join(path.file_name().unwrap())).unwrap();
-    }
-    let manifest_path = set.join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let graphs = manifest["graphs"].as_object_mut().unwrap();
-    for role in roles {
-        graphs.remove(*role);
-    }
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    set
-}
-
 #[test]
 fn a_model_set_missing_one_enhancer_graph_names_it() {
     let dir = TempDir::new().unwrap();
-    let set = tiny_without(dir.path(), &["enhancer_unet"]);
+    let set = support::set_without(&tiny(), dir.path(), &["enhancer_unet"]);
     let out = dir.path().join("x.mp4");
     let mut cmd = st2v();
     cmd.args([
@@ -440,7 +423,7 @@ fn a_model_set_without_any_enhancer_graph_stops_after_stage_2() {
         "enhancer_vae_encoder",
         "enhancer_vae_decoder",
     ];
-    let set = tiny_without(dir.path(), &enhancer);
+    let set = support::set_without(&tiny(), dir.path(), &enhancer);
     let out = dir.path().join("x.mp4");
     st2v()
         .args(["generate", "--models", path_str(&set), "--prompt", "a cat"])

@@ -596,33 +596,17 @@ fn a_panicking_job_fails_alone_and_a_job_over_the_time_limit_keeps_its_frames() 
     assert!(kept >= 16);
 }
 
-/// models/toy without its enhancer graphs: a stage-2 set (a toy set exported without the
-/// enhancer runs, a preview-only deployment).
-fn toy_stage2_set(dir: &Path) -> PathBuf {
-    let toy = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/toy");
-    let set = dir.join("toy-stage2");
-    std::fs::create_dir(&set).unwrap();
-    for entry in std::fs::read_dir(&toy).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if !name.starts_with("enhancer_") {
-            std::fs::copy(&path, set.join(name)).unwrap();
-        }
-    }
-    let manifest_path = set.join("manifest.json");
-    let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let graphs = manifest["graphs"].as_object_mut().unwrap();
-    graphs.retain(|role, _| !role.starts_with("enhancer_"));
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    set
-}
-
 #[test]
 fn a_stage2_set_serves_stage_2_videos_and_refuses_enhance() {
     let data = TempDir::new().unwrap();
     let sets = TempDir::new().unwrap();
-    let toy = toy_stage2_set(sets.path());
+    // models/toy without its enhancer graphs: a stage-2 set (a toy set exported without the
+    // enhancer runs, a preview-only deployment).
+    let toy = support::set_without(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/toy"),
+        sets.path(),
+        &streamingt2v::models::loader::ENHANCER_ROLES.map(|role| role.name()),
+    );
     let server = Server::start_on(&toy, data.path(), &[], &[]);
     let (status, error, _) = server.post(
         json!({"prompt": "a red circle moving left on a blue background", "enhance": true}),

@@ -1,12 +1,12 @@
-//! What the process-level tests share: decoded-frame digests, a Redis and an S3-compatible
-//! server on loopback ports, and cluster replicas.
+//! What the process-level tests share: model sets with graphs left out, decoded-frame digests,
+//! a Redis and an S3-compatible server on loopback ports, and cluster replicas.
 #![allow(dead_code)] // each test crate uses its part
 
 pub mod replica;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,26 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A copy of the model set `source` in `dir/set` whose manifest lacks the graphs of `roles`
+/// (a broken set, or a stage-2 set when they are all of stage 3).
+pub fn set_without(source: &Path, dir: &Path, roles: &[&str]) -> PathBuf {
+    let set = dir.join("set");
+    std::fs::create_dir(&set).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, set.join(path.file_name().unwrap())).unwrap();
+    }
+    let manifest_path = set.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let graphs = manifest["graphs"].as_object_mut().unwrap();
+    for role in roles {
+        graphs.remove(*role);
+    }
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    set
 }
 
 /// The MD5 of every decoded frame of a video (`ffmpeg -f framemd5`).
