@@ -18,6 +18,7 @@ TINY_SET = REPO_ROOT / "models" / "tiny"
 BENCHES = REPO_ROOT / "benches"
 sys.path.insert(0, str(BENCHES))
 
+import peer_stage3  # noqa: E402
 import py_orchestrator  # noqa: E402
 import torch_eager  # noqa: E402
 
@@ -156,7 +157,7 @@ def test_enhancer_wavefront_equals_whole_video_sampling():
         noise = None
         if solver.needs_noise(step):
             noise = np.stack([
-                py_orchestrator.frame_noise(seed, py_orchestrator.STREAM_SOLVER, step + 1, f, x.shape[1:])
+                peer_stage3.frame_noise(seed, peer_stage3.STREAM_SOLVER, step + 1, f, x.shape[1:])
                 for f in range(len(x))
             ])
         x = solver.step_denoised(blended, step, x, previous, noise)
