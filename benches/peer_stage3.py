@@ -1,15 +1,19 @@
 """Stage 3 of the Python peer of `st2v bench` (py_orchestrator.py): the enhancer as the
-engine's wavefront (src/pipeline/stage3), its geometry, keyed noise and the run's timers."""
+engine's wavefront (src/pipeline/stage3), its geometry and keyed noise."""
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from peer_sampling import (
     PipelineError, build_scheduler, decoded_to_unit, joint_guidance, repeat_batch,
 )
+
+if TYPE_CHECKING:  # the pipeline's classes, for annotations only
+    from py_orchestrator import Graphs, RunClock, Timer
 
 MASK64 = (1 << 64) - 1
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -135,60 +139,11 @@ class EnhancePlan:
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing of one run
-
-
-class RunClock:
-    def __init__(self):
-        self.started = time.perf_counter()
-        self.first_frame_s = None
-        self.frames = 0
-        self.stage_s = {"stage1": 0.0, "stage2": 0.0, "stage3": 0.0}
-        self.step_ms = {"stage1": [], "stage2": [], "stage3": []}
-        self.chunk_ms = []
-        self.text_s = 0.0
-
-    def frame_out(self, count: int = 1):
-        if self.first_frame_s is None and count > 0:
-            self.first_frame_s = time.perf_counter() - self.started
-        self.frames += count
-
-
-class Timer:
-    """Adds the wall time of a block to a stage's total (exclusive of nested timers)."""
-
-    def __init__(self, clock: RunClock):
-        self.clock = clock
-        self.stack: list[list] = []
-
-    def __call__(self, stage: str):
-        timer = self
-
-        class Block:
-            def __enter__(self):
-                now = time.perf_counter()
-                if timer.stack:
-                    outer = timer.stack[-1]
-                    timer.clock.stage_s[outer[0]] += now - outer[1]
-                timer.stack.append([stage, now])
-
-            def __exit__(self, *exc):
-                now = time.perf_counter()
-                name, since = timer.stack.pop()
-                timer.clock.stage_s[name] += now - since
-                if timer.stack:
-                    timer.stack[-1][1] = now
-                return False
-
-        return Block()
-
-
-# ---------------------------------------------------------------------------------------------
 # Stage 3: the enhancer as a wavefront (src/pipeline/stage3.rs)
 
 
 class Enhancer:
-    def __init__(self, graphs, pipeline: dict, context: np.ndarray, frames: int,
+    def __init__(self, graphs: Graphs, pipeline: dict, context: np.ndarray, frames: int,
                  steps: int, seed: int, clock: RunClock, timer: Timer):
         s3 = pipeline["stage3"]
         self.graphs, self.clock, self.timer = graphs, clock, timer

@@ -42,7 +42,7 @@ from peer_sampling import (
     PipelineError, build_scheduler, decoded_to_unit, joint_guidance, latents_to_frames,
     repeat_batch,
 )
-from peer_stage3 import Enhancer, RunClock, Timer
+from peer_stage3 import Enhancer
 
 SCHEDULER_IMPL = (
     "numpy: ports of src/sampling (DDIM, DPM-Solver++ 2M, DPM++ 2M SDE on the log-SNR schedule); "
@@ -133,6 +133,55 @@ def encode_text(graphs: Graphs, role: str, prompt: list[int], negative: list[int
     ids = np.array([negative, prompt], dtype=np.int64)
     (states,) = graphs.run(role, {"input_ids": ids})
     return states[0:1], states[1:2]
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing of one run
+
+
+class RunClock:
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.first_frame_s = None
+        self.frames = 0
+        self.stage_s = {"stage1": 0.0, "stage2": 0.0, "stage3": 0.0}
+        self.step_ms = {"stage1": [], "stage2": [], "stage3": []}
+        self.chunk_ms = []
+        self.text_s = 0.0
+
+    def frame_out(self, count: int = 1):
+        if self.first_frame_s is None and count > 0:
+            self.first_frame_s = time.perf_counter() - self.started
+        self.frames += count
+
+
+class Timer:
+    """Adds the wall time of a block to a stage's total (exclusive of nested timers)."""
+
+    def __init__(self, clock: RunClock):
+        self.clock = clock
+        self.stack: list[list] = []
+
+    def __call__(self, stage: str):
+        timer = self
+
+        class Block:
+            def __enter__(self):
+                now = time.perf_counter()
+                if timer.stack:
+                    outer = timer.stack[-1]
+                    timer.clock.stage_s[outer[0]] += now - outer[1]
+                timer.stack.append([stage, now])
+
+            def __exit__(self, *exc):
+                now = time.perf_counter()
+                name, since = timer.stack.pop()
+                timer.clock.stage_s[name] += now - since
+                if timer.stack:
+                    timer.stack[-1][1] = now
+                return False
+
+        return Block()
 
 
 # ---------------------------------------------------------------------------------------------
