@@ -8,6 +8,7 @@ train the toy models and export the toy model set.
   python -m st2v_export.toy train --model vae|clip|stage1|stage2 --steps N --out RUNS/MODEL
   python -m st2v_export.toy export --runs RUNS --out models/toy
   python -m st2v_export.toy ablate --runs RUNS --out DIR   (the ablation table)
+  python -m st2v_export.toy recover --model-set models/toy --out RUNS   (runs to --init from)
 
 render writes DIR/frame_00000.png ... and DIR/scene.json (caption and spec); check reads the PNGs
 in name order, takes the caption from --caption or DIR/scene.json, prints a summary and exits 0
@@ -27,6 +28,7 @@ from PIL import Image
 from . import checker, world
 from .ablation import ablate_command, add_ablate_parser
 from .export import add_export_parser, export_command
+from .recover import add_recover_parser, recover_command
 from .train_cli import add_train_parser, train_command
 
 
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_export_parser(commands)
     add_ablate_parser(commands)
+    add_recover_parser(commands)
     return parser
 
 
@@ -142,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": train_command,
         "export": export_command,
         "ablate": ablate_command,
+        "recover": recover_command,
     }[args.command]
     try:
         return command(args)

@@ -114,6 +114,11 @@ def _preset_record(preset: Preset) -> dict:
 
 
 def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Preset) -> None:
+    if payload.get("optimizer") is None:  # `recover` writes weights only
+        raise TrainError(
+            f"cannot resume {config.out / CHECKPOINT_FILE}: it holds weights recovered from a "
+            f"model set, no training state; start a new run from it with --init {config.out}"
+        )
     saved = payload["config"]
     differences = [
         f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
