@@ -261,7 +261,7 @@ def _save(model: onnx.ModelProto, path: Path, external: bool) -> list[dict]:
     return [{"file": data_name, "sha256": sha256_of(path.parent / data_name)}]
 
 
-def _shipped_model(
+def shipped_model(
     spec: GraphSpec, scratch: Path, opset: int, options: ExportOptions
 ) -> onnx.ModelProto:
     """Traced, then simplified, then converted to fp16, then shape-annotated, as `options` say."""
@@ -293,7 +293,7 @@ def export_graph(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{spec.role}.onnx"
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-        model = _shipped_model(spec, Path(scratch), opset, options)
+        model = shipped_model(spec, Path(scratch), opset, options)
     example_outputs = run_torch(spec, spec.example_inputs)
     _declare_io_shapes(model, spec, example_outputs)
     external = force_external_data or _weight_bytes(model) > PROTOBUF_LIMIT // 2

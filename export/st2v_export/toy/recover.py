@@ -39,9 +39,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..graphs import Stage2Graphs
-from ..onnx_export import OPSET, check_parity, run_torch, _torch_export
+from ..onnx_export import OPSET, ExportOptions, check_parity, run_torch, shipped_model
 from ..presets import VAE_SCALING_FACTOR
-from ..simplify import simplify_file
 from .preset import toy_preset
 from .runfiles import CHECKPOINT_FORMAT, atomic_save
 from .task import TrainError
@@ -164,15 +163,6 @@ def _constant_tensors(model: onnx.ModelProto) -> list[tuple[str, int, onnx.Tenso
     return found
 
 
-def _exported(spec, scratch: Path) -> onnx.ModelProto:
-    """The graph as `export_graph` ships it (traced, simplified; fp32 as the toy set is)."""
-    traced = scratch / f"{spec.role}.traced.onnx"
-    _torch_export(spec, traced, OPSET)
-    simplified = scratch / f"{spec.role}.onnx"
-    simplify_file(traced, simplified)
-    return onnx.load(str(simplified))
-
-
 class Recovery:
     """Parameter values of the components, filled in graph by graph."""
 
@@ -258,7 +248,8 @@ def recover_runs(model_set: Path, out: Path, log=print) -> dict[str, Path]:
         for role, spec in specs.items():
             log(f"{role}: matching the shipped graph's weights")
             shipped = onnx.load(str(model_set / f"{role}.onnx"))
-            recovery.take(_exported(spec, Path(scratch)), shipped, role)
+            ours = shipped_model(spec, Path(scratch), OPSET, ExportOptions())  # as export does
+            recovery.take(ours, shipped, role)
     written = {}
     for layout in RUNS:
         modules = {}
@@ -287,6 +278,10 @@ def _check_model_set(model_set: Path) -> None:
     if name != toy_preset().name:
         raise TrainError(f"--model-set {model_set}: preset {name!r}, expected "
                          f"{toy_preset().name!r} (only toy sets have toy training runs)")
+    missing = [role for layout in RUNS for role in layout.graphs
+               if not (model_set / f"{role}.onnx").is_file()]
+    if missing:
+        raise TrainError(f"--model-set {model_set}: no {', '.join(m + '.onnx' for m in missing)}")
 
 
 def _check(spec, path: Path, log) -> None:
