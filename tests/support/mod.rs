@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses its part
 
 pub mod replica;
+pub mod server;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
