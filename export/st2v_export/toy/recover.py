@@ -8,11 +8,12 @@ An exported graph holds every weight of its modules, but not under their names: 
 transposes and slices them (a Linear becomes a MatMul with the transposed weight) and onnxsim
 renames and folds. So each graph is exported again with fingerprinted weights (every parameter
 element gets its own value, (k + 1) * 2^-24 with a pseudo-random sign, exact in float32), through
-the same exporter and passes; the initializer at the same node input of the shipped graph then
-holds, element by element, the trained values of the parameters whose fingerprints are found
-there. A weight the passes folded arithmetically would not be found: every parameter must be
-covered, and each recovered module is checked against its shipped graph (onnxruntime on the
-graph's example inputs, as the export's parity check).
+the same exporter and passes; the constant at the same place in the shipped graph (the same node
+input, or the same Constant node) then holds, element by element, the trained values of the
+parameters whose fingerprints are found there. A weight the passes folded arithmetically would
+not be found (but for FOLDED_SCALARS): every parameter must be covered, and each recovered module
+is checked against its shipped graph (onnxruntime on the graph's example inputs, as the export's
+parity check).
 
 What it writes (`RUNS/<model>/checkpoint.pt`, the training format with no optimizer state, so
 they start runs with `--init` and serve as `--runs`, but cannot be resumed):
@@ -298,7 +299,8 @@ def add_recover_parser(commands) -> None:
 
 
 def recover_command(args: argparse.Namespace) -> int:
-    existing = [layout.model for layout in RUNS if (args.out / layout.model / "checkpoint.pt").exists()]
+    existing = [layout.model for layout in RUNS
+                if (args.out / layout.model / "checkpoint.pt").exists()]
     if existing:
         raise SystemExit(f"error: {args.out} already holds runs {existing}: choose another --out")
     recover_runs(args.model_set, args.out)
