@@ -1,0 +1,220 @@
+"""The stage-1 motion testbed of TRAINING.md ("What remains", item 0): an experiment, not part of
+the recipe. It patches the toy trainer in this process only, then fine-tunes the stage-1 UNet
+(from `toy recover`'s runs) and prints, per sample, the asked and the detected motion.
+
+  PYTHONPATH=export .venv/bin/python export/experiments/motion_testbed.py \\
+      --runs runs-rec --out tb-pair --steps 1500 [--tied-starts] [--oracle] [--frame-positions]
+  ... --out tb-pair --look [--eta 1]        # sample the run's checkpoint again (sheet.png)
+  ... --world --out tb-world --steps 2000   # the full world, 16 held-out captions
+
+Patches (each a flag):
+- the pair (default): the batches draw only `--captions` with a fresh layout and start each;
+- --tied-starts: clips begin at time 0 and a shape moving in direction u starts at
+  0.5 - 0.3 u + U(-0.12, 0.12) of the frame per axis;
+- --oracle: a learned vector per motion (12 x context width) added to every text state;
+- --frame-positions: sinusoidal frame positions seen by every temporal transformer;
+- --eta: DDIM eta of the samples (the evaluation's is 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+from PIL import Image
+from torch import nn
+
+from st2v_export.toy import checker, data, diffusion, video_eval, video_tasks, world
+from st2v_export.toy.data import tokenize
+from st2v_export.toy.train import Run, TrainConfig
+from st2v_export.toy.video_tasks import Stage1Task, diffusion_targets
+
+PAIR = ("a large green triangle moving left on a blue background|"
+        "a large green triangle moving right on a blue background")
+SAMPLES: list[np.ndarray] = []
+
+
+def tie_starts() -> None:
+    layout = world._sample_layout
+
+    def tied(rng, spec):
+        if spec.motion not in world.DIRECTIONS:
+            return layout(rng, spec)
+        direction = np.array(world.DIRECTIONS[spec.motion], dtype=float)
+        return tuple(0.5 - 0.3 * direction + rng.uniform(-0.12, 0.12, 2))
+
+    world._sample_layout = tied
+
+
+def clip(spec, rng, tied: bool) -> dict:
+    start = 0 if tied else int(rng.integers(0, data.FRAME_RANGE - 16 + 1))
+    return {"frames": world.render(spec, 16, 64, start), "caption": world.caption(spec),
+            "spec": spec, "start": start}
+
+
+def draw_pair(captions: list[str], tied: bool) -> None:
+    specs = [world.parse_caption(c) for c in captions]
+
+    def one(seed, index):
+        rng = np.random.default_rng([seed, index, 99])
+        spec = specs[index % len(specs)]
+        return clip(replace(spec, layout=world._sample_layout(rng, spec)), rng, tied)
+
+    video_tasks.video_batch = lambda seed, step, n, *a, **k: [one(seed, step * n + i)
+                                                             for i in range(n)]
+    video_eval.heldout_clips = lambda count, *a, **k: [one(777, i) for i in range(count)]
+
+
+def draw_world_beginnings() -> None:
+    def one(seed, index, split):
+        rng = np.random.default_rng([seed, index, world.SPLITS.index(split), data.VIDEO_STREAM])
+        return clip(world.sample_spec(rng, split), rng, tied=True)
+
+    video_tasks.video_batch = lambda seed, step, n, *a, split="train", **k: [
+        one(seed, step * n + i, split) for i in range(n)]
+
+
+class Oracle(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(len(world.MOTIONS), width) * 0.5)
+
+    def forward(self, captions: list[str]) -> torch.Tensor:
+        rows = [self.table[world.MOTIONS.index(world.parse_caption(c).motion)] if c
+                else torch.zeros(self.table.shape[1]) for c in captions]
+        return torch.stack(rows)[:, None, :]
+
+
+def add_oracle() -> None:
+    build = Stage1Task.__init__
+
+    def init(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        self.oracle = Oracle(self.preset.context_dim)
+        states = self.frozen.text_states
+        self.frozen.text_states = lambda captions: states(captions) + self.oracle(captions).detach()
+
+    def loss(self, batch, generator):
+        latents = self.frozen.latents(batch["videos"], generator)
+        context = self.frozen.text(input_ids=tokenize(batch["captions"])).last_hidden_state
+        timesteps, noisy, target = diffusion_targets(latents, generator)
+        prediction = self.unet(noisy, timesteps, context + self.oracle(batch["captions"]),
+                               return_dict=False)[0]
+        return F.mse_loss(prediction, target), {}
+
+    Stage1Task.__init__ = init
+    Stage1Task.loss = loss
+    Stage1Task.modules = lambda self: {"unet": self.unet, "text": self.frozen.text,
+                                       "oracle": self.oracle}
+
+
+def add_frame_positions() -> None:
+    forward = TransformerTemporalModel.forward
+
+    def with_positions(self, hidden_states, encoder_hidden_states=None, timestep=None,
+                       class_labels=None, num_frames=1, cross_attention_kwargs=None,
+                       return_dict=True):
+        channels = hidden_states.shape[1]
+        frames = torch.arange(num_frames, dtype=torch.float32)[:, None]
+        rates = torch.exp(-torch.arange(0, channels, 2, dtype=torch.float32) * (4.0 / channels))
+        table = torch.zeros(num_frames, channels)
+        table[:, 0::2] = torch.sin(frames * rates)
+        table[:, 1::2] = torch.cos(frames * rates)[:, : channels // 2]
+        positions = table.repeat(hidden_states.shape[0] // num_frames, 1)[:, :, None, None]
+        out = forward(self, hidden_states + positions, encoder_hidden_states, timestep,
+                      class_labels, num_frames, cross_attention_kwargs, return_dict=False)[0]
+        return (out - positions,)  # the residual path without the positions
+
+    TransformerTemporalModel.forward = with_positions
+
+
+def sample_with_eta(eta: float) -> None:
+    def ddim(predict_v, shape, generator, steps=25):
+        sample = torch.randn(shape, generator=generator)
+        for t in diffusion.ddim_timesteps(steps):
+            v = predict_v(sample, t)
+            alpha = diffusion.ALPHAS_CUMPROD[t]
+            before = t - 1000 // steps
+            prev = diffusion.ALPHAS_CUMPROD[max(before, 0)]
+            x0 = alpha.sqrt() * sample - (1 - alpha).sqrt() * v
+            eps = alpha.sqrt() * v + (1 - alpha).sqrt() * sample
+            sigma = eta * ((1 - prev) / (1 - alpha) * (1 - alpha / prev).clamp(min=0)).sqrt()
+            toward = (1 - prev - sigma**2).clamp(min=0).sqrt()
+            noise = torch.randn(shape, generator=generator)
+            sample = prev.sqrt() * x0 + toward * eps + sigma * noise
+        return sample
+
+    video_eval.ddim_sample = ddim
+
+
+def report_each_sample() -> None:
+    check, summarize = checker.check_video, video_eval.summarize
+
+    def keep(frames, spec, *args, **kwargs):
+        SAMPLES.append(frames)
+        return check(frames, spec, *args, **kwargs)
+
+    def each(reports):
+        for report in reports:
+            for shape in report["shapes"]:
+                m = shape["motion"]
+                print(f"sample: asked {m['expected']}, detected {m['detected']}, direction "
+                      f"{m.get('direction_deg')}, straightness {m.get('straightness')}, "
+                      f"speed {m.get('speed')}", flush=True)
+        return summarize(reports)
+
+    checker.check_video, video_eval.summarize = keep, each
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, required=True, help="`toy recover`'s output")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--captions", default=PAIR, help="'|'-separated training captions")
+    parser.add_argument("--world", action="store_true", help="the full world, held-out eval")
+    parser.add_argument("--tied-starts", action="store_true")
+    parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--frame-positions", action="store_true")
+    parser.add_argument("--eta", type=float, default=0.0)
+    parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.tied_starts:
+        tie_starts()
+    if args.world:
+        if args.tied_starts:
+            draw_world_beginnings()
+    else:
+        draw_pair(args.captions.split("|"), args.tied_starts)
+    if args.oracle:
+        add_oracle()
+    if args.frame_positions:
+        add_frame_positions()
+    if args.eta:
+        sample_with_eta(args.eta)
+    report_each_sample()
+    init = args.out if args.look else args.runs / "stage1"
+    config = TrainConfig(model="stage1", steps=1 if args.look else args.steps,
+                         out=args.out / "look" if args.look else args.out, lr=5e-4,
+                         eval_every=0 if args.look else 1000 if args.world else args.steps,
+                         eval_frames=16 if args.world else 8, init=init, runs=args.runs)
+    run = Run(config, print)
+    if args.look:
+        run.prepare()
+        print(json.dumps(run.evaluate()))
+        rows = [np.concatenate(list(frames), axis=1) for frames in SAMPLES]
+        Image.fromarray(np.concatenate(rows, axis=0)).save(args.out / "sheet.png")
+    else:
+        print(json.dumps(run.run()))
+
+
+if __name__ == "__main__":
+    main()
