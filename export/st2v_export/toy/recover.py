@@ -114,9 +114,6 @@ class Fingerprints:
         if self._next >= 2**24:
             raise TrainError("too many parameters to fingerprint exactly in float32")
 
-    def has(self, source: str) -> bool:
-        return True
-
     def locate(self, values: np.ndarray) -> list[tuple[str, str, np.ndarray]] | None:
         """Where a float initializer's elements come from: (component, parameter, flat indices
         into it, positions in the initializer) for each parameter it holds; None when any
