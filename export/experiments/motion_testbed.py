@@ -3,15 +3,17 @@ the recipe. It patches the toy trainer in this process only, then fine-tunes the
 (from `toy recover`'s runs) and prints, per sample, the asked and the detected motion.
 
   PYTHONPATH=export .venv/bin/python export/experiments/motion_testbed.py \\
-      --runs runs-rec --out tb-pair --steps 1500 [--tied-starts] [--oracle] [--frame-positions]
+      --runs runs-rec --out tb-pair --steps 1500 [--free-starts] [--oracle] [--frame-positions]
   ... --out tb-pair --look [--eta 1]        # sample the run's checkpoint again (sheet.png)
   ... --world --out tb-world --steps 2000   # the full world, 16 held-out captions
 
 Patches (each a flag):
-- the pair (default): the batches draw only `--captions` with a fresh layout and start each;
-- --tied-starts: clips begin at time 0 and a shape moving in direction u starts at
-  0.5 - 0.3 u + U(-0.12, 0.12) of the frame per axis;
-- --oracle: a learned vector per motion (12 x context width) added to every text state;
+- the pair (default): the batches draw only `--captions`, each clip with a fresh layout (the
+  world's: direction-tied) from its video's beginning, as stage 1 trains;
+- --free-starts: the world before that: any start position and any start time;
+- --oracle: a learned vector per motion (12 x context width) added to every text state, in
+  place of the recipe's motion probe;
+- --probe-weight: the motion probe's weight (the recipe's 0.05; 0: none);
 - --frame-positions: sinusoidal frame positions seen by every temporal transformer;
 - --eta: DDIM eta of the samples (the evaluation's is 0).
 """
@@ -40,44 +42,39 @@ PAIR = ("a large green triangle moving left on a blue background|"
 SAMPLES: list[np.ndarray] = []
 
 
-def tie_starts() -> None:
+def free_starts() -> None:
+    """The world before direction-tied layouts: any start position, any start time."""
     layout = world._sample_layout
 
-    def tied(rng, spec):
-        if spec.motion not in world.DIRECTIONS:
-            return layout(rng, spec)
-        direction = np.array(world.DIRECTIONS[spec.motion], dtype=float)
-        return tuple(0.5 - 0.3 * direction + rng.uniform(-0.12, 0.12, 2))
+    def anywhere(rng, spec):
+        return tuple(rng.random(2)) if spec.motion in world.DIRECTIONS else layout(rng, spec)
 
-    world._sample_layout = tied
+    world._sample_layout = anywhere
+    video_clip = data.video_clip
+
+    def anytime(seed, index, split, frames, size, anchor=False, beginning=False):
+        return video_clip(seed, index, split, frames, size, anchor, beginning=False)
+
+    data.video_clip = anytime
 
 
-def clip(spec, rng, tied: bool) -> dict:
-    start = 0 if tied else int(rng.integers(0, data.FRAME_RANGE - 16 + 1))
+def clip(spec, rng, free: bool) -> dict:
+    start = int(rng.integers(0, data.FRAME_RANGE - 16 + 1)) if free else 0
     return {"frames": world.render(spec, 16, 64, start), "caption": world.caption(spec),
             "spec": spec, "start": start}
 
 
-def draw_pair(captions: list[str], tied: bool) -> None:
+def draw_pair(captions: list[str], free: bool) -> None:
     specs = [world.parse_caption(c) for c in captions]
 
     def one(seed, index):
         rng = np.random.default_rng([seed, index, 99])
         spec = specs[index % len(specs)]
-        return clip(replace(spec, layout=world._sample_layout(rng, spec)), rng, tied)
+        return clip(replace(spec, layout=world._sample_layout(rng, spec)), rng, free)
 
     video_tasks.video_batch = lambda seed, step, n, *a, **k: [one(seed, step * n + i)
                                                              for i in range(n)]
     video_eval.heldout_clips = lambda count, *a, **k: [one(777, i) for i in range(count)]
-
-
-def draw_world_beginnings() -> None:
-    def one(seed, index, split):
-        rng = np.random.default_rng([seed, index, world.SPLITS.index(split), data.VIDEO_STREAM])
-        return clip(world.sample_spec(rng, split), rng, tied=True)
-
-    video_tasks.video_batch = lambda seed, step, n, *a, split="train", **k: [
-        one(seed, step * n + i, split) for i in range(n)]
 
 
 class Oracle(nn.Module):
@@ -180,20 +177,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--captions", default=PAIR, help="'|'-separated training captions")
     parser.add_argument("--world", action="store_true", help="the full world, held-out eval")
-    parser.add_argument("--tied-starts", action="store_true")
+    parser.add_argument("--free-starts", action="store_true")
     parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--probe-weight", type=float, default=video_tasks.MOTION_PROBE_WEIGHT)
     parser.add_argument("--frame-positions", action="store_true")
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.tied_starts:
-        tie_starts()
-    if args.world:
-        if args.tied_starts:
-            draw_world_beginnings()
-    else:
-        draw_pair(args.captions.split("|"), args.tied_starts)
+    video_tasks.MOTION_PROBE_WEIGHT = args.probe_weight
+    if args.free_starts:
+        free_starts()
+    if not args.world:
+        draw_pair(args.captions.split("|"), args.free_starts)
     if args.oracle:
         add_oracle()
     if args.frame_positions:

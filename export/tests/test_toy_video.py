@@ -13,13 +13,13 @@ from diffusers import DDIMScheduler
 
 from st2v_export.components import Components
 from st2v_export.toy import checker, world
-from st2v_export.toy.data import video_batch, video_clip
+from st2v_export.toy.data import tokenize, video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set, run_record
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint
 from st2v_export.toy.train import TrainConfig, train
-from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped
+from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
 QUIET = lambda _line: None  # noqa: E731
@@ -80,6 +80,19 @@ def test_video_clips_are_pure_consecutive_frames_with_an_earlier_anchor():
     assert all(world.is_heldout(c["spec"]) for c in video_batch(0, 0, 8, 16, 64, split="heldout"))
 
 
+def test_stage1_trains_on_video_beginnings_and_stage2_on_any_time(runs):
+    first = video_clip(5, 3, "train", 16, 64, beginning=True)
+    anytime = video_clip(5, 3, "train", 16, 64)
+    assert first["spec"] == anytime["spec"] and first["start"] == 0 < anytime["start"]
+    assert np.array_equal(first["frames"], world.render(first["spec"], 16, 64, 0))
+    for task, starts_at_zero in ((Stage1Task, True), (Stage2Task, False)):
+        batch = task(toy_preset(), 0, runs).batch(2, 4)
+        clips = video_batch(0, 2, 4, 16, 64, anchor=task.anchor, beginning=starts_at_zero)
+        expected = torch.stack([videos_to_pixels(c["frames"][None])[0] for c in clips])
+        assert torch.equal(batch["videos"], expected), task.name
+        assert all((c["start"] == 0) == starts_at_zero for c in clips[:3]), task.name
+
+
 def test_about_a_tenth_of_the_clips_train_without_condition():
     drops = [d for step in range(200) for d in dropped(0, step, 4)]
     assert 0.06 < sum(drops) / len(drops) < 0.14
@@ -90,6 +103,38 @@ def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs, fit):
     task = Stage1Task(toy_preset(), 0, runs)
     before, after = fit(task, task.batch(0, 2), steps=10, lr=2e-3)
     assert after < 0.9 * before
+
+
+def test_the_motion_probe_reads_the_captions_motion_and_pulls_motion_words_apart(runs):
+    task = Stage1Task(toy_preset(), 0, runs)
+    batch = task.batch(0, 8)
+    labels = [world.MOTIONS.index(world.parse_caption(c).motion) if c else -1
+              for c in batch["captions"]]
+    assert batch["motions"].tolist() == labels  # dropped (empty) captions: -1, left out
+
+    def gap() -> float:  # left vs right: the text states after the motion word
+        with torch.no_grad():
+            states = task.frozen.text_states([f"a red circle moving {m} on a blue background"
+                                              for m in ("left", "right")])
+        return float((states[0] - states[1]).norm(dim=-1)[6:].mean())
+
+    captions = [f"a red circle moving {m} on a blue background" for m in world.MOTIONS]
+    motions = torch.arange(len(world.MOTIONS))
+    parameters = [*task.frozen.text.parameters(), *task.motion_probe.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=3e-3)
+    before_gap = gap()
+    losses = []
+    for _ in range(30):
+        context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
+        loss = task.motion_loss(context, motions)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert gap() > 2 * before_gap
+    dropped_only = task.motion_loss(context, torch.full_like(motions, -1))
+    assert dropped_only.item() == 0.0 and dropped_only.requires_grad
 
 
 def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it(runs):
@@ -116,7 +161,7 @@ def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
     for name, module in run.task.modules().items():
         assert all(torch.equal(module.state_dict()[k], v) for k, v in source[name].items()), name
     assert run.step == 0
-    assert run.initialised_from.endswith("step 1 (unet, text)")
+    assert run.initialised_from.endswith("step 1 (unet, text, motion_probe)")
     run.save()  # the manifest's provenance names the run it started from
     assert run_record(tmp_path / "tuned")["init"] == run.initialised_from
     with pytest.raises(ValueError, match="is a stage2 run"):

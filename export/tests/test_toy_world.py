@@ -161,6 +161,26 @@ def test_train_sampler_never_yields_a_heldout_triple_and_heldout_always_does():
         assert not world.is_heldout(world.clip(1, index, frames=1)[2])
 
 
+def test_straight_motions_start_on_the_side_they_move_away_from():
+    rng = np.random.default_rng(2)
+    starts = {m: [] for m in world.DIRECTIONS}
+    while min(map(len, starts.values())) < 40:
+        spec = world.sample_spec(rng, "train")
+        if spec.motion in starts:
+            starts[spec.motion].append(spec.layout)
+    for motion, layouts in starts.items():
+        direction = np.array(world.DIRECTIONS[motion])
+        offsets = np.array(layouts) - (0.5 - world.ENTRY_OFFSET * direction)
+        assert np.abs(offsets).max() <= world.ENTRY_JITTER + 1e-4, motion
+        assert np.abs(offsets).max() > world.ENTRY_JITTER / 2, motion  # jittered, not fixed
+        # 16 frames keep the shape on the side it moved to, away from the torus' seam.
+        spec = replace(world.parse_caption(f"a red circle moving {motion} on a blue background"),
+                       layout=tuple(np.array(layouts[0])))
+        centres, _ = world.trajectory(spec, 16)
+        travel = (centres[0, -1] - centres[0, 0]) / 64
+        assert np.all(np.sign(travel) == direction) and np.all(np.abs(travel) < 0.5), motion
+
+
 # ------------------------------------------------------------------------------------- checker
 
 

@@ -118,14 +118,17 @@ VIDEO_STREAM = 11
 """Fourth seed word of the generators of video clips (frames and captions stay unchanged)."""
 
 
-def video_clip(seed: int, index: int, split: str, frames: int, size: int, anchor: bool = False):
+def video_clip(seed: int, index: int, split: str, frames: int, size: int, anchor: bool = False,
+               beginning: bool = False):
     """Clip `index` of the split's stream as a video: `frames` consecutive frames (frames, size,
-    size, 3) uint8 from a random start in [0, FRAME_RANGE - frames], its caption and spec, and
-    with `anchor` also one earlier frame (at a random time in [0, start], StreamingT2V's anchor
-    "drawn from earlier in the video"). A pure function of its arguments."""
+    size, 3) uint8 from a random start in [0, FRAME_RANGE - frames] (from frame 0 with
+    `beginning`, as stage 1 makes a video's first chunk), its caption and spec, and with `anchor`
+    also one earlier frame (at a random time in [0, start], StreamingT2V's anchor "drawn from
+    earlier in the video"). A pure function of its arguments."""
     rng = np.random.default_rng([seed, index, world.SPLITS.index(split), VIDEO_STREAM])
     spec = world.sample_spec(rng, split)
-    start = int(rng.integers(0, FRAME_RANGE - frames + 1))
+    start = int(rng.integers(0, FRAME_RANGE - frames + 1))  # drawn either way: same stream
+    start = 0 if beginning else start
     video = world.render(spec, frames, size, start)
     item = {"frames": video, "caption": world.caption(spec), "spec": spec, "start": start}
     if anchor:
@@ -134,6 +137,7 @@ def video_clip(seed: int, index: int, split: str, frames: int, size: int, anchor
 
 
 def video_batch(seed: int, step: int, batch: int, frames: int, size: int, anchor: bool = False,
-                split: str = "train") -> list[dict]:
+                split: str = "train", beginning: bool = False) -> list[dict]:
     """The clips of training step `step` (clips step*batch ...); see `video_clip`."""
-    return [video_clip(seed, step * batch + i, split, frames, size, anchor) for i in range(batch)]
+    return [video_clip(seed, step * batch + i, split, frames, size, anchor, beginning)
+            for i in range(batch)]

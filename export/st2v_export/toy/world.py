@@ -24,6 +24,10 @@ Motion (continuous for any clip length):
 - growing / shrinking stand still while the size ramps linearly between 0.7 r and 1.25 r over
   GROWTH_PERIOD frames and then restarts: the world's only discontinuity is that size reset
   (positions never jump).
+A straight motion's clips start on the side the shape moves away from (`ENTRY_OFFSET`, jitter
+`ENTRY_JITTER`), so a video's first frames already tell where it is going: with the start free
+anywhere, the mean of the "moving left" clips equals that of "moving right" (a smear), and a
+diffusion model sees the direction only in how the frames co-vary (TRAINING.md, item 0).
 Two shapes never overlap: on the torus the second is offset by half the frame in x and y; when
 bouncing it is the first one's point reflection through the frame's centre (both on one diamond
 orbit); when circling it is half a turn ahead; growing or shrinking, they stand at STANDING_PAIR
@@ -91,6 +95,10 @@ SQUARE_HALF_SIDE = 0.7  # of r, so the square's corners stay inside the radius-r
 STANDING_PAIR = (0.254, 0.254)  # off the pixel grid: growth shows on each side in turn
 DEFAULT_LAYOUT = (0.35, 0.3)
 HELDOUT_MODULUS = 7
+ENTRY_OFFSET = 0.3
+"""A straight motion starts at 0.5 - ENTRY_OFFSET * direction (per axis, fractions)..."""
+ENTRY_JITTER = 0.12
+"""... plus a uniform offset in [-ENTRY_JITTER, ENTRY_JITTER] per axis."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,8 @@ class SceneSpec:
     """What a clip shows. Everything but `layout` is in the caption.
 
     layout: where the motion starts, motion by motion (fractions): the first shape's centre for
-    the eight directions and growing/shrinking (one shape); the start of each axis' bounce cycle
+    the eight directions (sampled on the side it moves away from) and growing/shrinking (one
+    shape); the start of each axis' bounce cycle
     (fraction of the back-and-forth period) for bouncing, x only with two shapes; the start angle
     in turns (first value) for circling. parse_caption gives DEFAULT_LAYOUT.
     """
@@ -474,7 +483,8 @@ def _sample_background(rng: np.random.Generator, used: set[str]) -> str:
 
 def _sample_layout(rng: np.random.Generator, spec: SceneSpec) -> tuple[float, float]:
     if spec.motion in DIRECTIONS:
-        values = rng.random(2)
+        direction = np.array(DIRECTIONS[spec.motion], dtype=float)
+        values = 0.5 - ENTRY_OFFSET * direction + rng.uniform(-ENTRY_JITTER, ENTRY_JITTER, 2)
     elif spec.motion == "bouncing":
         values = (_early_bounce_phase(rng, spec), rng.random())
     elif spec.motion == "circling":
