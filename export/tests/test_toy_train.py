@@ -19,7 +19,7 @@ from st2v_export.toy import world
 from st2v_export.toy.image_tasks import LATENT_STAT_FRAMES, ClipTask, VaeTask
 from st2v_export.toy.preset import TOY_PRESET, toy_preset, toy_preset_definition
 from st2v_export.toy.data import tokenize
-from st2v_export.toy.runfiles import CHECKPOINT_FILE, read_checkpoint
+from st2v_export.toy.runfiles import read_checkpoint
 from st2v_export.toy.train import TrainConfig, TrainError, train
 from st2v_export.toy.train_cli import main as train_cli_main
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError, world_token_ids

@@ -274,7 +274,6 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
     from st2v_export.toy.ablation import chunk_starts, markdown, row
 
     clips = video_batch(3, 0, 3, 48, 64)
-    specs = [c["spec"] for c in clips]
     truth = [checker.check_video(c["frames"], c["spec"], chunk_starts(48)) for c in clips]
     # A jump: from frame 24 on, the circle is 12 frames further along (18 pixels ahead).
     spec = world.parse_caption("a red circle moving right on a blue background")
