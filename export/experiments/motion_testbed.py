@@ -6,6 +6,7 @@ the recipe. It patches the toy trainer in this process only, then fine-tunes the
       --runs runs-rec --out tb-pair --steps 1500 [--free-starts] [--oracle] [--frame-positions]
   ... --out tb-pair --look [--eta 1]        # sample the run's checkpoint again (sheet.png)
   ... --world --out tb-world --steps 2000   # the full world, 16 held-out captions
+  ... --world --motions left,right,... --train-captions   # a part of it, judged on train captions
 
 Patches (each a flag):
 - the pair (default): the batches draw only `--captions`, each clip with a fresh layout (the
@@ -75,6 +76,24 @@ def draw_pair(captions: list[str], free: bool) -> None:
     video_tasks.video_batch = lambda seed, step, n, *a, **k: [one(seed, step * n + i)
                                                              for i in range(n)]
     video_eval.heldout_clips = lambda count, *a, **k: [one(777, i) for i in range(count)]
+
+
+def only_motions(motions: list[str]) -> None:
+    """The world's scenes with these motions only (both splits)."""
+    sample = world.sample_spec
+
+    def restricted(rng, split="train"):
+        while (spec := sample(rng, split)).motion not in motions:
+            pass
+        return spec
+
+    world.sample_spec = restricted
+
+
+def evaluate_on_train_captions() -> None:
+    """The world's evaluation on train-split clips (captions seen in training), same seed."""
+    video_eval.heldout_clips = lambda count, frames, size, anchor=False: data.video_batch(
+        data.HELDOUT_SEED, 0, count, frames, size, anchor=anchor, split="train", beginning=True)
 
 
 class Oracle(nn.Module):
@@ -183,6 +202,9 @@ def main() -> None:
     parser.add_argument("--frame-positions", action="store_true")
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
+    parser.add_argument("--motions", help="with --world: only these motions (comma-separated)")
+    parser.add_argument("--train-captions", action="store_true",
+                        help="with --world: evaluate on train-split captions, not held-out ones")
     args = parser.parse_args()
     torch.set_num_threads(1)
     video_tasks.MOTION_PROBE_WEIGHT = args.probe_weight
@@ -190,6 +212,10 @@ def main() -> None:
         free_starts()
     if not args.world:
         draw_pair(args.captions.split("|"), args.free_starts)
+    if args.motions:
+        only_motions(args.motions.split(","))
+    if args.train_captions:
+        evaluate_on_train_captions()
     if args.oracle:
         add_oracle()
     if args.frame_positions:
