@@ -82,7 +82,8 @@ def test_recovered_modules_are_the_trained_ones(recovered):
 
 
 def test_reexporting_recovered_runs_gives_the_shipped_weights(recovered, tmp_path):
-    roles = ["stage1_unet", "vae_decoder", "text_encoder"]
+    roles = ["stage1_unet", "vae_decoder", "text_encoder", "enhancer_unet",
+             "enhancer_text_encoder", "enhancer_vae_decoder"]
     export_toy_set(recovered, tmp_path / "set", log=QUIET, roles=roles)
     for role in roles:
         ours = _initializers(tmp_path / "set" / f"{role}.onnx")

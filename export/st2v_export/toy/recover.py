@@ -21,8 +21,9 @@ they start runs with `--init` and serve as `--runs`, but cannot be resumed):
   folded in (its statistics are recorded as the identity);
 - clip: the open_clip text tower of clip_text_encoder and the vision tower of image_encoder;
 - stage1: the UNet3D of stage1_unet and the tuned text encoder of text_encoder;
-- stage2: the StreamingT2V UNet of unet, the CAM of cam + cam_cond_encoder, the resampler.
-The enhancer's runs are not recovered (nothing trains on from them yet).
+- stage2: the StreamingT2V UNet of unet, the CAM of cam + cam_cond_encoder, the resampler;
+- enhancer_vae (folded as vae) and enhancer (its UNet and text tower), when the set has them:
+  with these the set exports again whole from new stage-1/2 runs.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from ..enhancer.configs import config_for
+from ..enhancer.graphs import enhancer_graphs
 from ..graphs import Stage2Graphs
 from ..onnx_export import OPSET, ExportOptions, check_parity, run_torch, shipped_model
 from ..presets import VAE_SCALING_FACTOR
+from .export import EXPORT_SEED
 from .preset import toy_preset
 from .runfiles import CHECKPOINT_FORMAT, atomic_save
 from .task import TrainError
@@ -60,9 +64,11 @@ class RunLayout:
     modules: dict[str, str]
     """Module name in the checkpoint -> component name."""
     graphs: tuple[str, ...]
+    unread: tuple[str, ...] = ()
+    """Prefixes of parameters no graph reads (nor the run's loss): recovered as zeros."""
 
 
-RUNS = (
+STAGE_RUNS = (
     RunLayout("vae", {"vae": "vae"}, ("vae_encoder", "vae_decoder")),
     RunLayout("clip", {"text": "clip_text_encoder", "visual": "image_encoder"},
               ("clip_text_encoder", "image_encoder")),
@@ -71,6 +77,16 @@ RUNS = (
     RunLayout("stage2", {"unet": "unet", "cam": "cam", "resampler": "apm_resampler"},
               ("unet", "cam", "cam_cond_encoder", "apm_resampler")),
 )
+ENHANCER_RUNS = (
+    RunLayout("enhancer_vae", {"vae": "enhancer_vae"},
+              ("enhancer_vae_encoder", "enhancer_vae_decoder")),
+    RunLayout("enhancer", {"unet": "enhancer_unet", "text": "enhancer_text_encoder"},
+              ("enhancer_text_encoder", "enhancer_unet"),
+              # the graph reads the penultimate block's states, as MS-Vid2Vid-XL's encoder
+              unread=("text_projection",
+                      f"transformer.resblocks.{config_for(toy_preset()).text.layers - 1}.")),
+)
+RUNS = STAGE_RUNS + ENHANCER_RUNS
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -202,8 +218,15 @@ class Recovery:
         component, key = source[0], source[1]
         return self.values[component][key].size == 1
 
-    def missing(self, component: str) -> list[str]:
-        return [k for k, v in self.values[component].items() if np.isnan(v).any()]
+    def missing(self, component: str, unread: tuple[str, ...] = ()) -> list[str]:
+        """Parameters not (fully) found, but for the `unread` ones, which become zeros."""
+        missing = []
+        for key, values in self.values[component].items():
+            if key.startswith(unread) and np.isnan(values).all():
+                values[:] = 0.0
+            elif np.isnan(values).any():
+                missing.append(key)
+        return missing
 
     def state(self, component: str) -> dict[str, torch.Tensor]:
         module = self.fingerprints.modules[component]
@@ -215,7 +238,7 @@ class Recovery:
 
 def _payload(layout: RunLayout, modules: dict[str, dict], model_set: Path, preset) -> dict:
     extras: dict = {"recovered_from": str(model_set)}
-    if layout.model == "vae":  # the exported VAE has its normalisation folded in already
+    if layout.model in ("vae", "enhancer_vae"):  # exported with the normalisation folded in
         channels = modules["vae"]["quant_conv.bias"].numel() // 2
         extras["latent_mean"] = torch.zeros(channels)
         extras["latent_std"] = torch.full((channels,), 1 / VAE_SCALING_FACTOR)
@@ -234,38 +257,56 @@ def _payload(layout: RunLayout, modules: dict[str, dict], model_set: Path, prese
 
 
 def recover_runs(model_set: Path, out: Path, log=print) -> dict[str, Path]:
-    """Writes OUT/<model>/checkpoint.pt for every run of RUNS; returns model -> directory."""
+    """Writes OUT/<model>/checkpoint.pt for every run of RUNS the set has graphs for (the
+    enhancer's are optional); returns model -> directory."""
     _check_model_set(model_set)
     preset = toy_preset()
-    fingerprints = Fingerprints()
-    graphs = Stage2Graphs(preset, 0, fingerprints)
-    roles = [role for layout in RUNS for role in layout.graphs]
-    specs = {role: graphs.spec(role) for role in roles}
-    recovery = Recovery(fingerprints)
+    written = {}
+    groups = [(STAGE_RUNS, lambda f: Stage2Graphs(preset, 0, f).spec)]
+    if all((model_set / f"{role}.onnx").is_file() for r in ENHANCER_RUNS for role in r.graphs):
+        groups.append((ENHANCER_RUNS, lambda f: _enhancer_specs(preset, f).__getitem__))
+    for layouts, spec_of in groups:  # one fingerprint space each: fewer than 2^24 elements
+        fingerprints = Fingerprints()
+        spec = spec_of(fingerprints)  # builds the fingerprinted components once
+        specs = {role: spec(role) for r in layouts for role in r.graphs}
+        recovery = _match(specs, model_set, Recovery(fingerprints), log)
+        for layout in layouts:
+            written[layout.model] = _write_run(layout, recovery, specs, model_set, out, log)
+    return written
+
+
+def _enhancer_specs(preset, fingerprints: Fingerprints) -> dict:
+    specs = enhancer_graphs(preset, EXPORT_SEED, trained=fingerprints)
+    return {spec.role: spec for spec in specs}
+
+
+def _match(specs: dict, model_set: Path, recovery: Recovery, log) -> Recovery:
     with tempfile.TemporaryDirectory() as scratch:
         for role, spec in specs.items():
             log(f"{role}: matching the shipped graph's weights")
             shipped = onnx.load(str(model_set / f"{role}.onnx"))
             ours = shipped_model(spec, Path(scratch), OPSET, ExportOptions())  # as export does
             recovery.take(ours, shipped, role)
-    written = {}
-    for layout in RUNS:
-        modules = {}
-        for module_name, component in layout.modules.items():
-            missing = recovery.missing(component)
-            if missing:
-                raise TrainError(f"{component}: {len(missing)} parameters are in none of "
-                                 f"{', '.join(layout.graphs)}: {missing[:4]}")
-            modules[module_name] = recovery.state(component)
-            fingerprints.modules[component].load_state_dict(modules[module_name])
-        for role in layout.graphs:
-            _check(specs[role], model_set / f"{role}.onnx", log)
-        directory = out / layout.model
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_save(_payload(layout, modules, model_set, preset), directory / "checkpoint.pt")
-        written[layout.model] = directory
-        log(f"{layout.model}: {directory / 'checkpoint.pt'}")
-    return written
+    return recovery
+
+
+def _write_run(layout: RunLayout, recovery: Recovery, specs: dict, model_set: Path, out: Path,
+               log) -> Path:
+    modules = {}
+    for module_name, component in layout.modules.items():
+        missing = recovery.missing(component, layout.unread)
+        if missing:
+            raise TrainError(f"{component}: {len(missing)} parameters are in none of "
+                             f"{', '.join(layout.graphs)}: {missing[:4]}")
+        modules[module_name] = recovery.state(component)
+        recovery.fingerprints.modules[component].load_state_dict(modules[module_name])
+    for role in layout.graphs:
+        _check(specs[role], model_set / f"{role}.onnx", log)
+    directory = out / layout.model
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_save(_payload(layout, modules, model_set, toy_preset()), directory / "checkpoint.pt")
+    log(f"{layout.model}: {directory / 'checkpoint.pt'}")
+    return directory
 
 
 def _check_model_set(model_set: Path) -> None:
@@ -276,7 +317,7 @@ def _check_model_set(model_set: Path) -> None:
     if name != toy_preset().name:
         raise TrainError(f"--model-set {model_set}: preset {name!r}, expected "
                          f"{toy_preset().name!r} (only toy sets have toy training runs)")
-    missing = [role for layout in RUNS for role in layout.graphs
+    missing = [role for layout in STAGE_RUNS for role in layout.graphs
                if not (model_set / f"{role}.onnx").is_file()]
     if missing:
         raise TrainError(f"--model-set {model_set}: no {', '.join(m + '.onnx' for m in missing)}")
