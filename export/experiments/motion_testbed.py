@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True, help="`toy recover`'s output")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--init", type=Path, help="the stage-1 run to start from (RUNS/stage1)")
     parser.add_argument("--captions", default=PAIR, help="'|'-separated training captions")
     parser.add_argument("--world", action="store_true", help="the full world, held-out eval")
     parser.add_argument("--free-starts", action="store_true")
@@ -223,7 +224,7 @@ def main() -> None:
     if args.eta:
         sample_with_eta(args.eta)
     report_each_sample()
-    init = args.out if args.look else args.runs / "stage1"
+    init = args.out if args.look else args.init or args.runs / "stage1"
     config = TrainConfig(model="stage1", steps=1 if args.look else args.steps,
                          out=args.out / "look" if args.look else args.out, lr=5e-4,
                          eval_every=0 if args.look else 1000 if args.world else args.steps,
