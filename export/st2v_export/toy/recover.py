@@ -271,7 +271,8 @@ def recover_runs(model_set: Path, out: Path, log=print) -> dict[str, Path]:
         specs = {role: spec(role) for r in layouts for role in r.graphs}
         recovery = _match(specs, model_set, Recovery(fingerprints), log)
         for layout in layouts:
-            written[layout.model] = _write_run(layout, recovery, specs, model_set, out, log)
+            written[layout.model] = _write_run(layout, recovery, specs, model_set, out, preset,
+                                               log)
     return written
 
 
@@ -291,7 +292,7 @@ def _match(specs: dict, model_set: Path, recovery: Recovery, log) -> Recovery:
 
 
 def _write_run(layout: RunLayout, recovery: Recovery, specs: dict, model_set: Path, out: Path,
-               log) -> Path:
+               preset, log) -> Path:
     modules = {}
     for module_name, component in layout.modules.items():
         missing = recovery.missing(component, layout.unread)
@@ -304,7 +305,7 @@ def _write_run(layout: RunLayout, recovery: Recovery, specs: dict, model_set: Pa
         _check(specs[role], model_set / f"{role}.onnx", log)
     directory = out / layout.model
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_save(_payload(layout, modules, model_set, toy_preset()), directory / "checkpoint.pt")
+    atomic_save(_payload(layout, modules, model_set, preset), directory / "checkpoint.pt")
     log(f"{layout.model}: {directory / 'checkpoint.pt'}")
     return directory
 
