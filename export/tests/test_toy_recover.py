@@ -4,6 +4,7 @@ runs (`--init`, `--runs`) but are never resumed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,11 @@ def test_recovered_runs_start_new_runs_and_are_never_resumed(recovered, tmp_path
     assert metrics["videos"] == 1
     payload = read_checkpoint(tmp_path / "stage1")
     assert "recovered" in payload["config"]["init"]
+    # The new run's lineage reaches the set's own stage-1 run, as its manifest records it.
+    shipped = json.loads((TOY_SET / "manifest.json").read_text())["provenance"]["training"]
+    lineage = [(a["run"], a["step"]) for a in payload["config"]["ancestry"]]
+    assert lineage[:2] == [(str(recovered / "stage1"), 0),
+                           (f"{TOY_SET} (stage1)", shipped["runs"]["stage1"]["step"])]
     resumed = TrainConfig(model="stage1", steps=2, out=recovered / "stage1", runs=recovered,
                           resume=True)
     with pytest.raises(TrainError, match="--init"):

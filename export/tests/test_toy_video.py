@@ -15,9 +15,9 @@ from st2v_export.components import Components
 from st2v_export.toy import checker, world
 from st2v_export.toy.data import tokenize, video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
-from st2v_export.toy.export import export_toy_set, run_record
+from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.runfiles import read_checkpoint
+from st2v_export.toy.runfiles import read_checkpoint, run_record
 from st2v_export.toy.train import TrainConfig, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
@@ -162,8 +162,15 @@ def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
         assert all(torch.equal(module.state_dict()[k], v) for k, v in source[name].items()), name
     assert run.step == 0
     assert run.initialised_from.endswith("step 1 (unet, text, motion_probe)")
-    run.save()  # the manifest's provenance names the run it started from
-    assert run_record(tmp_path / "tuned")["init"] == run.initialised_from
+    run.save()  # the manifest's provenance names the run it started from, and its ancestors
+    record = run_record(tmp_path / "tuned")
+    assert record["init"] == run.initialised_from
+    assert [(a["run"], a["step"]) for a in record["ancestry"]] == [(str(runs / "stage1"), 1)]
+    grandchild = Run(TrainConfig("stage1", 1, tmp_path / "again", batch=2, runs=runs,
+                                 init=tmp_path / "tuned"), log=QUIET)
+    grandchild.prepare()
+    assert [a["run"] for a in grandchild.ancestry] == [str(tmp_path / "tuned"), str(runs / "stage1")]
+    assert grandchild.ancestry[0]["init"] == run.initialised_from
     with pytest.raises(ValueError, match="is a stage2 run"):
         Run(TrainConfig("stage1", 1, tmp_path / "other", runs=runs, init=runs / "stage2"),
             log=QUIET).prepare()

@@ -22,7 +22,6 @@ without it; a random flow network would give a meaningless MAWE).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -36,31 +35,10 @@ from .diffusion import (
     TOY_STAGE3_NOISE_TIMESTEP,
 )
 from .preset import toy_preset
-from .runfiles import CHECKPOINT_FILE, METRICS_FILE, read_checkpoint
+from .runfiles import CHECKPOINT_FILE, run_record
 from .weights import ROLE_SOURCES, ToyWeights
 
 EXPORT_SEED = 0
-
-
-def run_record(run_dir: Path) -> dict | None:
-    """Step, seed, batch, learning rate, the run it started from (`--init`) and the last
-    held-out metrics of a run directory (None without one)."""
-    try:
-        payload = read_checkpoint(run_dir)
-    except ValueError:
-        return None
-    metrics_path = run_dir / METRICS_FILE
-    record = {
-        "step": payload["step"],
-        "seed": payload["config"]["seed"],
-        "batch": payload["config"]["batch"],
-        "peak_lr": payload["config"]["peak_lr"],
-        "init": payload["config"].get("init"),
-    }
-    if metrics_path.is_file():
-        record["metrics"] = json.loads(metrics_path.read_text())
-    extras = {k: v for k, v in payload.get("extras", {}).items() if k in ("initialised_from",)}
-    return {**record, **extras}
 
 
 def use_toy_schedule(manifest: dict) -> dict:

@@ -247,13 +247,31 @@ def _payload(layout: RunLayout, modules: dict[str, dict], model_set: Path, prese
         "model": layout.model,
         "step": 0,
         "config": {"model": layout.model, "seed": 0, "batch": 0, "peak_lr": 0.0,
-                   "schedule_steps": 0, "init": f"recovered from {model_set}"},
+                   "schedule_steps": 0, "init": f"recovered from {model_set}",
+                   "ancestry": _set_ancestry(layout, model_set)},
         "preset": _preset_record(preset),
         "modules": modules,
         "optimizer": None,
         "rng": None,
         "extras": extras,
     }
+
+
+def _set_ancestry(layout: RunLayout, model_set: Path) -> list[dict]:
+    """The set's own records (its manifest's training provenance) of the runs behind the
+    layout's roles, then their ancestry: a run recovered from the set, and the runs started from
+    it, keep the lineage of the set's weights."""
+    manifest = json.loads((model_set / "manifest.json").read_text())
+    training = manifest["provenance"].get("training", {})
+    runs, roles = training.get("runs", {}), training.get("roles", {})
+    sources = [roles.get(role, "").split(" step ")[0] for role in layout.modules.values()]
+    ancestry: list[dict] = []
+    for source in dict.fromkeys([*sources, layout.model]):
+        if source in runs:
+            record = dict(runs[source])
+            parents = record.pop("ancestry", [])
+            ancestry += [{"run": f"{model_set} ({source})", **record}, *parents]
+    return ancestry
 
 
 def recover_runs(model_set: Path, out: Path, log=print) -> dict[str, Path]:

@@ -43,3 +43,40 @@ def read_checkpoint(path: Path) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path}: not a toy training checkpoint (format {CHECKPOINT_FORMAT})")
     return payload
+
+
+def run_record(run_dir: Path) -> dict | None:
+    """Step, seed, batch, learning rate, the run it started from (`--init`), that run's own
+    ancestors (`ancestry`, nearest first) and the last held-out metrics of a run directory
+    (None without one)."""
+    run_dir = Path(run_dir)
+    try:
+        payload = read_checkpoint(run_dir)
+    except ValueError:
+        return None
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    config = payload["config"]
+    record = {
+        "step": payload["step"],
+        "seed": config["seed"],
+        "batch": config["batch"],
+        "peak_lr": config["peak_lr"],
+        "init": config.get("init"),
+    }
+    metrics_path = run_dir / METRICS_FILE
+    if metrics_path.is_file():
+        record["metrics"] = json.loads(metrics_path.read_text())
+    extras = {k: v for k, v in payload.get("extras", {}).items() if k in ("initialised_from",)}
+    return {**record, **extras, "ancestry": config.get("ancestry", [])}
+
+
+def ancestry_through(run: Path) -> list[dict]:
+    """The lineage a run started from `run` (`--init`) keeps: `run`'s record (where it was,
+    its step, settings and metrics), then `run`'s own ancestry. So a set exported from runs of
+    runs still names the first runs behind it, after their directories are gone."""
+    record = run_record(run)
+    if record is None:
+        return []
+    parents = record.pop("ancestry")
+    return [{"run": str(run), **record}, *parents]

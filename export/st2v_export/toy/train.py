@@ -43,6 +43,7 @@ from .runfiles import (
     CHECKPOINT_FORMAT,
     LOG_FILE,
     METRICS_FILE,
+    ancestry_through,
     atomic_save,
     read_checkpoint,
     write_json,
@@ -192,6 +193,7 @@ class Run:
         )
         self.step = 0
         self.initialised_from: str | None = None
+        self.ancestry: list[dict] = []
         self.generator = torch.Generator()
         self.checkpoint_path = config.out / CHECKPOINT_FILE
 
@@ -208,6 +210,7 @@ class Run:
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
                 "init": self.initialised_from,
+                "ancestry": self.ancestry,
             },
             "preset": _preset_record(self.preset),
             "modules": {name: m.state_dict() for name, m in self.task.modules().items()},
@@ -233,6 +236,7 @@ class Run:
         self.schedule_steps = self.config.schedule_steps or saved["schedule_steps"]
         self.step = payload["step"]
         self.initialised_from = saved.get("init")
+        self.ancestry = saved.get("ancestry", [])
         self._truncate_log(self.step)
 
     def initialise(self, run: Path) -> None:
@@ -249,6 +253,7 @@ class Run:
                 module.load_state_dict(payload["modules"][name], strict=True)
                 loaded.append(name)
         self.initialised_from = f"{run} step {payload['step']} ({', '.join(loaded)})"
+        self.ancestry = ancestry_through(run)
         self.log(f"initialised {self.config.model} from {self.initialised_from}")
 
     def _truncate_log(self, step: int) -> None:
