@@ -5,7 +5,7 @@
 set -euo pipefail
 out=${1:-docs/toy-main-job.png}
 st2v=${ST2V:-./target/release/st2v}
-frames=$(mktemp -d)
+frames=$(mktemp -d -t st2v-frames-XXXXXX)
 trap 'rm -rf "$frames"' EXIT
 "$st2v" generate --prompt "a red circle moving right on a blue background" --frames 48 \
     --quiet --out "$frames/"

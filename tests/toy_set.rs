@@ -38,7 +38,10 @@ fn is_near(pixel: &image::Rgb<u8>, colour: [f32; 3]) -> bool {
 }
 
 fn fraction_near(frame: &image::RgbImage, colour: [f32; 3]) -> f64 {
-    let near = frame.pixels().filter(|pixel| is_near(pixel, colour)).count();
+    let near = frame
+        .pixels()
+        .filter(|pixel| is_near(pixel, colour))
+        .count();
     near as f64 / f64::from(frame.width() * frame.height())
 }
 

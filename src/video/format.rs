@@ -18,13 +18,18 @@ pub enum OutputFormat {
     PngDir,
 }
 
-const OUTPUT_ACCEPTED: &str = "`.mp4`, `.gif`, or a path without extension for a PNG directory";
+const OUTPUT_ACCEPTED: &str =
+    "`.mp4`, `.gif`, or a directory for PNG frames (no extension, or a trailing `/`)";
 const INPUT_ACCEPTED: &str =
     "`.mp4`, `.mov`, `.mkv`, `.webm`, `.avi` (FFmpeg), `.gif`, or a directory of PNG frames";
 
 impl OutputFormat {
-    /// The format implied by the path: `.mp4`, `.gif`, or no extension for a PNG directory.
+    /// The format implied by the path: `.mp4`, `.gif`, or a PNG directory (no extension, a
+    /// trailing separator as in `frames.v2/`, or an existing directory).
     pub fn from_path(path: &Path) -> Result<Self, VideoError> {
+        if names_directory(path) {
+            return Ok(OutputFormat::PngDir);
+        }
         match lowercase_extension(path).as_deref() {
             Some("mp4") => Ok(OutputFormat::Mp4),
             Some("gif") => Ok(OutputFormat::Gif),
@@ -94,6 +99,17 @@ impl InputFormat {
             }),
         }
     }
+}
+
+/// `frames.v2/` or an existing `frames.v2`: a directory whatever its name's dots say.
+fn names_directory(path: &Path) -> bool {
+    let ends_with_separator = path
+        .as_os_str()
+        .to_string_lossy()
+        .chars()
+        .last()
+        .is_some_and(std::path::is_separator);
+    ends_with_separator || path.is_dir()
 }
 
 fn lowercase_extension(path: &Path) -> Option<String> {
@@ -201,6 +217,7 @@ mod tests {
             ("OUT.MP4", Some(OutputFormat::Mp4)),
             ("a/b.gif", Some(OutputFormat::Gif)),
             ("frames", Some(OutputFormat::PngDir)),
+            ("runs/frames.v2/", Some(OutputFormat::PngDir)),
             ("clip.avi", None),
             ("clip.png", None),
         ];
@@ -208,6 +225,18 @@ mod tests {
             let got = OutputFormat::from_path(Path::new(path)).ok();
             assert_eq!(got, expected, "{path}");
         }
+    }
+
+    #[test]
+    fn an_existing_directory_with_a_dot_is_a_png_directory() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let frames = dir.path().join("frames.v2");
+        assert!(OutputFormat::from_path(&frames).is_err());
+        std::fs::create_dir(&frames).unwrap();
+        assert_eq!(
+            OutputFormat::from_path(&frames).ok(),
+            Some(OutputFormat::PngDir)
+        );
     }
 
     #[test]
