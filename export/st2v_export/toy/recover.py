@@ -47,7 +47,7 @@ from ..onnx_export import OPSET, ExportOptions, check_parity, run_torch, shipped
 from ..presets import VAE_SCALING_FACTOR
 from .export import EXPORT_SEED
 from .preset import toy_preset
-from .runfiles import CHECKPOINT_FORMAT, atomic_save
+from .runfiles import CHECKPOINT_FORMAT, atomic_save, lineage
 from .task import TrainError
 from .train import _preset_record
 
@@ -268,9 +268,7 @@ def _set_ancestry(layout: RunLayout, model_set: Path) -> list[dict]:
     ancestry: list[dict] = []
     for source in dict.fromkeys([*sources, layout.model]):
         if source in runs:
-            record = dict(runs[source])
-            parents = record.pop("ancestry", [])
-            ancestry += [{"run": f"{model_set} ({source})", **record}, *parents]
+            ancestry += lineage(f"{model_set} ({source})", runs[source])
     return ancestry
 
 

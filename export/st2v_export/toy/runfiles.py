@@ -46,14 +46,19 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def run_record(run_dir: Path) -> dict | None:
-    """Step, seed, batch, learning rate, the run it started from (`--init`), that run's own
-    ancestors (`ancestry`, nearest first) and the last held-out metrics of a run directory
-    (None without one)."""
-    run_dir = Path(run_dir)
+    """`record_of` the run in a directory (None without one)."""
     try:
         payload = read_checkpoint(run_dir)
     except ValueError:
         return None
+    return record_of(payload, run_dir)
+
+
+def record_of(payload: dict, run: Path) -> dict:
+    """Step, seed, batch, learning rate, the run it started from (`--init`), that run's own
+    ancestors (`ancestry`, nearest first) and the last held-out metrics of the run whose
+    checkpoint is `payload` (`run`: its directory or its checkpoint file)."""
+    run_dir = Path(run)
     if run_dir.is_file():
         run_dir = run_dir.parent
     config = payload["config"]
@@ -71,12 +76,10 @@ def run_record(run_dir: Path) -> dict | None:
     return {**record, **extras, "ancestry": config.get("ancestry", [])}
 
 
-def ancestry_through(run: Path) -> list[dict]:
-    """The lineage a run started from `run` (`--init`) keeps: `run`'s record (where it was,
-    its step, settings and metrics), then `run`'s own ancestry. So a set exported from runs of
-    runs still names the first runs behind it, after their directories are gone."""
-    record = run_record(run)
-    if record is None:
-        return []
-    parents = record.pop("ancestry")
-    return [{"run": str(run), **record}, *parents]
+def lineage(run: str, record: dict) -> list[dict]:
+    """The ancestry a run started from the run `record` describes keeps: that record, named
+    `run`, then its own ancestry. So a set exported from runs of runs still names the first runs
+    behind it, after their directories are gone."""
+    record = dict(record)
+    parents = record.pop("ancestry", [])
+    return [{"run": run, **record}, *parents]

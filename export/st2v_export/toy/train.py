@@ -43,9 +43,10 @@ from .runfiles import (
     CHECKPOINT_FORMAT,
     LOG_FILE,
     METRICS_FILE,
-    ancestry_through,
     atomic_save,
+    lineage,
     read_checkpoint,
+    record_of,
     write_json,
 )
 from .task import Task, TrainError
@@ -253,7 +254,7 @@ class Run:
                 module.load_state_dict(payload["modules"][name], strict=True)
                 loaded.append(name)
         self.initialised_from = f"{run} step {payload['step']} ({', '.join(loaded)})"
-        self.ancestry = ancestry_through(run)
+        self.ancestry = lineage(str(run), record_of(payload, run))
         self.log(f"initialised {self.config.model} from {self.initialised_from}")
 
     def _truncate_log(self, step: int) -> None:
