@@ -1,0 +1,101 @@
+"""Stage 3 of the toy set on stage-2 videos that already exist, with other SDEdit starts,
+guidance scales or enhancer graphs: an experiment of TRAINING.md ("The third training"), not
+part of the recipe. It needs no stage-1/2 run: the drafts are `toy ablate`'s `full` videos
+(DIR/videos/full-48f/NN, PNG frames of the held-out captions 0..N-1), and each setting is the
+model set with its manifest's stage-3 start and guidance changed and, optionally, the enhancer
+graphs of another set. `st2v enhance` refines every draft (seed = the caption's index, as
+`ablate` seeds it) and the toy checker judges the content, as `ablate`'s enhanced rows do.
+
+  PYTHONPATH=export .venv/bin/python export/experiments/enhancer_sweep.py \\
+      --models models/toy --drafts ablation/videos/full-48f --out sweep \\
+      --setting set-t300:300:3 --setting set-t200:200:3 \\
+      --setting new-t300:300:3:runs-new-set          # NAME:T:GUIDANCE[:SET]
+
+Writes OUT/sweep.json (one `ablate` row per setting, without SCuts) and the refined videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from st2v_export.toy import checker
+from st2v_export.toy.ablation import FIRST_CHUNK, chunk_starts, content, read_frames, row
+from st2v_export.toy.preset import toy_preset
+from st2v_export.toy.video_eval import heldout_clips
+
+
+def parse_setting(text: str) -> dict:
+    name, start, guidance, *enhancer = text.split(":")
+    return {"name": name, "t": int(start), "guidance": float(guidance),
+            "enhancer": Path(enhancer[0]) if enhancer else None}
+
+
+def setting_set(models: Path, setting: dict, out: Path) -> Path:
+    """`models` linked file by file, its stage 3 started at `t` and guided by `guidance`, with
+    the enhancer graphs of `setting["enhancer"]` (another model set) when it names one."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    manifest = json.loads((models / "manifest.json").read_text())
+    for path in models.iterdir():
+        if path.name != "manifest.json":
+            (out / path.name).symlink_to(path.resolve())
+    if setting["enhancer"] is not None:
+        other = json.loads((setting["enhancer"] / "manifest.json").read_text())["graphs"]
+        for role, graph in other.items():
+            if role.startswith("enhancer"):
+                manifest["graphs"][role] = graph
+                (out / graph["file"]).unlink()
+                (out / graph["file"]).symlink_to((setting["enhancer"] / graph["file"]).resolve())
+    stage3 = manifest["pipeline"]["stage3"]
+    stage3["noise_timestep"] = stage3["scheduler"]["config"]["t_max"] = setting["t"]
+    stage3["guidance_scale"] = setting["guidance"]
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def enhance(st2v: Path, models: Path, draft: Path, caption: str, seed: int, steps: int,
+            out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(st2v), "enhance", "--models", str(models), "--input", f"{draft}/",
+               "--prompt", caption, "--seed", str(seed), "--enhance-steps", str(steps),
+               "--quiet", "--force", "--out", f"{out}/"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=Path("models/toy"))
+    parser.add_argument("--drafts", type=Path, required=True, help="ablate's videos/full-48f")
+    parser.add_argument("--setting", action="append", type=parse_setting, required=True,
+                        help="NAME:T:GUIDANCE[:SET] (SET: a model set with other enhancer graphs)")
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=25, help="enhancer steps (ablate's --steps)")
+    parser.add_argument("--st2v", type=Path, default=Path("target/debug/st2v"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    clips = heldout_clips(args.videos, FIRST_CHUNK, toy_preset().stage2.height)
+    rows = []
+    for setting in args.setting:
+        models = setting_set(args.models, setting, args.out / "sets" / setting["name"])
+        reports = []
+        for k, clip in enumerate(clips):
+            video = args.out / "videos" / setting["name"] / f"{k:02d}"
+            enhance(args.st2v, models, args.drafts / f"{k:02d}", clip["caption"], k, args.steps,
+                    video)
+            frames = content(read_frames(video))
+            reports.append(checker.check_video(frames, clip["spec"], chunk_starts(len(frames))))
+        rows.append(row(setting["name"], reports, []))
+        print(json.dumps(rows[-1]), flush=True)
+    (args.out / "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
