@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from st2v_export.toy import checker
-from st2v_export.toy.ablation import FIRST_CHUNK, chunk_starts, content, read_frames, row
+from st2v_export.toy.ablation import (FIRST_CHUNK, chunk_starts, content, read_frames, row,
+                                      run_engine)
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.video_eval import heldout_clips
 
@@ -64,9 +64,7 @@ def enhance(st2v: Path, models: Path, draft: Path, caption: str, seed: int, step
     command = [str(st2v), "enhance", "--models", str(models), "--input", f"{draft}/",
                "--prompt", caption, "--seed", str(seed), "--enhance-steps", str(steps),
                "--quiet", "--force", "--out", f"{out}/"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+    run_engine(command)
 
 
 def main() -> None:

@@ -81,10 +81,15 @@ def generate(st2v: Path, models: Path, caption: str, frames: int, seed: int, ste
     if steps is not None:
         command += ["--steps", str(steps), "--stage1-steps", str(steps)]
         command += [] if enhance is None else ["--enhance-steps", str(steps)]
+    run_engine(command)
+    return read_frames(out)
+
+
+def run_engine(command: list[str]) -> None:
+    """Runs an `st2v` command line; a failure raises with the command and its stderr."""
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
-    return read_frames(out)
 
 
 def chunk_starts(frames: int) -> list[int]:
@@ -94,9 +99,7 @@ def chunk_starts(frames: int) -> list[int]:
 def scuts(st2v: Path, models: Path, videos: list[Path], report: Path) -> list[int]:
     command = [str(st2v), "eval", *map(str, videos), "--models", str(models),
                "--metrics", "scuts", "--json", str(report), "--force", "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"st2v eval failed: {result.stderr.strip()}")
+    run_engine(command)
     return [video["scuts"]["count"] for video in json.loads(report.read_text())["videos"]]
 
 
