@@ -54,3 +54,25 @@ def fit_steps(task, batch: dict, steps: int, lr: float) -> tuple[float, float]:
 def fit():
     """`fit_steps`: does a few steps on one batch lower a toy task's loss?"""
     return fit_steps
+
+
+@pytest.fixture(scope="session")
+def toy_video_runs(tmp_path_factory):
+    """One-step vae, clip, stage1 and stage2 runs of the toy preset under one RUNS directory
+    (shared: each costs a training step and an evaluation)."""
+    from st2v_export.toy.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("toy_video_runs")
+    for model, batch in (("vae", 2), ("clip", 4), ("stage1", 2), ("stage2", 2)):
+        train(TrainConfig(model, 1, root / model, batch=batch, eval_frames=1), log=lambda _: None)
+    return root
+
+
+def load_experiment(name: str):
+    """A script of export/experiments as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, EXPORT_DIR / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

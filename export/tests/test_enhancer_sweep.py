@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_experiment
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "enhancer_sweep.py"
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("enhancer_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("enhancer_sweep")
 
 
 def model_set(root: Path, tag: str) -> Path:

@@ -31,12 +31,8 @@ REFERENCE_SCHEDULER = dict(  # ModelScope's, rescaled to a zero terminal SNR
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """One-step vae, clip, stage1 and stage2 runs of the toy preset under one RUNS directory."""
-    root = tmp_path_factory.mktemp("toy_video_runs")
-    for model, batch in (("vae", 2), ("clip", 4), ("stage1", 2), ("stage2", 2)):
-        train(TrainConfig(model, 1, root / model, batch=batch, eval_frames=1), log=QUIET)
-    return root
+def runs(toy_video_runs):
+    return toy_video_runs
 
 
 def test_the_noise_schedule_and_ddim_timesteps_are_diffusers():

@@ -1,0 +1,68 @@
+"""The README protocol's `full` row (`toy ablate`: the engine's 48-frame videos of the held-out
+captions, stage 3 off) with stage 2's DDIM eta and guidance changed in the model set's manifest:
+an experiment of TRAINING.md ("The fourth training"), not part of the recipe. The reference's
+stage 2 samples with eta 1 (fresh noise at every step); the training-time evaluation with eta 0.
+
+  PYTHONPATH=export .venv/bin/python export/experiments/stage2_sampler.py \\
+      --models models/toy --out sampler --setting 1:3 --setting 0:3     # ETA:GUIDANCE
+
+Writes OUT/sampler.json (one `ablate` row per setting, SCuts included) and the videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from st2v_export.toy.ablation import FIRST_CHUNK, run_variant
+from st2v_export.toy.preset import toy_preset
+from st2v_export.toy.video_eval import heldout_clips
+
+
+def parse_setting(text: str) -> dict:
+    eta, guidance = text.split(":")
+    return {"name": f"eta {eta}, guidance {guidance}", "eta": float(eta),
+            "guidance": float(guidance)}
+
+
+def sampler_set(models: Path, setting: dict, out: Path) -> Path:
+    """`models` linked file by file, its stage 2 sampled with the setting's eta and guidance."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for path in models.iterdir():
+        if path.name != "manifest.json":
+            (out / path.name).symlink_to(path.resolve())
+    manifest = json.loads((models / "manifest.json").read_text())
+    stage2 = manifest["pipeline"]["stage2"]
+    stage2["eta"], stage2["guidance_scale"] = setting["eta"], setting["guidance"]
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=Path("models/toy"))
+    parser.add_argument("--setting", action="append", type=parse_setting, required=True,
+                        help="ETA:GUIDANCE of stage 2's DDIM")
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--steps", type=int, default=25, help="stage-1 and stage-2 steps")
+    parser.add_argument("--st2v", type=Path, default=Path("target/debug/st2v"))
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    clips = heldout_clips(args.videos, FIRST_CHUNK, toy_preset().stage2.height)
+    rows = []
+    for setting in args.setting:
+        slug = setting["name"].replace(", ", "-").replace(" ", "")
+        models = sampler_set(args.models, setting, args.out / "sets" / slug)
+        rows.append(run_variant(args, setting["name"], models, clips, args.frames)[0])
+        print(json.dumps(rows[-1]), flush=True)
+    (args.out / "sampler.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
