@@ -9,7 +9,6 @@ import pytest
 from conftest import load_experiment
 
 
-
 @pytest.fixture(scope="module")
 def sweep():
     return load_experiment("enhancer_sweep")
