@@ -38,15 +38,17 @@ def test_the_probe_sees_the_cam_only_once_it_contributes(cam_probe, toy_video_ru
     assert fresh["no caption"] != fresh["true"]
     assert fresh["latent_variance"] > 0
 
-    # The layers that start at zero so that stage 2 starts as stage 1, given weights: now the
-    # CAM's features reach the UNet.
+    # The layers that start at zero so that stage 2 starts as stage 1, given weights (E_cond's
+    # output large: a one-step run's features are small): now the CAM's features reach the
+    # UNet, with the caption and without.
     torch.manual_seed(0)
-    zero_started = [task.cam.controlnet_cond_embedding.conv_out,
-                    *(merger.temporal_transformer.proj_out
-                      for merger in [*task.unet.cross_attention_merger_down_blocks,
-                                     task.unet.cross_attention_merger_mid_block])]
+    mergers = [*task.unet.cross_attention_merger_down_blocks,
+               task.unet.cross_attention_merger_mid_block]
     with torch.no_grad():
-        for layer in zero_started:
-            layer.weight.normal_(std=0.1)
+        task.cam.controlnet_cond_embedding.conv_out.weight.normal_(std=30.0)
+        for merger in mergers:
+            merger.temporal_transformer.proj_out.weight.normal_(std=1.0)
     [trained] = cam_probe.probe(task, clips, [500])
-    assert trained["other frames"] != trained["true"]
+    for frames_swapped, own_frames in (("other frames", "true"), ("neither", "no caption")):
+        for part in ("cond", "new"):
+            assert abs(trained[frames_swapped][part] - trained[own_frames][part]) > 1e-5
