@@ -55,9 +55,8 @@ def x0_from_v(noisy: torch.Tensor, v: torch.Tensor, t: int) -> torch.Tensor:
     return alpha.sqrt() * noisy - (1 - alpha).sqrt() * v
 
 
-def condition_inputs(task: Stage2Task, clips: list[dict]) -> dict[str, tuple]:
+def condition_inputs(task: Stage2Task, clips: list[dict], videos: torch.Tensor) -> dict[str, tuple]:
     """(text, context, CAM features) of each condition; `other frames` rolls the clips by one."""
-    videos = videos_to_pixels(np.stack([clip["frames"] for clip in clips]))
     anchors = to_pixels(np.stack([clip["anchor"] for clip in clips]))
     own = task.cond_features(videos)
     other = task.cond_features(videos.roll(1, dims=0))
@@ -74,7 +73,7 @@ def probe(task: Stage2Task, clips: list[dict], timesteps: list[int]) -> list[dic
     with torch.no_grad():
         videos = videos_to_pixels(np.stack([clip["frames"] for clip in clips]))
         latents = task.frozen.latents(videos, generator)
-        inputs = condition_inputs(task, clips)
+        inputs = condition_inputs(task, clips, videos)
         results = []
         for t in timesteps:
             noise = torch.randn(latents.shape, generator=generator)

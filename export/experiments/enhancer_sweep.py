@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 from st2v_export.toy import checker
-from st2v_export.toy.ablation import (FIRST_CHUNK, chunk_starts, content, read_frames, row,
-                                      run_engine)
+from st2v_export.toy.ablation import (FIRST_CHUNK, chunk_starts, content, linked_set, read_frames,
+                                      row, run_engine)
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.video_eval import heldout_clips
 
@@ -37,24 +36,21 @@ def parse_setting(text: str) -> dict:
 def setting_set(models: Path, setting: dict, out: Path) -> Path:
     """`models` linked file by file, its stage 3 started at `t` and guided by `guidance`, with
     the enhancer graphs of `setting["enhancer"]` (another model set) when it names one."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     manifest = json.loads((models / "manifest.json").read_text())
-    for path in models.iterdir():
-        if path.name != "manifest.json":
-            (out / path.name).symlink_to(path.resolve())
-    if setting["enhancer"] is not None:
-        other = json.loads((setting["enhancer"] / "manifest.json").read_text())["graphs"]
-        for role, graph in other.items():
-            if role.startswith("enhancer"):
-                manifest["graphs"][role] = graph
-                (out / graph["file"]).unlink()
-                (out / graph["file"]).symlink_to((setting["enhancer"] / graph["file"]).resolve())
     stage3 = manifest["pipeline"]["stage3"]
     stage3["noise_timestep"] = stage3["scheduler"]["config"]["t_max"] = setting["t"]
     stage3["guidance_scale"] = setting["guidance"]
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    other = setting["enhancer"]
+    if other is None:
+        return linked_set(models, manifest, out)
+    enhancer_graphs = {role: graph for role, graph in
+                       json.loads((other / "manifest.json").read_text())["graphs"].items()
+                       if role.startswith("enhancer")}
+    manifest["graphs"].update(enhancer_graphs)
+    linked_set(models, manifest, out)
+    for graph in enhancer_graphs.values():
+        (out / graph["file"]).unlink()
+        (out / graph["file"]).symlink_to((other / graph["file"]).resolve())
     return out
 
 

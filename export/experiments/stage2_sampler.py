@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from st2v_export.toy.ablation import FIRST_CHUNK, run_variant
+from st2v_export.toy.ablation import FIRST_CHUNK, linked_set, run_variant
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.video_eval import heldout_clips
 
@@ -29,17 +28,10 @@ def parse_setting(text: str) -> dict:
 
 def sampler_set(models: Path, setting: dict, out: Path) -> Path:
     """`models` linked file by file, its stage 2 sampled with the setting's eta and guidance."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for path in models.iterdir():
-        if path.name != "manifest.json":
-            (out / path.name).symlink_to(path.resolve())
     manifest = json.loads((models / "manifest.json").read_text())
     stage2 = manifest["pipeline"]["stage2"]
     stage2["eta"], stage2["guidance_scale"] = setting["eta"], setting["guidance"]
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return out
+    return linked_set(models, manifest, out)
 
 
 def main() -> None:

@@ -65,6 +65,19 @@ def variant_set(models: Path, runs: Path, parts: tuple[str, ...], out: Path) -> 
     return out
 
 
+def linked_set(models: Path, manifest: dict, out: Path) -> Path:
+    """A fresh `out` with `models`' files linked one by one and `manifest` as its manifest: a
+    variant of a set that changes only settings or swaps graphs, leaving `models` untouched."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for path in models.iterdir():
+        if path.name != "manifest.json":
+            (out / path.name).symlink_to(path.resolve())
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
 def read_frames(directory: Path) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB"))
                      for p in sorted(directory.glob("*.png"))])
