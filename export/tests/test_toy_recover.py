@@ -14,6 +14,7 @@ import torch
 from onnx import numpy_helper
 
 from st2v_export.components import Components
+from st2v_export.presets import load_preset_file
 from st2v_export.toy.__main__ import main as toy_main
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
@@ -29,6 +30,7 @@ from st2v_export.toy.task import TrainError
 from st2v_export.toy.train import TrainConfig, train
 
 TOY_SET = Path(__file__).resolve().parents[2] / "models" / "toy"
+DEEP_DECODER = Path(__file__).resolve().parents[1] / "experiments" / "deep_decoder_preset.json"
 QUIET = lambda _line: None  # noqa: E731
 
 
@@ -92,6 +94,29 @@ def test_reexporting_recovered_runs_gives_the_shipped_weights(recovered, tmp_pat
         assert len(ours) == len(shipped), role
         for mine, theirs in zip(ours, shipped, strict=True):
             np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6, err_msg=role)
+
+
+def test_a_deeper_decoder_trains_and_exports_beside_the_shipped_encoder(recovered, tmp_path):
+    """TRAINING.md's deeper-decoder experiment: `train --preset-file`, `export --preset-file`."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "vae").symlink_to(recovered / "vae")
+    preset = load_preset_file(DEEP_DECODER)
+    train(TrainConfig("vae_decoder", 1, runs / "vae_decoder", batch=2, eval_frames=2,
+                      preset=preset, runs=runs), log=QUIET)
+    with pytest.raises(SystemExit, match="cannot read the preset file"):
+        toy_main(["export", "--runs", str(runs), "--out", str(tmp_path / "set"),
+                  "--preset-file", str(tmp_path / "missing.json")])
+    export_toy_set(runs, tmp_path / "set", log=QUIET, roles=["vae_encoder", "vae_decoder"],
+                   preset=preset)
+    # The recovered run's latent statistics carry over exactly: the latents the UNets know.
+    ours = _initializers(tmp_path / "set" / "vae_encoder.onnx")
+    shipped = _initializers(TOY_SET / "vae_encoder.onnx")
+    for mine, theirs in zip(ours, shipped, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, atol=1e-6)
+    decoder = _initializers(tmp_path / "set" / "vae_decoder.onnx")
+    assert sum(w.size for w in decoder) > sum(w.size for w in _initializers(
+        TOY_SET / "vae_decoder.onnx"))
 
 
 def test_recovered_runs_start_new_runs_and_are_never_resumed(recovered, tmp_path):

@@ -16,7 +16,13 @@ from st2v_export.components import Components
 from st2v_export.presets import VAE_SCALING_FACTOR
 from st2v_export.toy import data as toy_data
 from st2v_export.toy import world
-from st2v_export.toy.image_tasks import LATENT_STAT_FRAMES, ClipTask, VaeTask
+from st2v_export.toy.image_tasks import (
+    LATENT_STAT_FRAMES,
+    ClipTask,
+    VaeDecoderTask,
+    VaeTask,
+    deepen_decoder,
+)
 from st2v_export.toy.preset import TOY_PRESET, toy_preset, toy_preset_definition
 from st2v_export.toy.data import tokenize
 from st2v_export.toy.runfiles import read_checkpoint
@@ -221,6 +227,49 @@ def test_missing_or_mismatched_runs_are_refused(runs, tmp_path):
     preset = preset_from_dict(larger)
     with pytest.raises(ToyWeightsError, match="other stage2"):
         Components(preset, 0, ToyWeights(runs, preset=preset)).visual  # noqa: B018
+
+
+def _deep_decoder_preset():
+    definition = toy_preset_definition()
+    definition["name"] = "toy-deep-decoder-test"
+    definition["vae"]["decoder_layers_per_block"] = 2
+    return preset_from_dict(definition)
+
+
+def test_a_deeper_decoder_starts_as_the_vae_runs_with_its_latent_statistics(runs, tmp_path):
+    preset = _deep_decoder_preset()
+    task = VaeDecoderTask(preset, 0, runs)
+    assert [len(block.resnets) for block in task.vae.encoder.down_blocks] == [1, 1, 1, 1]
+    assert [len(block.resnets) for block in task.vae.decoder.up_blocks] == [3, 3, 3, 3]
+    vae_run = read_checkpoint(runs / "vae")
+    narrow = VaeTask(toy_preset(), 0).vae
+    narrow.load_state_dict(vae_run["modules"]["vae"])
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(task.vae.decode(latents).sample,
+                                   narrow.decode(latents).sample, rtol=0, atol=1e-6)
+    # The statistics are the vae run's, not measured again: exact for a recovered run too.
+    for key in ("latent_mean", "latent_std"):
+        assert torch.equal(torch.as_tensor(task.extras()[key]),
+                           torch.as_tensor(vae_run["extras"][key]))
+    config = TrainConfig("vae_decoder", 1, tmp_path / "vae_decoder", batch=2, eval_frames=2,
+                         preset=preset, runs=runs)
+    train(config, log=QUIET)
+    trained = read_checkpoint(tmp_path / "vae_decoder")["modules"]["vae"]
+    encoder = {k: v for k, v in vae_run["modules"]["vae"].items() if k.startswith("encoder.")}
+    _assert_same_state(encoder, {k: trained[k] for k in encoder})  # frozen
+    extra = "decoder.up_blocks.0.resnets.2.conv2.weight"
+    assert trained[extra].abs().max() > 0  # the identity resnets train
+
+
+def test_a_decoder_the_vae_run_does_not_fit_is_refused(runs):
+    narrow = VaeTask(toy_preset(), 0).vae
+    state = read_checkpoint(runs / "vae")["modules"]["vae"]
+    with pytest.raises(TrainError, match="does not fit"):
+        deepen_decoder(narrow, {**state, "decoder.up_blocks.0.resnets.2.conv2.bias": None})
+    state.pop("encoder.conv_in.weight")
+    with pytest.raises(TrainError, match="encoder.conv_in.weight"):
+        deepen_decoder(VaeTask(_deep_decoder_preset(), 0).vae, state)
 
 
 def test_zeroing_unused_tokens_keeps_the_caption_tokens(runs):

@@ -14,8 +14,18 @@ from torch import nn
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
+DECODER_LAYERS = "decoder_layers_per_block"
+"""Optional key of a preset's `vae` config (not an AutoencoderKL argument): the decoder's
+`layers_per_block` when it differs from the encoder's (the toy set's decoder is deeper)."""
+
+
 def build_vae(config: dict) -> AutoencoderKL:
-    return AutoencoderKL(**config)
+    config = dict(config)
+    decoder_layers = config.pop(DECODER_LAYERS, config.get("layers_per_block", 1))
+    vae = AutoencoderKL(**config)
+    if decoder_layers != vae.config.layers_per_block:
+        vae.decoder = AutoencoderKL(**{**config, "layers_per_block": decoder_layers}).decoder
+    return vae
 
 
 class VaeDecoder(nn.Module):

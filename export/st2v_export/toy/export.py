@@ -1,6 +1,7 @@
 """`python -m st2v_export.toy export`: the toy model set (`models/toy`) from the training runs.
 
   python -m st2v_export.toy export --runs RUNS --out models/toy [--force] [--keep-unused-tokens]
+      [--preset-file FILE]
 
 The stage-1/2 graphs of the `toy` preset and `st2v eval`'s CLIP text tower are exported with
 `export_model_set` (parity-checked against PyTorch as for any set); the roles with a training run
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from .. import manifest as manifest_module
 from ..model_set import export_model_set, summary_table
+from ..presets import Preset, load_preset_file, register_preset
 from .diffusion import (
     TOY_GUIDANCE_SCALE,
     TOY_SCHEDULER_CONFIG,
@@ -64,9 +66,11 @@ def has_enhancer_runs(runs: Path) -> bool:
 
 
 def export_toy_set(runs: Path, out: Path, zero_unused: bool = True,
-                   log: Callable[[str], None] = print, roles: list[str] | None = None) -> dict:
-    """Exports the toy set (or only `roles`) into `out`; returns its manifest."""
-    preset = toy_preset(register=True)
+                   log: Callable[[str], None] = print, roles: list[str] | None = None,
+                   preset: Preset | None = None) -> dict:
+    """Exports the toy set (or only `roles`) into `out`; returns its manifest. `preset`: a
+    variant of the toy preset the runs were trained with (default: the toy preset)."""
+    preset = toy_preset(register=True) if preset is None else register_preset(preset)
     weights = ToyWeights(runs, preset, zero_unused=zero_unused, log=log)
     run_dirs = sorted({source.model for source in ROLE_SOURCES.values()})
     records = {model: run_record(Path(runs) / model) for model in run_dirs}
@@ -98,6 +102,9 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
                         help="replace an existing model set in --out")
     parser.add_argument("--keep-unused-tokens", action="store_true",
                         help="keep the untrained embedding rows (the set compresses less)")
+    parser.add_argument("--preset-file", type=Path, default=None,
+                        help="the custom preset (JSON) the runs were trained with (`train "
+                             "--preset-file`); default: the toy preset")
     return parser
 
 
@@ -106,11 +113,12 @@ def export_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--runs {args.runs}: no such directory")
     if args.out.exists() and any(args.out.iterdir()) and not args.force:
         raise ValueError(f"--out {args.out} is not empty: pass --force to replace it")
+    preset = None if args.preset_file is None else load_preset_file(args.preset_file)
     # Exported beside it first: a failed export leaves the old set as it was.
     staging = args.out.with_name(args.out.name + ".exporting")
     if staging.exists():
         shutil.rmtree(staging)
-    export_toy_set(args.runs, staging, zero_unused=not args.keep_unused_tokens)
+    export_toy_set(args.runs, staging, zero_unused=not args.keep_unused_tokens, preset=preset)
     if args.out.exists():
         shutil.rmtree(args.out)
     staging.rename(args.out)

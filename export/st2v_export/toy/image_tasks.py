@@ -137,7 +137,9 @@ def edge_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class VaeDecoderTask(VaeTask):
     """`vae_decoder`: more training of the `vae` run's decoder (post_quant_conv and decoder) with
     its encoder frozen. The latents, and so their statistics and every UNet trained on them, stay
-    the same; only the reconstructions get sharper (the small stars and triangles come last)."""
+    the same; only the reconstructions get sharper (the small stars and triangles come last).
+    When the preset's decoder is deeper than the run's, the extra resnets start as identities
+    (`deepen_decoder`): the first step decodes exactly as the run does."""
 
     name = "vae_decoder"
     default_lr = 1e-3
@@ -147,13 +149,31 @@ class VaeDecoderTask(VaeTask):
         if runs is None:
             raise TrainError("vae_decoder needs the directory of the vae run (--runs)")
         payload = read_checkpoint(Path(runs) / "vae")
-        self.vae.load_state_dict(payload["modules"]["vae"])
+        deepen_decoder(self.vae, payload["modules"]["vae"])
         self.initialisation = f"{Path(runs) / 'vae'} step {payload['step']}"
+        self.latent_statistics = {k: payload["extras"][k] for k in ("latent_mean", "latent_std")}
         for part in (self.vae.encoder, self.vae.quant_conv):
             part.requires_grad_(False)
 
     def extras(self) -> dict:
-        return {**super().extras(), "initialised_from": self.initialisation}
+        """The vae run's latent statistics: the encoder is frozen, and measuring them again
+        would not give a recovered run's exact ones back."""
+        return {**self.latent_statistics, "initialised_from": self.initialisation}
+
+
+def deepen_decoder(vae: nn.Module, state: dict) -> None:
+    """Loads a VAE state into `vae`, whose decoder may have more resnets per up block than the
+    state's; each extra resnet gets a zero output convolution, so it passes its input through
+    (a resnet adds its branch to its input)."""
+    missing, unexpected = vae.load_state_dict(state, strict=False)
+    extra = {name.rsplit(".", 2)[0] for name in missing}  # resnet.layer.parameter
+    if unexpected or any(not name.startswith("decoder.up_blocks.") for name in missing):
+        raise TrainError(f"the vae run does not fit this preset's VAE: missing {missing}, "
+                         f"unexpected {unexpected}")
+    modules = dict(vae.named_modules())
+    for name in sorted(extra):
+        nn.init.zeros_(modules[name].conv2.weight)
+        nn.init.zeros_(modules[name].conv2.bias)
 
 
 class Temperature(nn.Module):
