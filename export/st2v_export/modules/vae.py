@@ -16,7 +16,8 @@ LOGVAR_RANGE = (-30.0, 20.0)
 
 DECODER_LAYERS = "decoder_layers_per_block"
 """Optional key of a preset's `vae` config (not an AutoencoderKL argument): the decoder's
-`layers_per_block` when it differs from the encoder's (the toy set's decoder is deeper)."""
+`layers_per_block` when it differs from the encoder's (a deeper decoder, tried on the toy set:
+export/experiments/deep_decoder_preset.json)."""
 
 
 def build_vae(config: dict) -> AutoencoderKL:

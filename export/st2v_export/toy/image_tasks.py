@@ -151,7 +151,10 @@ class VaeDecoderTask(VaeTask):
         payload = read_checkpoint(Path(runs) / "vae")
         deepen_decoder(self.vae, payload["modules"]["vae"])
         self.initialisation = f"{Path(runs) / 'vae'} step {payload['step']}"
-        self.latent_statistics = {k: payload["extras"][k] for k in ("latent_mean", "latent_std")}
+        extras = payload.get("extras", {})
+        if "latent_mean" not in extras or "latent_std" not in extras:
+            raise TrainError(f"{Path(runs) / 'vae'} has no latent statistics (extras)")
+        self.latent_statistics = {k: extras[k] for k in ("latent_mean", "latent_std")}
         for part in (self.vae.encoder, self.vae.quant_conv):
             part.requires_grad_(False)
 
@@ -167,7 +170,8 @@ def deepen_decoder(vae: nn.Module, state: dict) -> None:
     (a resnet adds its branch to its input)."""
     missing, unexpected = vae.load_state_dict(state, strict=False)
     extra = {name.rsplit(".", 2)[0] for name in missing}  # resnet.layer.parameter
-    if unexpected or any(not name.startswith("decoder.up_blocks.") for name in missing):
+    if unexpected or any(not (name.startswith("decoder.up_blocks.") and ".resnets." in name)
+                         for name in missing):
         raise TrainError(f"the vae run does not fit this preset's VAE: missing {missing}, "
                          f"unexpected {unexpected}")
     modules = dict(vae.named_modules())
