@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from st2v_export.toy import checker
+from st2v_export.toy.__main__ import read_frames
 from st2v_export.toy.ablation import FIRST_CHUNK
 from st2v_export.toy.video_eval import heldout_clips, summarize
 
@@ -33,13 +34,6 @@ def write_frames(frames: np.ndarray, directory: Path) -> Path:
     for index, frame in enumerate(frames):
         Image.fromarray(frame).save(directory / f"frame_{index:05d}.png")
     return directory
-
-
-def read_frames(directory: Path, count: int | None = None) -> np.ndarray:
-    paths = sorted(directory.glob("*.png"))[:count]
-    if not paths:
-        raise SystemExit(f"no PNG frames in {directory}")
-    return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
 
 
 def extend_command(st2v: str, models: Path, source: Path, out: Path, caption: str, seed: int,
@@ -68,7 +62,7 @@ def continue_truth(st2v: str, models: Path, out: Path, videos: int, steps: int) 
 def first_chunks(videos_dir: Path, videos: int, size: int) -> list[dict]:
     """The checker on the first 16 frames of videos_dir/00, 01, ... (stage 1's chunk)."""
     clips = heldout_clips(videos, FIRST_CHUNK, size)
-    return [checker.check_video(read_frames(videos_dir / f"{i:02d}", FIRST_CHUNK), clip["spec"])
+    return [checker.check_video(read_frames(videos_dir / f"{i:02d}")[:FIRST_CHUNK], clip["spec"])
             for i, clip in enumerate(clips)]
 
 
