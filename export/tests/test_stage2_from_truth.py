@@ -30,7 +30,6 @@ def _stand_in(tmp_path, mode: str):
 import sys
 from pathlib import Path
 sys.path.insert(0, {str(EXPORT_DIR)!r})
-from st2v_export.toy import world
 from st2v_export.toy.video_eval import heldout_clips
 import numpy as np
 from PIL import Image
