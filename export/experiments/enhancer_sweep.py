@@ -16,15 +16,12 @@ Writes OUT/sweep.json (one `ablate` row per setting, without SCuts) and the refi
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from st2v_export.toy import checker
-from st2v_export.toy.ablation import (FIRST_CHUNK, chunk_starts, content, linked_set, read_frames,
-                                      row, run_engine)
-from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.video_eval import heldout_clips
+from st2v_export.toy.ablation import (chunk_starts, content, experiment_parser, linked_set,
+                                      protocol_clips, read_frames, row, run_engine)
 
 
 def parse_setting(text: str) -> dict:
@@ -64,18 +61,12 @@ def enhance(st2v: Path, models: Path, draft: Path, caption: str, seed: int, step
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=Path("models/toy"))
+    parser = experiment_parser(__doc__, "enhancer steps (ablate's --steps)")
     parser.add_argument("--drafts", type=Path, required=True, help="ablate's videos/full-48f")
     parser.add_argument("--setting", action="append", type=parse_setting, required=True,
                         help="NAME:T:GUIDANCE[:SET] (SET: a model set with other enhancer graphs)")
-    parser.add_argument("--videos", type=int, default=12)
-    parser.add_argument("--steps", type=int, default=25, help="enhancer steps (ablate's --steps)")
-    parser.add_argument("--st2v", type=Path, default=Path("target/debug/st2v"))
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    clips = heldout_clips(args.videos, FIRST_CHUNK, toy_preset().stage2.height)
+    clips = protocol_clips(args.videos)
     rows = []
     for setting in args.setting:
         models = setting_set(args.models, setting, args.out / "sets" / setting["name"])

@@ -12,18 +12,16 @@ Writes OUT/truth.json (the summaries, and a report per video) and the videos.
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from st2v_export.toy import checker
-from st2v_export.toy.__main__ import read_frames
-from st2v_export.toy.ablation import FIRST_CHUNK
-from st2v_export.toy.video_eval import heldout_clips, summarize
+from st2v_export.toy.ablation import (FIRST_CHUNK, experiment_parser, protocol_clips, read_frames,
+                                      run_engine)
+from st2v_export.toy.video_eval import summarize
 
 NEW_FRAMES = 32
 SEAMS = [16, 24, 32, 40]
@@ -36,58 +34,44 @@ def write_frames(frames: np.ndarray, directory: Path) -> Path:
     return directory
 
 
-def extend_command(st2v: str, models: Path, source: Path, out: Path, caption: str, seed: int,
+def extend_command(st2v: Path, models: Path, source: Path, out: Path, caption: str, seed: int,
                    steps: int) -> list[str]:
     """`st2v extend` of `source` by NEW_FRAMES, stage 3 off, as PNG frames (input + new)."""
-    return [st2v, "extend", "--models", str(models), "--input", str(source), "--prompt", caption,
-            "--frames", str(NEW_FRAMES), "--no-enhance", "--steps", str(steps),
-            "--seed", str(seed), "--out", f"{out}/", "--quiet"]
+    return [str(st2v), "extend", "--models", str(models), "--input", str(source),
+            "--prompt", caption, "--frames", str(NEW_FRAMES), "--no-enhance",
+            "--steps", str(steps), "--seed", str(seed), "--out", f"{out}/", "--quiet"]
 
 
-def continue_truth(st2v: str, models: Path, out: Path, videos: int, steps: int) -> list[dict]:
+def continue_truth(st2v: Path, models: Path, out: Path, videos: int, steps: int) -> list[dict]:
     reports = []
-    for index, clip in enumerate(heldout_clips(videos, FIRST_CHUNK, toy_size(models))):
+    for index, clip in enumerate(protocol_clips(videos)):
         source = write_frames(clip["frames"], out / "true" / f"{index:02d}")
         target = out / "extended" / f"{index:02d}"
         if not target.exists():  # a rerun judges what is there
             target.parent.mkdir(parents=True, exist_ok=True)  # st2v makes the last level only
-            subprocess.run(extend_command(st2v, models, source, target, clip["caption"], index,
-                                          steps), check=True)
+            run_engine(extend_command(st2v, models, source, target, clip["caption"], index, steps))
         frames = read_frames(target)
         reports.append(checker.check_video(frames, clip["spec"], chunk_starts=SEAMS))
         print(f"{index + 1}/{videos}: {clip['caption']}: {reports[-1]['adherence']}", flush=True)
     return reports
 
 
-def first_chunks(videos_dir: Path, videos: int, size: int) -> list[dict]:
+def first_chunks(videos_dir: Path, videos: int) -> list[dict]:
     """The checker on the first 16 frames of videos_dir/00, 01, ... (stage 1's chunk)."""
-    clips = heldout_clips(videos, FIRST_CHUNK, size)
     return [checker.check_video(read_frames(videos_dir / f"{i:02d}")[:FIRST_CHUNK], clip["spec"])
-            for i, clip in enumerate(clips)]
-
-
-def toy_size(models: Path) -> int:
-    manifest = json.loads((models / "manifest.json").read_text())
-    return int(manifest["pipeline"]["stage2"]["height"])
+            for i, clip in enumerate(protocol_clips(videos))]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=Path("models/toy"))
-    parser.add_argument("--videos", type=int, default=12, help="held-out captions (README: 12)")
-    parser.add_argument("--steps", type=int, default=25, help="stage-2 steps (README: 25)")
-    parser.add_argument("--st2v", default="target/debug/st2v", help="the engine binary")
+    parser = experiment_parser(__doc__, "stage-2 steps (README: 25)")
     parser.add_argument("--first-chunks", type=Path, default=None,
                         help="a directory of README-protocol videos (00, 01, ...) whose first "
                              "16 frames to judge")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     reports = continue_truth(args.st2v, args.models, args.out, args.videos, args.steps)
     results = {"continued_from_truth": summarize(reports)}
     if args.first_chunks is not None:
-        results["first_chunks"] = summarize(
-            first_chunks(args.first_chunks, args.videos, toy_size(args.models)))
+        results["first_chunks"] = summarize(first_chunks(args.first_chunks, args.videos))
     print(json.dumps(results))
     (args.out / "truth.json").write_text(json.dumps({**results, "reports": reports}, indent=1))
 

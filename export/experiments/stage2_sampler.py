@@ -11,13 +11,10 @@ Writes OUT/sampler.json (one `ablate` row per setting, SCuts included) and the v
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from st2v_export.toy.ablation import FIRST_CHUNK, linked_set, run_variant
-from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.video_eval import heldout_clips
+from st2v_export.toy.ablation import experiment_parser, linked_set, protocol_clips, run_variant
 
 
 def parse_setting(text: str) -> dict:
@@ -35,18 +32,12 @@ def sampler_set(models: Path, setting: dict, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=Path("models/toy"))
+    parser = experiment_parser(__doc__, "stage-1 and stage-2 steps")
     parser.add_argument("--setting", action="append", type=parse_setting, required=True,
                         help="ETA:GUIDANCE of stage 2's DDIM")
-    parser.add_argument("--videos", type=int, default=12)
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--steps", type=int, default=25, help="stage-1 and stage-2 steps")
-    parser.add_argument("--st2v", type=Path, default=Path("target/debug/st2v"))
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    clips = heldout_clips(args.videos, FIRST_CHUNK, toy_preset().stage2.height)
+    clips = protocol_clips(args.videos)
     rows = []
     for setting in args.setting:
         slug = setting["name"].replace(", ", "-").replace(" ", "")

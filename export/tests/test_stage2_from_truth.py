@@ -51,9 +51,7 @@ for i, frame in enumerate(frames):
     return str(script)
 
 
-def test_the_worlds_own_continuation_passes_and_a_frozen_one_does_not(truth, tmp_path,
-                                                                      monkeypatch):
-    monkeypatch.setattr(truth, "toy_size", lambda models: 64)
+def test_the_worlds_own_continuation_passes_and_a_frozen_one_does_not(truth, tmp_path):
     results = {}
     for mode in ("true", "frozen"):
         st2v = _stand_in(tmp_path, mode)
@@ -69,5 +67,5 @@ def test_first_chunks_judge_the_first_sixteen_frames(truth, tmp_path):
     for index, clip in enumerate(clips):
         frames = np.concatenate([clip["frames"][:16], np.zeros((32, 64, 64, 3), np.uint8)])
         truth.write_frames(frames, tmp_path / f"{index:02d}")
-    reports = truth.first_chunks(tmp_path, 2, 64)
+    reports = truth.first_chunks(tmp_path, 2)
     assert all(r["adherence"]["motion_ok"] and r["adherence"]["background_ok"] for r in reports)

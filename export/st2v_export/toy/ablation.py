@@ -216,7 +216,7 @@ def has_enhancer(models: Path) -> bool:
 
 def ablate(args: argparse.Namespace) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
-    clips = heldout_clips(args.videos, FIRST_CHUNK, toy_preset().stage2.height)
+    clips = protocol_clips(args.videos)
     rows, details = [], {}
     for name, parts in VARIANTS.items():
         models = variant_set(args.models, args.runs, parts, args.out / "sets" / name.replace(" ", "-"))
@@ -240,6 +240,25 @@ def ablate(args: argparse.Namespace) -> list[dict]:
     (args.out / "ablation.md").write_text(table + "\n")
     print(table)
     return rows
+
+
+def protocol_clips(videos: int) -> list[dict]:
+    """The README protocol's held-out clips: their captions, specs and true first chunks."""
+    return heldout_clips(videos, FIRST_CHUNK, toy_preset().stage2.height)
+
+
+def experiment_parser(description: str, steps_help: str) -> argparse.ArgumentParser:
+    """The options shared by the experiment scripts that run the README protocol
+    (export/experiments): --models, --videos, --steps, --st2v, --out."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=Path("models/toy"))
+    parser.add_argument("--videos", type=int, default=12, help="held-out captions (README: 12)")
+    parser.add_argument("--steps", type=int, default=25, help=steps_help)
+    parser.add_argument("--st2v", type=Path, default=Path("target/debug/st2v"),
+                        help="the engine binary")
+    parser.add_argument("--out", type=Path, required=True)
+    return parser
 
 
 def add_ablate_parser(commands) -> argparse.ArgumentParser:
