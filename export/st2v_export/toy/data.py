@@ -72,7 +72,7 @@ def to_pixels(frames: np.ndarray) -> torch.Tensor:
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
     """float (N, 3, H, W) in about [-1, 1] -> uint8 (N, H, W, 3)."""
     values = ((pixels.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return values.permute(0, 2, 3, 1).numpy()
+    return values.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def frame_batch(seed: int, step: int, batch: int, size: int, split: str = "train"):

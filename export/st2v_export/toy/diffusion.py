@@ -63,7 +63,7 @@ prompt; for stage 2 also the zero anchor image), so classifier-free guidance wor
 
 def _alpha_bar(timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """alpha_bar of per-video timesteps (B,), shaped to broadcast over (B, ...) tensors."""
-    return ALPHAS_CUMPROD[timesteps].view((-1,) + (1,) * (like.dim() - 1))
+    return ALPHAS_CUMPROD.to(like.device)[timesteps].view((-1,) + (1,) * (like.dim() - 1))
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -89,10 +89,12 @@ def ddim_sample(
     shape: tuple[int, ...],
     generator: torch.Generator,
     steps: int = 25,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM from Gaussian noise; `predict_v(x_t, t)` returns v."""
+    """Deterministic DDIM from Gaussian noise (drawn on the CPU, then moved to `device`);
+    `predict_v(x_t, t)` returns v."""
     timesteps = ddim_timesteps(steps)
-    sample = torch.randn(shape, generator=generator)
+    sample = torch.randn(shape, generator=generator).to(device)
     for t in timesteps:
         v = predict_v(sample, t)
         alpha = ALPHAS_CUMPROD[t]
@@ -159,7 +161,8 @@ STAGE3_ALPHAS = torch.sqrt(1 - STAGE3_SIGMAS**2)
 
 def _stage3_coefficients(timesteps: torch.Tensor, like: torch.Tensor):
     shape = (-1,) + (1,) * (like.dim() - 1)
-    return STAGE3_ALPHAS[timesteps].view(shape), STAGE3_SIGMAS[timesteps].view(shape)
+    alphas, sigmas = STAGE3_ALPHAS.to(like.device), STAGE3_SIGMAS.to(like.device)
+    return alphas[timesteps].view(shape), sigmas[timesteps].view(shape)
 
 
 def stage3_noised(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor):
@@ -188,7 +191,7 @@ def stage3_sdedit(
     with deterministic DDIM steps on the stage-3 schedule (the engine uses DPM++ 2M SDE; this is
     the training-time stand-in). Returns the clean latents."""
     timesteps = torch.linspace(start, 0, steps + 1).round().long().tolist()
-    noise = torch.randn(x0.shape, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     sample = STAGE3_ALPHAS[start] * x0 + STAGE3_SIGMAS[start] * noise
     for t, t_next in zip(timesteps[:-1], timesteps[1:]):
         alpha, sigma = STAGE3_ALPHAS[t], STAGE3_SIGMAS[t]

@@ -55,7 +55,8 @@ def evaluate_enhancer(task, count: int) -> dict:
     small = heldout_clips(count, ENHANCER_CLIP_FRAMES, task.size)
     sharp = heldout_clips(count, ENHANCER_CLIP_FRAMES, geometry.content)
     for clip, target in zip(small, sharp):
-        drafts = geometry.upscale(videos_to_pixels(clip["frames"][None])[0])[None]
+        pixels = videos_to_pixels(clip["frames"][None])[0].to(task.device)
+        drafts = geometry.upscale(pixels)[None]
         draft = geometry.crop(to_uint8(drafts[0]))
         refined = geometry.crop(refine(task, drafts, clip["caption"], generator))
         refined_reports.append(checker.check_video(refined, clip["spec"]))

@@ -80,7 +80,8 @@ class Geometry:
         (a draft as the engine hands it to the enhancer)."""
         size = (self.content, self.content)
         resized = F.interpolate(pixels, size=size, mode="bicubic", align_corners=False)
-        out = torch.full((pixels.shape[0], 3, self.height, self.width), -1.0)
+        out = torch.full((pixels.shape[0], 3, self.height, self.width), -1.0,
+                         device=pixels.device)
         out[:, :, self.top:self.top + self.content, self.left:self.left + self.content] = (
             resized.clamp(-1, 1)
         )
@@ -179,6 +180,9 @@ class EnhancerTask(Task):
     def modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet, "text": self.text}
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.vae]
+
     def extras(self) -> dict:
         return {"frozen": {"enhancer_vae": self.vae_source},
                 "initialised_from": self.initialisation}
@@ -195,7 +199,7 @@ class EnhancerTask(Task):
     def text_states(self, captions: list[str]) -> torch.Tensor:
         """(B, 77, D): the enhancer_text_encoder graph's output ("<caption>, "; "" stays "")."""
         texts = [c + SEPARATOR if c else c for c in captions]
-        return EnhancerTextEncoder(self.text)(tokenize(texts))
+        return EnhancerTextEncoder(self.text)(tokenize(texts).to(self.device))
 
     def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return encode_videos(self.vae, videos, generator)
@@ -204,7 +208,8 @@ class EnhancerTask(Task):
         return decode_videos(self.vae, latents)
 
     def predict(self, sample: torch.Tensor, t, context: torch.Tensor) -> torch.Tensor:
-        timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)
+        timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t,
+                                                            device=sample.device)
         return self.unet(sample, timesteps, context)
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
@@ -213,6 +218,7 @@ class EnhancerTask(Task):
         timesteps = torch.randint(0, STAGE3_NOISE_TIMESTEP + 1, (latents.shape[0],),
                                   generator=generator)
         noise = torch.randn(latents.shape, generator=generator)
+        timesteps, noise = timesteps.to(self.device), noise.to(self.device)
         noisy, target = stage3_noised(latents, noise, timesteps)
         return F.mse_loss(self.predict(noisy, timesteps, context), target), {}
 

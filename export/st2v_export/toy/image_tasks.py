@@ -105,14 +105,15 @@ class VaeTask(Task):
         edges = edge_distance(recon, images)
         kl = posterior.kl().mean() / posterior.mean[0].numel()
         loss = l1 + l2 + self.edge_weight * edges + self.kl_weight * kl
-        return loss, {"l1": l1.item(), "l2": l2.item(), "edge": edges.item(), "kl": kl.item()}
+        parts = {"l1": l1, "l2": l2, "edge": edges, "kl": kl}
+        return loss, {name: value.detach() for name, value in parts.items()}
 
     def extras(self) -> dict:
         """Per-channel mean and std of the posterior means on fixed train frames: `weights.py`
         folds them into quant_conv / post_quant_conv so that latents * 0.18215 have unit std."""
         frames, _, _ = self.frames(self.seed + 1, 0, LATENT_STAT_FRAMES)
         with torch.no_grad():
-            means = self.vae.encode(to_pixels(frames)).latent_dist.mean
+            means = self.vae.encode(to_pixels(frames).to(self.device)).latent_dist.mean
         return {
             "latent_mean": means.mean(dim=(0, 2, 3)).tolist(),
             "latent_std": means.std(dim=(0, 2, 3)).tolist(),
@@ -216,6 +217,9 @@ class ClipTask(Task):
     def modules(self) -> dict[str, nn.Module]:
         return {"text": self.text, "visual": self.visual, "temperature": self.temperature}
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.image_encoder]  # the visual tower behind the graph's preprocessing
+
     def batch(self, step: int, size: int) -> dict:
         """`size` frames: random train scenes, and for `twin_fraction` of them a twin (the same
         scene and time with one shape's shape, size or colour changed). Without twins, colours
@@ -242,11 +246,12 @@ class ClipTask(Task):
         logits = self.temperature.logit_scale.exp() * image @ text.T
         # Captions repeated within a batch are all positives of each other's frames.
         captions = batch["captions"]
-        same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
+        same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32,
+                            device=logits.device)
         targets = same / same.sum(dim=1, keepdim=True)
         loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
         hits = same[torch.arange(len(captions)), logits.argmax(dim=1)].mean()
-        return loss, {"i2t_acc": hits.item(), "scale": self.temperature.logit_scale.exp().item()}
+        return loss, {"i2t_acc": hits, "scale": self.temperature.logit_scale.detach().exp()}
 
     def after_step(self) -> None:
         self.temperature.clamp_()
@@ -257,6 +262,10 @@ class ClipTask(Task):
 
 
 # ------------------------------------------------------------------------------- evaluation
+
+
+def device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -284,7 +293,7 @@ def reconstruct(vae: nn.Module, frames: np.ndarray, batch: int = 64) -> np.ndarr
     outputs = []
     with torch.no_grad():
         for start in range(0, len(frames), batch):
-            pixels = to_pixels(frames[start : start + batch])
+            pixels = to_pixels(frames[start : start + batch]).to(device_of(vae))
             outputs.append(to_uint8(vae.decode(vae.encode(pixels).latent_dist.mean).sample))
     return np.concatenate(outputs)
 
@@ -336,7 +345,7 @@ def _encode_texts(text_tower: nn.Module, captions: list[str], batch: int = 512) 
     outputs = []
     with torch.no_grad():
         for start in range(0, len(captions), batch):
-            ids = tokenize(captions[start : start + batch])
+            ids = tokenize(captions[start : start + batch]).to(device_of(text_tower))
             outputs.append(F.normalize(text_tower(ids), dim=-1))
     return torch.cat(outputs)
 
@@ -347,7 +356,7 @@ def evaluate_clip(image_encoder: nn.Module, text_tower: nn.Module, count: int, s
     held-out captions. Motion is not visible in one frame: its accuracy stays near chance."""
     frames, captions, specs = heldout_batch(count, size)
     with torch.no_grad():
-        images = F.normalize(image_encoder(to_pixels(frames)), dim=-1)
+        images = F.normalize(image_encoder(to_pixels(frames).to(device_of(text_tower))), dim=-1)
     result = {"frames": count}
     for attribute in ATTRIBUTES:
         candidates = [_variants(spec, attribute) for spec in specs]

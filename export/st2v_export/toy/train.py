@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..presets import Preset
 from .data import seed_of
@@ -49,7 +50,7 @@ from .runfiles import (
     record_of,
     write_json,
 )
-from .task import Task, TrainError
+from .task import Task, TrainError, to_device, training_device
 from .video_tasks import Stage1Task, Stage2Task
 
 TASKS: dict[str, type[Task]] = {
@@ -92,6 +93,12 @@ class TrainConfig:
     init: Path | None = None
     """A run of the same model whose checkpointed weights a fresh run starts from (a new
     optimizer and schedule: a fine-tune, e.g. after a change of the noise schedule)."""
+    device: str = "cpu"
+    """`cpu`, `cuda`, `cuda:N` or `auto` (CUDA when torch sees a GPU). Data and noise are made
+    on the CPU either way; a checkpoint resumes on any device."""
+    workers: int = 0
+    """Processes that render the next batches while the model trains (0: rendered in the
+    training process between steps). The batches are the same either way."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -104,6 +111,9 @@ class TrainConfig:
                 raise TrainError(f"{name} must be positive, got {getattr(self, name)}")
         if self.batch is not None and self.batch < 2:
             raise TrainError(f"batch must be at least 2, got {self.batch}")
+        if self.workers < 0:
+            raise TrainError(f"workers must be 0 or more, got {self.workers}")
+        training_device(self.device)  # a clear error before any model is built
 
 
 
@@ -178,6 +188,21 @@ class Progress:
         return {"step": step, "loss": loss, **parts, "lr": lr, "steps_per_s": rate}
 
 
+class StepBatches(Dataset):
+    """Item s is the batch of step s (`Task.batch`, a pure function of the seed and s), so
+    worker processes can render ahead of the training step."""
+
+    def __init__(self, task: Task, size: int):
+        self.task, self.size = task, size
+
+    def __getitem__(self, step: int) -> dict:
+        return self.task.batch(step, self.size)
+
+
+def _as_rendered(batch: dict) -> dict:
+    return batch
+
+
 class Run:
     """One training run: the task, its optimizer, schedule and checkpoints in `config.out`."""
 
@@ -186,6 +211,7 @@ class Run:
         self.log = log
         self.preset = config.preset or toy_preset()
         self.task = TASKS[config.model](self.preset, config.seed, config.runs)
+        self.task.to(training_device(config.device))
         self.batch = config.batch or self.task.default_batch
         self.peak_lr = config.lr or self.task.default_lr
         self.schedule_steps = config.schedule_steps or config.steps
@@ -283,16 +309,26 @@ class Run:
                 self.initialise(self.config.init)
 
     # -- the loop
-    def train_step(self) -> tuple[float, dict, float]:
+    def batches(self) -> Iterator[dict]:
+        """The batches of steps `self.step` .. `config.steps` - 1, in order."""
+        steps = range(self.step, self.config.steps)
+        if not self.config.workers:
+            return (self.task.batch(step, self.batch) for step in steps)
+        rendered = StepBatches(self.task, self.batch)
+        return iter(DataLoader(rendered, batch_size=None, sampler=steps, collate_fn=_as_rendered,
+                               num_workers=self.config.workers, prefetch_factor=4))
+
+    def train_step(self, batch: dict) -> tuple[float, dict, float]:
         lr = learning_rate(self.step, self.peak_lr, self.schedule_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        batch = self.task.batch(self.step, self.batch)
+        batch = to_device(batch, self.task.device)
         self.generator.manual_seed(seed_of(self.config.seed, self.step))
         # The global generator draws the UNets' dropout masks: seeded per step too, so a run's
         # result depends on (seed, step) alone, not on what ran before it in the process.
         torch.manual_seed(seed_of(self.config.seed, self.step, GLOBAL_RNG_STREAM))
         loss, parts = self.task.loss(batch, self.generator)
+        parts = {name: float(value) for name, value in parts.items()}
         if not torch.isfinite(loss):
             raise TrainError(f"{self.config.model}: loss is {loss.item()} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -326,8 +362,8 @@ class Run:
             module.train()
         progress = Progress(self.step, config.steps, self.log)
         with open(config.out / LOG_FILE, "a") as log_file:
-            while self.step < config.steps:
-                loss, parts, lr = self.train_step()
+            for batch in self.batches():
+                loss, parts, lr = self.train_step(batch)
                 if self.step % config.log_every == 0 or self.step == config.steps:
                     record = progress.report(self.step, loss, parts, lr)
                     log_file.write(json.dumps(record) + "\n")

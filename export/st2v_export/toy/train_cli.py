@@ -2,7 +2,8 @@
 
   python -m st2v_export.toy train --model MODEL --steps N --out DIR [--resume] [--init RUN]
       [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
-      [--eval-every K] [--eval-frames N] [--threads T] [--preset-file FILE]
+      [--eval-every K] [--eval-frames N] [--threads T] [--device D] [--workers W]
+      [--preset-file FILE]
 
 `--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
 Also runnable alone: `python -m st2v_export.toy.train_cli --model vae ...`.
@@ -54,6 +55,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="held-out frames (vae 128, clip 256) or generated videos (8)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"torch intra-op threads (default {DEFAULT_THREADS})")
+    parser.add_argument("--device", default="cpu",
+                        help="where the models train: cpu (default), cuda, cuda:N, or auto "
+                             "(cuda when torch sees a GPU); frames and noise are made on the "
+                             "CPU either way, and checkpoints resume on any device")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes rendering the next batches while the model trains "
+                             "(0, the default: between steps; a GPU run wants several); the "
+                             "batches are the same either way")
     parser.add_argument("--preset-file", type=Path, default=None,
                         help="a custom preset (JSON) instead of the toy preset")
     return parser
@@ -91,6 +100,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         preset=preset,
         runs=args.runs,
         init=args.init,
+        device=args.device,
+        workers=args.workers,
     )
 
 

@@ -58,7 +58,8 @@ def evaluate_stage1(task, count: int) -> dict:
         context = task.frozen.text_states(["", clip["caption"]])
         predict = guided(lambda x, t: task.predict(x, t, context), STAGE1_GUIDANCE)
         with torch.no_grad():
-            latents = ddim_sample(predict, (1, 4, 16, latent, latent), generator, EVAL_STEPS)
+            latents = ddim_sample(predict, (1, 4, 16, latent, latent), generator, EVAL_STEPS,
+                                  task.device)
         frames = to_uint8(task.frozen.decode(latents)[0])
         reports.append(checker.check_video(frames, clip["spec"]))
     return summarize(reports)
@@ -68,16 +69,17 @@ def continue_video(task, frames: np.ndarray, caption: str, chunks: int,
                    generator: torch.Generator) -> np.ndarray:
     """Stage-2 autoregression from a 16-frame uint8 chunk: each chunk adds its last 8 frames."""
     latent = task.size // 8
-    anchor = to_pixels(frames[:1])
+    anchor = to_pixels(frames[:1]).to(task.device)
     with torch.no_grad():
         text, context = task.context(["", caption], torch.cat([torch.zeros_like(anchor), anchor]))
         video = list(frames)
         for _ in range(chunks):
-            condition = to_pixels(np.stack(video[-NEW_FRAMES:]))[None]
+            condition = to_pixels(np.stack(video[-NEW_FRAMES:]))[None].to(task.device)
             features = task.cond_features(torch.cat([condition, condition]))
             predict = guided(lambda x, t: task.predict(x, t, text, context, features),
                              STAGE2_GUIDANCE)
-            latents = ddim_sample(predict, (1, 4, 16, latent, latent), generator, EVAL_STEPS)
+            latents = ddim_sample(predict, (1, 4, 16, latent, latent), generator, EVAL_STEPS,
+                                  task.device)
             video += list(to_uint8(task.frozen.decode(latents)[0])[NEW_FRAMES:])
     return np.stack(video)
 

@@ -65,6 +65,13 @@ class FrozenEncoders:
     def provenance(self) -> dict[str, str]:
         return self.weights.summary()
 
+    def parts(self) -> list[nn.Module]:
+        return [m for m in (self.vae, self.text, self.image) if m is not None]
+
+    def token_ids(self, captions: list[str]) -> torch.Tensor:
+        """(B, 77) token ids on the text encoder's device."""
+        return tokenize(captions).to(self.text.get_input_embeddings().weight.device)
+
     def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return encode_videos(self.vae, videos, generator)
 
@@ -74,7 +81,7 @@ class FrozenEncoders:
     @torch.no_grad()
     def text_states(self, captions: list[str]) -> torch.Tensor:
         """(B, 77, D): the text encoder graph's output for each caption."""
-        return self.text(input_ids=tokenize(captions)).last_hidden_state
+        return self.text(input_ids=self.token_ids(captions)).last_hidden_state
 
     @torch.no_grad()
     def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
@@ -119,6 +126,7 @@ def diffusion_targets(latents: torch.Tensor, generator: torch.Generator):
     """Per-video timesteps, noisy latents and the v target of a training step."""
     timesteps = torch.randint(0, TRAIN_TIMESTEPS, (latents.shape[0],), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
+    timesteps, noise = timesteps.to(latents.device), noise.to(latents.device)
     return timesteps, add_noise(latents, noise, timesteps), v_target(latents, noise, timesteps)
 
 
@@ -158,6 +166,9 @@ class VideoTask(Task):
     def extras(self) -> dict:
         return {"frozen": self.frozen.provenance()}
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return self.frozen.parts()
+
 
 MOTION_PROBE_WEIGHT = 0.05
 """Weight of the motion probe's cross-entropy beside the diffusion loss (about 0.1)."""
@@ -190,23 +201,25 @@ class Stage1Task(VideoTask):
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         latents = self.frozen.latents(batch["videos"], generator)
-        context = self.frozen.text(input_ids=tokenize(batch["captions"])).last_hidden_state
+        context = self.frozen.text(input_ids=self.frozen.token_ids(batch["captions"]))
+        context = context.last_hidden_state
         timesteps, noisy, target = diffusion_targets(latents, generator)
         prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
         diffusion = F.mse_loss(prediction, target)
         probe = self.motion_loss(context, batch["motions"])
-        return diffusion + MOTION_PROBE_WEIGHT * probe, {"motion_probe": probe.item()}
+        return diffusion + MOTION_PROBE_WEIGHT * probe, {"motion_probe": probe.detach()}
 
     def motion_loss(self, context: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the caption's motion read from the mean text state (the dropped,
-        empty captions have none: -1, left out)."""
-        if bool((motions < 0).all()):
-            return context.sum() * 0.0
+        empty captions have none: -1, left out; 0 when every caption is empty). Without a
+        branch on the values: no wait for the GPU in the step."""
         logits = self.motion_probe(context.mean(dim=1))
-        return F.cross_entropy(logits, motions, ignore_index=-1)
+        losses = F.cross_entropy(logits, motions.clamp(min=0), reduction="none")
+        labelled = (motions >= 0).to(losses.dtype)
+        return (losses * labelled).sum() / labelled.sum().clamp(min=1)
 
     def predict(self, sample: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
-        timesteps = torch.full((sample.shape[0],), t, dtype=torch.int64)
+        timesteps = torch.full((sample.shape[0],), t, dtype=torch.int64, device=sample.device)
         return self.unet(sample, timesteps, context, return_dict=False)[0]
 
     def evaluate(self, videos: int) -> dict:
@@ -273,7 +286,8 @@ class Stage2Task(VideoTask):
 
     def predict(self, sample, t, text, context, cond_features) -> torch.Tensor:
         """The v prediction of 16-frame latents, the CAM seeing their first 8 frames."""
-        timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t)
+        timesteps = t if torch.is_tensor(t) else torch.full((sample.shape[0],), t,
+                                                            device=sample.device)
         per_video = cond_features.reshape((-1, COND_FRAMES) + tuple(cond_features.shape[1:]))
         residuals = self.cam.encode(sample[:, :, :COND_FRAMES], timesteps, text, per_video)
         return self.unet(sample, timesteps, context, *residuals)
@@ -290,7 +304,7 @@ class Stage2Task(VideoTask):
         prediction = self.predict(noisy, timesteps, text, context, self.cond_features(videos))
         loss = F.mse_loss(prediction, target)
         new = F.mse_loss(prediction[:, :, COND_FRAMES:], target[:, :, COND_FRAMES:])
-        return loss, {"new_frames": new.item()}
+        return loss, {"new_frames": new.detach()}
 
     def evaluate(self, videos: int) -> dict:
         from .video_eval import evaluate_stage2
