@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stage2_sampler import run_settings
-
-from st2v_export.toy.ablation import experiment_parser, linked_set
+from st2v_export.toy.ablation import experiment_parser, linked_set, run_settings
 
 SAMPLERS = ("dpm", "ddim")
 

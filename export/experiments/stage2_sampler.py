@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from st2v_export.toy.ablation import experiment_parser, linked_set, protocol_clips, run_variant
+from st2v_export.toy.ablation import experiment_parser, linked_set, run_settings
 
 
 def parse_setting(text: str) -> dict:
@@ -38,19 +38,6 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     args = parser.parse_args()
     run_settings(args, sampler_set)
-
-
-def run_settings(args, make_set) -> list[dict]:
-    """One README-protocol row per `args.setting`, each on `make_set(models, setting, dir)`."""
-    clips = protocol_clips(args.videos)
-    rows = []
-    for setting in args.setting:
-        slug = setting["name"].replace(", ", "-").replace(" ", "")
-        models = make_set(args.models, setting, args.out / "sets" / slug)
-        rows.append(run_variant(args, setting["name"], models, clips, args.frames)[0])
-        print(json.dumps(rows[-1]), flush=True)
-    (args.out / "sampler.json").write_text(json.dumps(rows, indent=1) + "\n")
-    return rows
 
 
 if __name__ == "__main__":

@@ -247,6 +247,20 @@ def protocol_clips(videos: int) -> list[dict]:
     return heldout_clips(videos, FIRST_CHUNK, toy_preset().stage2.height)
 
 
+def run_settings(args: argparse.Namespace, make_set) -> list[dict]:
+    """The sampler experiments' rows (export/experiments): one README-protocol row per
+    `args.setting`, each on `make_set(args.models, setting, directory)`; OUT/sampler.json."""
+    clips = protocol_clips(args.videos)
+    rows = []
+    for setting in args.setting:
+        slug = setting["name"].replace(", ", "-").replace(" ", "")
+        models = make_set(args.models, setting, args.out / "sets" / slug)
+        rows.append(run_variant(args, setting["name"], models, clips, args.frames)[0])
+        print(json.dumps(rows[-1]), flush=True)
+    (args.out / "sampler.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
 def experiment_parser(description: str, steps_help: str) -> argparse.ArgumentParser:
     """The options shared by the experiment scripts that run the README protocol
     (export/experiments): --models, --videos, --steps, --st2v, --out."""
