@@ -13,14 +13,15 @@
 #        sized to its seconds from a measured step rate; then, here, RUNS with them in place of
 #        stage1/stage2 exports as usual (`toy export --runs`).
 # BATCH (default 64 clips), WORKERS (12 rendering processes), DEVICE (cuda) and LR (5e-4)
-# override the defaults; `DEVICE=cpu BATCH=2 WORKERS=1 ... train 20 20` is the dry run.
+# override the defaults; `DEVICE=cpu BATCH=2 WORKERS=1 ... train 20 20` is the dry run. PYTHON:
+# the interpreter (pack: .venv/bin/python, the repo's; train: python3, the device's torch).
 set -euo pipefail
 
 here=.gpu
-toy() { python3 -m st2v_export.toy "$@"; }
+toy() { "$PYTHON" -m st2v_export.toy "$@"; }
 
 weights_only() {  # RUN_DIR DEST_DIR: the checkpoint without its optimizer state (an --init)
-    python3 - "$1" "$2" <<'EOF'
+    "$PYTHON" - "$1" "$2" <<'EOF'
 import sys
 from pathlib import Path
 from st2v_export.toy.runfiles import atomic_save, read_checkpoint
@@ -33,9 +34,10 @@ EOF
 
 pack() {
     local runs=$1 stage1=$2 stage2=$3
+    PYTHON=${PYTHON:-.venv/bin/python}
     export PYTHONPATH=export
     mkdir -p "$here/whl"
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux2014_x86_64 -d "$here/whl" \
         diffusers==0.42.1 open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.4
     weights_only "$runs/vae" "$here/runs/vae"
@@ -51,7 +53,7 @@ steps_for() {  # MODEL SECONDS INIT RUNS: steps that fit SECONDS at the rate of 
     toy train --model "$1" --steps 30 --log-every 10 --eval-every 0 --eval-frames 1 \
         --out "$probe/run" --init "$3" --runs "$4" --batch "$BATCH" --workers "$WORKERS" \
         --device "$DEVICE" >&2
-    python3 - "$probe/run/log.jsonl" "$2" <<'EOF'
+    "$PYTHON" - "$probe/run/log.jsonl" "$2" <<'EOF'
 import json, sys
 rate = [json.loads(line) for line in open(sys.argv[1])][-1]["steps_per_s"]
 print(max(10, int(rate * float(sys.argv[2]) * 0.9)))
@@ -72,13 +74,14 @@ train() {
     local stage1_seconds=$1 stage2_seconds=$2
     : "${OUT:?OUT must name the directory the runs go to}"
     BATCH=${BATCH:-64} WORKERS=${WORKERS:-12} DEVICE=${DEVICE:-cuda} LR=${LR:-5e-4}
-    if ! python3 -c "import diffusers, open_clip" 2>/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    PYTHON=${PYTHON:-python3}
+    if ! "$PYTHON" -c "import diffusers, open_clip" 2>/dev/null; then
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
             --target /tmp/site "$here"/whl/*.whl
         export PYTHONPATH=/tmp/site
     fi
     export PYTHONPATH=export:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-    python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+    "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
     mkdir -p "$OUT/runs"
     stage stage1 "$stage1_seconds" "$here/init/stage1" "$here/runs"
     # Stage 2 reads its text encoder from RUNS/stage1: the stage-1 run just trained.

@@ -34,7 +34,7 @@ def training_device(name: str) -> torch.device:
         if (device.index or 0) >= count:
             raise TrainError(
                 f"--device {name}: this torch ({torch.__version__}) sees {count} CUDA "
-                f"device(s); use --device cpu, or a torch build with CUDA on a GPU machine"
+                f"device(s); use --device cpu or auto, or run where torch sees the GPU"
             )
     return device
 
