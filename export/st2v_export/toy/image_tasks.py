@@ -250,7 +250,8 @@ class ClipTask(Task):
                             device=logits.device)
         targets = same / same.sum(dim=1, keepdim=True)
         loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-        hits = same[torch.arange(len(captions)), logits.argmax(dim=1)].mean()
+        rows = torch.arange(len(captions), device=logits.device)
+        hits = same[rows, logits.argmax(dim=1)].mean()
         return loss, {"i2t_acc": hits, "scale": self.temperature.logit_scale.detach().exp()}
 
     def after_step(self) -> None:
