@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from st2v_export.toy.ablation import read_frames, run_engine
+from st2v_export.toy.ablation import generate
 
 PROMPT = "a red circle moving right on a blue background"
 RED = np.array([220.0, 40.0, 40.0])
@@ -62,12 +62,10 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for seed in args.seeds:
-        out = args.out / f"seed-{seed}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        run_engine([str(args.st2v), "generate", "--models", str(args.models), "--prompt", PROMPT,
-                    "--frames", "48", "--seed", str(seed), "--quiet", "--force",
-                    "--out", f"{out}/"])
-        results[seed] = verdict(read_frames(out))
+        # Every stage at the manifest's steps: no step flags, no stage-3 flags.
+        frames = generate(args.st2v, args.models, PROMPT, 48, seed, None,
+                          args.out / f"seed-{seed}", enhance=[])
+        results[seed] = verdict(frames)
         print(f"seed {seed}: {json.dumps(results[seed])}", flush=True)
     passed = sum(result["ok"] for result in results.values())
     print(f"{passed} of {len(results)} seeds move right for the whole video")

@@ -15,23 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from st2v_export.toy import checker
 from st2v_export.toy.ablation import (FIRST_CHUNK, experiment_parser, protocol_clips, read_frames,
-                                      run_engine)
+                                      run_engine, write_frames)
 from st2v_export.toy.video_eval import summarize
 
 NEW_FRAMES = 32
 SEAMS = [16, 24, 32, 40]
-
-
-def write_frames(frames: np.ndarray, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for index, frame in enumerate(frames):
-        Image.fromarray(frame).save(directory / f"frame_{index:05d}.png")
-    return directory
 
 
 def extend_command(st2v: Path, models: Path, source: Path, out: Path, caption: str, seed: int,

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from . import checker, world
-from .ablation import ablate_command, add_ablate_parser
+from .ablation import ablate_command, add_ablate_parser, write_frames
 from .export import add_export_parser, export_command
 from .recover import add_recover_parser, recover_command
 from .train_cli import add_train_parser, train_command
@@ -68,9 +68,7 @@ def render_command(args: argparse.Namespace) -> int:
         frames = world.render(spec, args.frames, args.size)
     else:
         frames, _, spec = world.clip(args.seed, args.index, args.frames, args.size, args.split)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(args.out / f"frame_{i:05d}.png")
+    write_frames(frames, args.out)
     scene = {"caption": world.caption(spec), "spec": spec.to_dict(),
              "heldout": world.is_heldout(spec)}
     (args.out / "scene.json").write_text(json.dumps(scene, indent=2) + "\n")

@@ -83,6 +83,14 @@ def read_frames(directory: Path) -> np.ndarray:
                      for p in sorted(directory.glob("*.png"))])
 
 
+def write_frames(frames: np.ndarray, directory: Path) -> Path:
+    """uint8 frames as directory/frame_00000.png, ... (what `read_frames` and the engine read)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(directory / f"frame_{index:05d}.png")
+    return directory
+
+
 def generate(st2v: Path, models: Path, caption: str, frames: int, seed: int, steps: int | None,
              out: Path, enhance: list[str] | None = None) -> np.ndarray:
     """The engine's video as uint8 frames; `enhance`: stage 3's extra flags (None: no stage 3)."""

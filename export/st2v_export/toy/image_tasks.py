@@ -41,7 +41,7 @@ from .data import (
     twin_spec,
 )
 from .runfiles import read_checkpoint
-from .task import Task, TrainError
+from .task import Task, TrainError, device_of
 
 LATENT_STAT_FRAMES = 128
 """Train frames (seed + 1) whose posterior means give the VAE's latent statistics."""
@@ -263,10 +263,6 @@ class ClipTask(Task):
 
 
 # ------------------------------------------------------------------------------- evaluation
-
-
-def device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -39,6 +39,11 @@ def training_device(name: str) -> torch.device:
     return device
 
 
+def device_of(module: nn.Module) -> torch.device:
+    """Where a module's parameters are."""
+    return next(module.parameters()).device
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     """A batch's tensors on `device` (captions, flags and other values unchanged). Batches are
     rendered and their noise drawn on the CPU, so a step's data is the same on every device."""

@@ -34,7 +34,7 @@ from . import world
 from .data import to_pixels, tokenize, video_batch
 from .diffusion import CFG_DROPOUT, TRAIN_TIMESTEPS, add_noise, v_target
 from .runfiles import read_checkpoint
-from .task import Task, TrainError
+from .task import Task, TrainError, device_of
 from .weights import ToyWeights
 
 CHUNK_FRAMES = 16
@@ -70,7 +70,7 @@ class FrozenEncoders:
 
     def token_ids(self, captions: list[str]) -> torch.Tensor:
         """(B, 77) token ids on the text encoder's device."""
-        return tokenize(captions).to(self.text.get_input_embeddings().weight.device)
+        return tokenize(captions).to(device_of(self.text))
 
     def latents(self, videos: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return encode_videos(self.vae, videos, generator)
