@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +14,12 @@ from diffusers import DDIMScheduler
 
 from st2v_export.components import Components
 from st2v_export.toy import checker, world
-from st2v_export.toy.data import tokenize, video_batch, video_clip
+from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint, run_record
-from st2v_export.toy.train import TrainConfig, train
+from st2v_export.toy.train import TrainConfig, TrainError, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
@@ -87,6 +88,43 @@ def test_stage1_trains_on_video_beginnings_and_stage2_on_any_time(runs):
         expected = torch.stack([videos_to_pixels(c["frames"][None])[0] for c in clips])
         assert torch.equal(batch["videos"], expected), task.name
         assert all((c["start"] == 0) == starts_at_zero for c in clips[:3]), task.name
+
+
+def _split_across_an_edge(frame: np.ndarray, colour: tuple) -> bool:
+    """Does a shape of `colour` touch two opposite edges of the frame (drawn wrapped)?"""
+    mask = (frame == np.array(colour, dtype=np.uint8)).all(axis=-1)
+    return bool((mask[:, 0].any() and mask[:, -1].any()) or (mask[0].any() and mask[-1].any()))
+
+
+def test_crossing_clips_show_a_straight_moving_shape_wrapped_across_an_edge():
+    for index in range(12):
+        clip = video_clip(4, index, "train", 16, 64, anchor=True, crossing=True)
+        spec = clip["spec"]
+        assert spec.motion in world.DIRECTIONS and clip["start"] in crossing_starts(spec, 16, 64)
+        assert np.array_equal(clip["frames"], world.render(spec, 16, 64, clip["start"]))
+        colours = [world.PALETTE[s.colour] for s in spec.shapes]
+        assert any(_split_across_an_edge(frame, colour)
+                   for frame in clip["frames"] for colour in colours), (index, spec)
+    specs = [video_clip(4, index, "train", 16, 64)["spec"] for index in range(40)]
+    for spec in specs:  # bouncing, circling, growing and shrinking never wrap
+        assert (crossing_starts(spec, 16, 64) == []) == (spec.motion not in world.DIRECTIONS)
+
+
+def test_a_crossing_share_redraws_the_first_clips_of_each_stage2_batch(runs):
+    task = Stage2Task(toy_preset(), 0, runs)
+    plain = task.batch(3, 4)
+    task.crossing_share = 0.5
+    mixed = task.batch(3, 4)
+    clips = video_batch(0, 3, 4, 16, 64, anchor=True, crossings=2)
+    expected = torch.stack([videos_to_pixels(c["frames"][None])[0] for c in clips])
+    assert torch.equal(mixed["videos"], expected)
+    assert torch.equal(mixed["videos"][2:], plain["videos"][2:])
+    assert not torch.equal(mixed["videos"][:2], plain["videos"][:2])
+    assert all(c["spec"].motion in world.DIRECTIONS for c in clips[:2])
+    with pytest.raises(TrainError, match="crossing share is for stage2"):
+        TrainConfig("stage1", 1, Path("unused"), crossing_share=0.5)
+    with pytest.raises(TrainError, match=r"crossing share must be in \[0, 1\], got 1.5"):
+        TrainConfig("stage2", 1, Path("unused"), crossing_share=1.5)
 
 
 def test_about_a_tenth_of_the_clips_train_without_condition():
@@ -227,6 +265,15 @@ def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):
             assert torch.equal(value, resumed["modules"][name][key]), (name, key)
     assert resumed["extras"]["initialised_from"].endswith("step 1")
     assert {"colour", "shape", "motion", "seam_jumps"} <= metrics.keys()
+    other_share = config(tmp_path / "stopped", 3, resume=True)
+    other_share.crossing_share = 0.5  # another data stream: not the same run
+    with pytest.raises(TrainError, match="crossing_share: checkpoint 0.0, asked 0.5"):
+        train(other_share, log=QUIET)
+    crossing = config(tmp_path / "crossing", 1)
+    crossing.crossing_share = 0.5
+    train(crossing, log=QUIET)  # the manifest's provenance says which data a run saw
+    assert run_record(tmp_path / "crossing")["crossing_share"] == 0.5
+    assert "crossing_share" not in run_record(tmp_path / "straight")
 
 
 def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_path):

@@ -118,17 +118,40 @@ VIDEO_STREAM = 11
 """Fourth seed word of the generators of video clips (frames and captions stay unchanged)."""
 
 
+def crossings(spec: world.SceneSpec, size: int) -> list[int]:
+    """The frames j in [0, FRAME_RANGE - 1) after which a shape's centre crosses an edge of the
+    frame (a straight motion wraps it to the opposite side between frames j and j + 1); empty
+    for the other motions, which never wrap."""
+    centres, _ = world.trajectory(spec, FRAME_RANGE, size)
+    steps = np.abs(np.diff(centres, axis=1)).max(axis=(0, 2))
+    return [int(j) for j in np.flatnonzero(steps > size / 2)]
+
+
+def crossing_starts(spec: world.SceneSpec, frames: int, size: int) -> list[int]:
+    """The clip starts in [0, FRAME_RANGE - frames] whose `frames` frames see a crossing
+    (`crossings`) after the first frame."""
+    last = FRAME_RANGE - frames
+    return sorted({s for j in crossings(spec, size) for s in range(j - frames + 2, j + 1)
+                   if 0 <= s <= last})
+
+
 def video_clip(seed: int, index: int, split: str, frames: int, size: int, anchor: bool = False,
-               beginning: bool = False):
+               beginning: bool = False, crossing: bool = False):
     """Clip `index` of the split's stream as a video: `frames` consecutive frames (frames, size,
     size, 3) uint8 from a random start in [0, FRAME_RANGE - frames] (from frame 0 with
     `beginning`, as stage 1 makes a video's first chunk), its caption and spec, and with `anchor`
     also one earlier frame (at a random time in [0, start], StreamingT2V's anchor "drawn from
-    earlier in the video"). A pure function of its arguments."""
+    earlier in the video"). With `crossing` the scene is drawn again until it moves straight and
+    the start is one where a shape crosses an edge (`crossing_starts`). A pure function of its
+    arguments."""
     rng = np.random.default_rng([seed, index, world.SPLITS.index(split), VIDEO_STREAM])
     spec = world.sample_spec(rng, split)
     start = int(rng.integers(0, FRAME_RANGE - frames + 1))  # drawn either way: same stream
     start = 0 if beginning else start
+    if crossing:
+        while spec.motion not in world.DIRECTIONS:
+            spec = world.sample_spec(rng, split)
+        start = int(rng.choice(crossing_starts(spec, frames, size)))
     video = world.render(spec, frames, size, start)
     item = {"frames": video, "caption": world.caption(spec), "spec": spec, "start": start}
     if anchor:
@@ -137,7 +160,9 @@ def video_clip(seed: int, index: int, split: str, frames: int, size: int, anchor
 
 
 def video_batch(seed: int, step: int, batch: int, frames: int, size: int, anchor: bool = False,
-                split: str = "train", beginning: bool = False) -> list[dict]:
-    """The clips of training step `step` (clips step*batch ...); see `video_clip`."""
-    return [video_clip(seed, step * batch + i, split, frames, size, anchor, beginning)
+                split: str = "train", beginning: bool = False, crossings: int = 0) -> list[dict]:
+    """The clips of training step `step` (clips step*batch ...), the first `crossings` of them
+    crossing an edge; see `video_clip`."""
+    return [video_clip(seed, step * batch + i, split, frames, size, anchor, beginning,
+                       crossing=i < crossings)
             for i in range(batch)]

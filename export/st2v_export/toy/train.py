@@ -99,6 +99,10 @@ class TrainConfig:
     workers: int = 0
     """Processes that render the next batches while the model trains (0: rendered in the
     training process between steps). The batches are the same either way."""
+    crossing_share: float = 0.0
+    """stage2 only: the share of each batch's clips drawn where a shape crosses an edge of the
+    frame and the world wraps it around (`data.crossing_starts`); 0: every clip from the
+    stream as drawn."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -113,6 +117,11 @@ class TrainConfig:
             raise TrainError(f"batch must be at least 2, got {self.batch}")
         if self.workers < 0:
             raise TrainError(f"workers must be 0 or more, got {self.workers}")
+        if not 0.0 <= self.crossing_share <= 1.0:
+            raise TrainError(f"crossing share must be in [0, 1], got {self.crossing_share}")
+        if self.crossing_share and self.model != "stage2":
+            raise TrainError(f"crossing share is for stage2 (its clips start anywhere in the "
+                             f"video), not {self.model}")
         training_device(self.device)  # a clear error before any model is built
 
 
@@ -133,8 +142,9 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
     saved = payload["config"]
     differences = [
         f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
-        for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch))
-        if saved[key] != value
+        for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch),
+                           ("crossing_share", config.crossing_share))
+        if saved.get(key, 0.0) != value
     ]
     if payload["preset"] != _preset_record(preset):
         name = payload["preset"]["name"]
@@ -211,6 +221,7 @@ class Run:
         self.log = log
         self.preset = config.preset or toy_preset()
         self.task = TASKS[config.model](self.preset, config.seed, config.runs)
+        self.task.crossing_share = config.crossing_share
         self.task.to(training_device(config.device))
         self.batch = config.batch or self.task.default_batch
         self.peak_lr = config.lr or self.task.default_lr
@@ -234,6 +245,7 @@ class Run:
                 "model": self.config.model,
                 "seed": self.config.seed,
                 "batch": self.batch,
+                "crossing_share": self.config.crossing_share,
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
                 "init": self.initialised_from,

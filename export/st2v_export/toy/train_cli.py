@@ -3,7 +3,7 @@
   python -m st2v_export.toy train --model MODEL --steps N --out DIR [--resume] [--init RUN]
       [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--device D] [--workers W]
-      [--preset-file FILE]
+      [--crossing-share F] [--preset-file FILE]
 
 `--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
 Also runnable alone: `python -m st2v_export.toy.train_cli --model vae ...`.
@@ -63,6 +63,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="processes rendering the next batches while the model trains "
                              "(0, the default: between steps; a GPU run wants several); the "
                              "batches are the same either way")
+    parser.add_argument("--crossing-share", type=float, default=0.0,
+                        help="stage2 only: the share of each batch's clips (0-1) drawn where a "
+                             "shape crosses an edge and the world wraps it around (default 0: "
+                             "as the stream draws them: about 3 in 10)")
     parser.add_argument("--preset-file", type=Path, default=None,
                         help="a custom preset (JSON) instead of the toy preset")
     return parser
@@ -102,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         init=args.init,
         device=args.device,
         workers=args.workers,
+        crossing_share=args.crossing_share,
     )
 
 

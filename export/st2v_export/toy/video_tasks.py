@@ -140,6 +140,8 @@ class VideoTask(Task):
     anchor = False
     beginning = False
     """Train on clips from their video's first frame (stage 1 makes only first chunks)."""
+    crossing_share = 0.0
+    """The share of each batch's clips drawn where a shape crosses an edge (`--crossing-share`)."""
 
     def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
         super().__init__(preset, seed, runs)
@@ -149,7 +151,8 @@ class VideoTask(Task):
 
     def batch(self, step: int, size: int) -> dict:
         clips = video_batch(self.seed, step, size, CHUNK_FRAMES, self.size, anchor=self.anchor,
-                            beginning=self.beginning)
+                            beginning=self.beginning,
+                            crossings=round(self.crossing_share * size))
         drop = dropped(self.seed, step, size)
         batch = {
             "videos": videos_to_pixels(np.stack([clip["frames"] for clip in clips])),
