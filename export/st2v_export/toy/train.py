@@ -118,10 +118,11 @@ class TrainConfig:
         if self.workers < 0:
             raise TrainError(f"workers must be 0 or more, got {self.workers}")
         if not 0.0 <= self.crossing_share <= 1.0:
-            raise TrainError(f"crossing share must be in [0, 1], got {self.crossing_share}")
+            raise TrainError(f"crossing share must be in [0, 1], got {self.crossing_share} "
+                             f"(--crossing-share)")
         if self.crossing_share and self.model != "stage2":
             raise TrainError(f"crossing share is for stage2 (its clips start anywhere in the "
-                             f"video), not {self.model}")
+                             f"video), not {self.model} (--crossing-share)")
         training_device(self.device)  # a clear error before any model is built
 
 
@@ -221,7 +222,8 @@ class Run:
         self.log = log
         self.preset = config.preset or toy_preset()
         self.task = TASKS[config.model](self.preset, config.seed, config.runs)
-        self.task.crossing_share = config.crossing_share
+        if config.crossing_share:  # stage 2 only (`TrainConfig`)
+            self.task.crossing_share = config.crossing_share
         self.task.to(training_device(config.device))
         self.batch = config.batch or self.task.default_batch
         self.peak_lr = config.lr or self.task.default_lr
