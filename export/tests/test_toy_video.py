@@ -19,7 +19,7 @@ from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, dd
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint, run_record
-from st2v_export.toy.train import TrainConfig, TrainError, train
+from st2v_export.toy.train import Run, TrainConfig, TrainError, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
@@ -110,11 +110,10 @@ def test_crossing_clips_show_a_straight_moving_shape_wrapped_across_an_edge():
         assert (crossing_starts(spec, 16, 64) == []) == (spec.motion not in world.DIRECTIONS)
 
 
-def test_a_crossing_share_redraws_the_first_clips_of_each_stage2_batch(runs):
-    task = Stage2Task(toy_preset(), 0, runs)
-    plain = task.batch(3, 4)
-    task.crossing_share = 0.5
-    mixed = task.batch(3, 4)
+def test_a_crossing_share_redraws_the_first_clips_of_each_stage2_batch(runs, tmp_path):
+    plain = Stage2Task(toy_preset(), 0, runs).batch(3, 4)
+    run = Run(TrainConfig("stage2", 1, tmp_path, runs=runs, crossing_share=0.5), log=QUIET)
+    mixed = run.task.batch(3, 4)  # the run hands its share to the task
     clips = video_batch(0, 3, 4, 16, 64, anchor=True, crossings=2)
     expected = torch.stack([videos_to_pixels(c["frames"][None])[0] for c in clips])
     assert torch.equal(mixed["videos"], expected)
@@ -186,8 +185,6 @@ def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it
 
 
 def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
-    from st2v_export.toy.train import Run
-
     run = Run(TrainConfig("stage1", 1, tmp_path / "tuned", batch=2, runs=runs, init=runs / "stage1"),
               log=QUIET)
     run.prepare()

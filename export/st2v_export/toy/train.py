@@ -140,12 +140,12 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
             f"cannot resume {config.out / CHECKPOINT_FILE}: it holds weights recovered from a "
             f"model set, no training state; start a new run from it with --init {config.out}"
         )
-    saved = payload["config"]
+    saved = {"crossing_share": 0.0, **payload["config"]}  # checkpoints from before the share
     differences = [
         f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
         for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch),
                            ("crossing_share", config.crossing_share))
-        if saved.get(key, 0.0) != value
+        if saved[key] != value
     ]
     if payload["preset"] != _preset_record(preset):
         name = payload["preset"]["name"]
