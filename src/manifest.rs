@@ -15,7 +15,7 @@ mod validate;
 
 pub use preset::{
     EnhancerDimensions, InvalidPresetName, KwArgs, Preset, PresetDimensions, PresetResolutions,
-    Resolution, PRESET_NAME_MAX, PRESET_NAME_RULE,
+    Resolution, Stage2Padding, PRESET_NAME_MAX, PRESET_NAME_RULE,
 };
 pub use validate::{sha256_file, VerifiedFile};
 

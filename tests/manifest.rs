@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use streamingt2v::manifest::{Manifest, ManifestError, ModelSet, Preset, SCHEMA_JSON};
+use streamingt2v::manifest::{
+    Manifest, ManifestError, ModelSet, Preset, Stage2Padding, SCHEMA_JSON,
+};
 use streamingt2v::models::roles::check_set;
 
 fn fixture_dir() -> PathBuf {
@@ -264,6 +266,7 @@ fn custom_preset_names_and_their_dimensions_are_accepted() {
     assert_eq!(dimensions.unet["block_out_channels"], json!([8, 8, 8, 8]));
     assert_eq!(dimensions.resolutions.stage3.to_string(), "64x112");
     assert_eq!(dimensions.enhancer.architecture, "tiny");
+    assert_eq!(dimensions.stage2_padding, None);
     // Written back, the manifest keeps the name and the dimensions and still follows the schema.
     let round_trip = serde_json::to_value(m).expect("serialize");
     assert!(schema_accepts(&round_trip));
@@ -271,6 +274,19 @@ fn custom_preset_names_and_their_dimensions_are_accepted() {
     assert_eq!(
         round_trip["preset_dimensions"],
         manifest["preset_dimensions"]
+    );
+
+    // A set whose stage-2 convolutions wrap (the toy world's) says so, and keeps saying it.
+    let wrapping = with_dimensions(|d| d["stage2_padding"] = json!("circular"));
+    assert!(schema_accepts(&wrapping));
+    let dir = set_dir(&wrapping);
+    let set = ModelSet::open(dir.path()).expect("a wrapping set opens");
+    let dimensions = set.manifest.preset_dimensions.as_ref().expect("dimensions");
+    assert_eq!(dimensions.stage2_padding, Some(Stage2Padding::Circular));
+    let round_trip = serde_json::to_value(&set.manifest).expect("serialize");
+    assert_eq!(
+        round_trip["preset_dimensions"],
+        wrapping["preset_dimensions"]
     );
 
     // The built-in names are presets like any other; a manifest without dimensions still opens.
@@ -359,6 +375,14 @@ fn preset_dimensions_must_agree_with_the_pipeline() {
             "unknown dimension",
             with_dimensions(|d| d["depth"] = json!(3)),
             &["unknown field `depth`"],
+        ),
+        (
+            "unknown padding",
+            with_dimensions(|d| d["stage2_padding"] = json!("reflect")),
+            &[
+                "preset_dimensions.stage2_padding",
+                "unknown variant `reflect`, expected `zeros` or `circular`",
+            ],
         ),
         (
             "missing enhancer",

@@ -22,7 +22,7 @@ from .modules.image import build_visual
 from .modules.resampler import ApmResampler
 from .modules.streaming_unet import StreamingUnet
 from .modules.text import build_clip_text_model
-from .modules.unet3d import build_unet3d
+from .modules.unet3d import build_unet3d, pad_spatial_convs
 from .modules.vae import build_vae
 from .presets import IMAGE_TOKENS, Preset
 
@@ -108,7 +108,10 @@ class Components:
         preset = self.preset
         return self._build(
             "cam",
-            lambda: Cam(build_unet3d(preset.unet), preset.cond_embedding_channels),
+            lambda: pad_spatial_convs(
+                Cam(build_unet3d(preset.unet), preset.cond_embedding_channels),
+                preset.stage2_padding,
+            ),
             "unet.",
         )
 
@@ -117,8 +120,11 @@ class Components:
         preset = self.preset
         return self._build(
             "unet",
-            lambda: StreamingUnet(
-                build_unet3d(preset.unet), preset.merger_head_dim, preset.merger_norm_groups
+            lambda: pad_spatial_convs(
+                StreamingUnet(
+                    build_unet3d(preset.unet), preset.merger_head_dim, preset.merger_norm_groups
+                ),
+                preset.stage2_padding,
             ),
             "base_model.",
         )

@@ -35,6 +35,10 @@ PRESET_NAME_MAX_LENGTH = 64
 BUILTIN_PRESETS = ("tiny", "full-random", "full")
 ENHANCER_ARCHITECTURES = ("tiny", "full")
 """The enhancer (stage 3) widths a preset can use; its resolution is the preset's `stage3`."""
+STAGE2_PADDINGS = ("zeros", "circular")
+"""How the spatial convolutions of the stage-2 UNet and the CAM pad a frame: `zeros` as
+ModelScope's UNet3D; `circular` wraps each edge to the opposite one, for a world whose frames
+wrap (the toy world: a shape leaving on the right enters on the left)."""
 
 _NAME = re.compile(PRESET_NAME_PATTERN)
 
@@ -88,6 +92,8 @@ class Preset:
     """Per-role parity tolerance overrides (max abs error, fp32)."""
     enhancer: str = "tiny"
     """Enhancer widths, one of ENHANCER_ARCHITECTURES; checkpoint weights need `full`."""
+    stage2_padding: str = "zeros"
+    """One of STAGE2_PADDINGS; the checkpoints were trained with `zeros`."""
 
     def __post_init__(self):
         check_preset_name(self.name)
@@ -95,6 +101,16 @@ class Preset:
             raise PresetError(
                 f"preset {self.name!r}: unknown enhancer {self.enhancer!r}, "
                 f"expected one of {list(ENHANCER_ARCHITECTURES)}"
+            )
+        if self.stage2_padding not in STAGE2_PADDINGS:
+            raise PresetError(
+                f"preset {self.name!r}: unknown stage2_padding {self.stage2_padding!r}, "
+                f"expected one of {list(STAGE2_PADDINGS)}"
+            )
+        if not self.seeded_random and self.stage2_padding != "zeros":
+            raise PresetError(
+                f"preset {self.name!r}: checkpoint weights (seeded_random false) were trained "
+                f"with stage2_padding 'zeros', got {self.stage2_padding!r}"
             )
         if not self.seeded_random and self.enhancer != "full":
             raise PresetError(
@@ -128,7 +144,10 @@ class Preset:
 
     def dimensions(self) -> dict:
         """The stage-1/2 architecture and the resolutions, as JSON values (the manifest's
-        `preset_dimensions`, without the enhancer's widths, which st2v_export.enhancer adds)."""
+        `preset_dimensions`, without the enhancer's widths, which st2v_export.enhancer adds).
+        `stage2_padding` only when it is not ModelScope's `zeros`, so the sets of the built-in
+        presets keep their manifests."""
+        padding = {} if self.stage2_padding == "zeros" else {"stage2_padding": self.stage2_padding}
         return {
             "text": _json_value(self.text),
             "vision": _json_value(self.vision),
@@ -140,6 +159,7 @@ class Preset:
             "cond_embedding_channels": list(self.cond_embedding_channels),
             "vae": _json_value(self.vae),
             "resolutions": {stage: r.as_dict() for stage, r in self.resolutions().items()},
+            **padding,
         }
 
 
@@ -302,7 +322,8 @@ _KWARGS_FIELDS = ("text", "vision", "unet", "vae")
 _RESOLUTION_FIELDS = ("stage1", "stage2", "stage3", "stage3_content")
 _INT_FIELDS = ("image_embed_dim", "merger_head_dim", "merger_norm_groups", "resampler_inner_dim")
 _CUSTOM_KEYS = (
-    ("name", "base", "seeded_random", "enhancer", "cond_embedding_channels", "tolerance")
+    ("name", "base", "seeded_random", "enhancer", "stage2_padding", "cond_embedding_channels",
+     "tolerance")
     + _KWARGS_FIELDS
     + _RESOLUTION_FIELDS
     + _INT_FIELDS

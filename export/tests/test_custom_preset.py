@@ -93,6 +93,17 @@ def test_builtin_preset_dimensions_follow_the_schema():
         jsonschema.validate(preset_dimensions(preset), schema)
 
 
+def test_only_a_padding_other_than_zeros_is_recorded_and_the_schema_knows_it():
+    schema = _schema_of("preset_dimensions")
+    zeros = preset_dimensions(presets.TINY)
+    assert "stage2_padding" not in zeros
+    wrapping = preset_dimensions(preset_from_dict({"name": "wrap", "stage2_padding": "circular"}))
+    assert wrapping == {**zeros, "stage2_padding": "circular"}
+    jsonschema.validate(wrapping, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**zeros, "stage2_padding": "reflect"}, schema)
+
+
 @pytest.mark.parametrize(
     ("name", "valid"),
     [
@@ -139,6 +150,9 @@ def test_a_manifest_without_dimensions_still_validates(tiny_manifest):
         ({"name": "toy", "seeded_random": False}, "need enhancer 'full'"),
         ({"name": "toy", "seeded_random": "no"}, "seeded_random must be true or false"),
         ({"name": "toy", "cond_embedding_channels": [4, 0]}, "list of positive integers"),
+        ({"name": "toy", "stage2_padding": "reflect"}, "unknown stage2_padding 'reflect'"),
+        ({"name": "toy", "seeded_random": False, "enhancer": "full", "stage2_padding": "circular"},
+         "trained with stage2_padding 'zeros'"),
     ],
 )
 def test_bad_custom_definitions_are_refused(definition, message):

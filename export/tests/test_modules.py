@@ -11,7 +11,7 @@ import torch
 from st2v_export.graphs import Stage2Graphs
 from st2v_export.modules.image import CLIP_MEAN, CLIP_STD, ClipPreprocess
 from st2v_export.modules.merger import CamMerger
-from st2v_export.presets import TEXT_TOKENS, TINY
+from st2v_export.presets import TEXT_TOKENS, TINY, preset_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,35 @@ def test_clip_preprocess_matches_kornia_resize(size, clip_size):
     ).view(1, 3, 1, 1)
     actual = _forward(ClipPreprocess((size, size), clip_size), [images])
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def _rolled_by_half_width(tensor: torch.Tensor) -> torch.Tensor:
+    """Frames and feature maps rolled by half their width: 8 latent pixels at the full
+    resolution, 4 after one down-sampling, ... so each level sees the same wrap."""
+    if tensor.ndim < 4:
+        return tensor
+    return torch.roll(tensor, tensor.shape[-1] // 2, dims=-1)
+
+
+def _as_tuple(output) -> tuple[torch.Tensor, ...]:
+    return output if isinstance(output, tuple) else (output,)
+
+
+@pytest.mark.parametrize("role", ["cam_cond_encoder", "cam", "unet"])
+def test_circular_stage2_padding_makes_the_stage2_graphs_commute_with_wrapping_the_frame(role):
+    # 128 pixels wide: latents 16 wide, so every level down to the 2-wide one rolls by whole
+    # pixels. GroupNorm and the attentions (no positions) commute with a roll; only the border
+    # of each padded convolution can tell the two ends of a row apart.
+    differences = {}
+    for padding in ("zeros", "circular"):
+        preset = preset_from_dict({"name": f"wrap-{padding}", "stage2": {"height": 64, "width": 128},
+                                   "stage2_padding": padding})
+        spec = Stage2Graphs(preset, seed=3, weights=None).spec(role)
+        inputs = list(spec.example_inputs.values())
+        rolled_after = [_rolled_by_half_width(out) for out in _as_tuple(_forward(spec.module, inputs))]
+        rolled_before = _as_tuple(_forward(spec.module, [_rolled_by_half_width(t) for t in inputs]))
+        differences[padding] = max(
+            float((a - b).abs().max()) for a, b in zip(rolled_after, rolled_before, strict=True)
+        )
+    assert differences["circular"] < 1e-5
+    assert differences["zeros"] > 1e-3

@@ -17,7 +17,8 @@ from st2v_export.toy import checker, world
 from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
-from st2v_export.toy.preset import toy_preset
+from st2v_export.presets import preset_from_dict
+from st2v_export.toy.preset import toy_preset, toy_preset_definition
 from st2v_export.toy.runfiles import read_checkpoint, run_record
 from st2v_export.toy.train import Run, TrainConfig, TrainError, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
@@ -271,6 +272,19 @@ def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):
     train(crossing, log=QUIET)  # the manifest's provenance says which data a run saw
     assert run_record(tmp_path / "crossing")["crossing_share"] == 0.5
     assert "crossing_share" not in run_record(tmp_path / "straight")
+
+
+def test_a_stage2_run_trains_and_exports_with_its_presets_padding_only(runs):
+    padding = toy_preset().stage2_padding
+    task = Stage2Task(toy_preset(), 0, runs)
+    modes = {conv.padding_mode for module in (task.unet, task.cam) for conv in module.modules()
+             if isinstance(conv, torch.nn.Conv2d) and conv.padding != (0, 0)}
+    assert modes == {padding}
+    other = "zeros" if padding == "circular" else "circular"
+    variant = preset_from_dict({**toy_preset_definition(), "name": "toy-other-padding",
+                                "stage2_padding": other})
+    with pytest.raises(ToyWeightsError, match=f"stage2_padding: run {padding} vs preset {other}"):
+        Components(variant, 0, ToyWeights(runs, variant)).streaming_unet  # noqa: B018
 
 
 def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_path):

@@ -182,4 +182,18 @@ pub struct PresetDimensions {
     pub vae: KwArgs,
     pub resolutions: PresetResolutions,
     pub enhancer: EnhancerDimensions,
+    /// How the stage-2 UNet's and the CAM's spatial convolutions pad; absent means ModelScope's
+    /// zeros. The graphs carry it: the engine only reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage2_padding: Option<Stage2Padding>,
+}
+
+/// Padding of the stage-2 spatial convolutions (export's `Preset.stage2_padding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage2Padding {
+    /// ModelScope's UNet3D.
+    Zeros,
+    /// Each edge wraps to the opposite one (the toy world's frames wrap).
+    Circular,
 }

@@ -17,6 +17,15 @@ def build_unet3d(config: dict) -> UNet3DConditionModel:
     return UNet3DConditionModel(**config)
 
 
+def pad_spatial_convs(module: nn.Module, mode: str) -> nn.Module:
+    """Sets how every padded 2-D convolution of `module` pads ("zeros" or "circular"); the
+    temporal convolutions (Conv3d, padded along frames only) keep zeros. In place; returns it."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d) and any(side > 0 for side in conv.padding):
+            conv.padding_mode = mode
+    return module
+
+
 def adopt_children(target: nn.Module, source: nn.Module, names: list[str]) -> None:
     """Registers `source`'s submodules under the same names, so state-dict keys stay diffusers'."""
     for name in names:

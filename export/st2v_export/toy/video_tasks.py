@@ -258,6 +258,8 @@ class Stage2Task(VideoTask):
             self.unet = StreamingUnet(base(), preset.merger_head_dim, preset.merger_norm_groups)
         with seeded(seed, "cam"):
             self.cam = Cam(base(), preset.cond_embedding_channels)
+        for module in (self.unet, self.cam):
+            unet3d.pad_spatial_convs(module, preset.stage2_padding)
         with seeded(seed, "apm_resampler"):
             self.resampler = ApmResampler(
                 preset.image_embed_dim, preset.resampler_inner_dim, preset.context_dim, IMAGE_TOKENS

@@ -199,9 +199,13 @@ ROLE_SOURCES: dict[str, RoleSource] = {
     "image_encoder": RoleSource("clip", _module_state("visual"), ("vision", "image_embed_dim", "stage2")),
     "stage1_unet": RoleSource("stage1", _module_state("unet"), ("unet", "text")),
     "unet": RoleSource(
-        "stage2", _module_state("unet"), ("unet", "text", "merger_head_dim", "merger_norm_groups")
+        "stage2",
+        _module_state("unet"),
+        ("unet", "text", "merger_head_dim", "merger_norm_groups", "stage2_padding"),
     ),
-    "cam": RoleSource("stage2", _module_state("cam"), ("unet", "text", "cond_embedding_channels")),
+    "cam": RoleSource(
+        "stage2", _module_state("cam"), ("unet", "text", "cond_embedding_channels", "stage2_padding")
+    ),
     "apm_resampler": RoleSource(
         "stage2", _module_state("resampler"), ("text", "image_embed_dim", "resampler_inner_dim")
     ),
@@ -211,7 +215,8 @@ ROLE_SOURCES: dict[str, RoleSource] = {
     "enhancer_unet": RoleSource("enhancer", _module_state("unet"), ("stage3",)),
 }
 """Component name (as `Components` passes it) -> its training run. `stage2` is the resolution
-the run trained at (the image encoder's preprocessing depends on it)."""
+the run trained at (the image encoder's preprocessing depends on it); a stage-2 run trained with
+one `stage2_padding` does not export with another (the same weights would see other borders)."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +253,8 @@ def _dimension(dimensions: dict, key: str):
     """A `Preset.dimensions()` entry, or a stage's resolution for `stage2` / `stage3`."""
     if key in ("stage2", "stage3"):
         return dimensions["resolutions"][key]
+    if key == "stage2_padding":  # recorded only when not the default
+        return dimensions.get(key, "zeros")
     return dimensions.get(key)
 
 
