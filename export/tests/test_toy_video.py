@@ -3,6 +3,7 @@ stage-2 tasks (stage 2 starts as the stage-1 UNet), resumable runs, and the toy 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 from pathlib import Path
@@ -10,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from diffusers import DDIMScheduler
 
 from st2v_export.components import Components
+from st2v_export.presets import load_preset_file
 from st2v_export.toy import checker, world
 from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
-from st2v_export.presets import preset_from_dict
-from st2v_export.toy.preset import toy_preset, toy_preset_definition
+from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint, run_record
 from st2v_export.toy.train import Run, TrainConfig, TrainError, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
@@ -274,17 +276,20 @@ def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):
     assert "crossing_share" not in run_record(tmp_path / "straight")
 
 
-def test_a_stage2_run_trains_and_exports_with_its_presets_padding_only(runs):
-    padding = toy_preset().stage2_padding
-    task = Stage2Task(toy_preset(), 0, runs)
-    modes = {conv.padding_mode for module in (task.unet, task.cam) for conv in module.modules()
-             if isinstance(conv, torch.nn.Conv2d) and conv.padding != (0, 0)}
-    assert modes == {padding}
-    other = "zeros" if padding == "circular" else "circular"
-    variant = preset_from_dict({**toy_preset_definition(), "name": "toy-other-padding",
-                                "stage2_padding": other})
-    with pytest.raises(ToyWeightsError, match=f"stage2_padding: run {padding} vs preset {other}"):
-        Components(variant, 0, ToyWeights(runs, variant)).streaming_unet  # noqa: B018
+def _stage2_paddings(task: Stage2Task) -> set[str]:
+    return {conv.padding_mode for module in (task.unet, task.cam) for conv in module.modules()
+            if isinstance(conv, torch.nn.Conv2d) and conv.padding != (0, 0)}
+
+
+def test_the_wrapping_variant_trains_wrapping_and_exports_only_wrapping_runs(runs):
+    # TRAINING.md's eighth training: the toy preset with circular stage-2 padding.
+    wrap = load_preset_file(REPO_ROOT / "export" / "experiments" / "wrap_preset.json")
+    assert dataclasses.replace(wrap, name="toy", stage2_padding="zeros") == toy_preset()
+    assert _stage2_paddings(Stage2Task(toy_preset(), 0, runs)) == {"zeros"}
+    assert _stage2_paddings(Stage2Task(wrap, 0, runs)) == {"circular"}
+    # The fixture's stage-2 run trained with zeros: the same weights would see other borders.
+    with pytest.raises(ToyWeightsError, match="stage2_padding: run zeros vs preset circular"):
+        Components(wrap, 0, ToyWeights(runs, wrap)).streaming_unet  # noqa: B018
 
 
 def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_path):
@@ -352,8 +357,6 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
 
 def test_the_committed_toy_set_is_trained_small_and_predicts_v_at_zero_terminal_snr():
     """Every generation role trained, the enhancer included; under 30 MB as committed."""
-    from conftest import REPO_ROOT
-
     toy = REPO_ROOT / "models" / "toy"
     manifest = json.loads((toy / "manifest.json").read_text())
     roles = manifest["provenance"]["training"]["roles"]
@@ -376,7 +379,6 @@ def test_the_committed_vae_keeps_colour_background_and_motion_but_rounds_shape_c
     its graphs' reconstructions of 16 held-out clips keep every colour, background and motion;
     the shape classes pass the checker's 90 % bar in under half of them."""
     import onnxruntime as ort
-    from conftest import REPO_ROOT
 
     from st2v_export.toy.data import to_uint8
     from st2v_export.toy.video_eval import heldout_clips, summarize
