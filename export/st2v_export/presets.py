@@ -93,7 +93,7 @@ class Preset:
     enhancer: str = "tiny"
     """Enhancer widths, one of ENHANCER_ARCHITECTURES; checkpoint weights need `full`."""
     stage2_padding: str = "zeros"
-    """One of STAGE2_PADDINGS; the checkpoints were trained with `zeros`."""
+    """One of STAGE2_PADDINGS; the real checkpoints (preset `full`) were trained with `zeros`."""
 
     def __post_init__(self):
         check_preset_name(self.name)

@@ -129,11 +129,12 @@ def test_circular_stage2_padding_makes_the_stage2_graphs_commute_with_wrapping_t
     # of each padded convolution can tell the two ends of a row apart.
     differences = {}
     for padding in ("zeros", "circular"):
-        preset = preset_from_dict({"name": f"wrap-{padding}", "stage2": {"height": 64, "width": 128},
-                                   "stage2_padding": padding})
+        preset = preset_from_dict({"name": f"wrap-{padding}", "stage2_padding": padding,
+                                   "stage2": {"height": 64, "width": 128}})
         spec = Stage2Graphs(preset, seed=3, weights=None).spec(role)
         inputs = list(spec.example_inputs.values())
-        rolled_after = [_rolled_by_half_width(out) for out in _as_tuple(_forward(spec.module, inputs))]
+        outputs = _as_tuple(_forward(spec.module, inputs))
+        rolled_after = [_rolled_by_half_width(output) for output in outputs]
         rolled_before = _as_tuple(_forward(spec.module, [_rolled_by_half_width(t) for t in inputs]))
         differences[padding] = max(
             float((a - b).abs().max()) for a, b in zip(rolled_after, rolled_before, strict=True)

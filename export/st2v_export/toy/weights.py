@@ -204,7 +204,9 @@ ROLE_SOURCES: dict[str, RoleSource] = {
         ("unet", "text", "merger_head_dim", "merger_norm_groups", "stage2_padding"),
     ),
     "cam": RoleSource(
-        "stage2", _module_state("cam"), ("unet", "text", "cond_embedding_channels", "stage2_padding")
+        "stage2",
+        _module_state("cam"),
+        ("unet", "text", "cond_embedding_channels", "stage2_padding"),
     ),
     "apm_resampler": RoleSource(
         "stage2", _module_state("resampler"), ("text", "image_embed_dim", "resampler_inner_dim")
