@@ -15,6 +15,7 @@ from conftest import REPO_ROOT
 from diffusers import DDIMScheduler
 
 from st2v_export.components import Components
+from st2v_export.modules.unet3d import pad_spatial_convs
 from st2v_export.presets import load_preset_file
 from st2v_export.toy import checker, world
 from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_clip
@@ -214,6 +215,7 @@ def test_stage2_starts_as_the_stage1_unet_and_learns(runs, fit):
     task = Stage2Task(toy_preset(), 0, runs)
     stage1 = Stage1Task(toy_preset(), 0, runs)
     stage1.unet.load_state_dict(read_checkpoint(runs / "stage1")["modules"]["unet"])
+    pad_spatial_convs(stage1.unet, toy_preset().stage2_padding)  # the stage-2 UNet's borders
     for module in [stage1.unet, *task.modules().values()]:
         module.eval()  # the temporal convolutions' dropout
     batch = task.batch(0, 2)
@@ -281,15 +283,16 @@ def _stage2_paddings(task: Stage2Task) -> set[str]:
             if isinstance(conv, torch.nn.Conv2d) and conv.padding != (0, 0)}
 
 
-def test_the_wrapping_variant_trains_wrapping_and_exports_only_wrapping_runs(runs):
-    # TRAINING.md's eighth training: the toy preset with circular stage-2 padding.
+def test_the_toy_stage2_trains_wrapping_and_exports_only_with_its_padding(runs):
+    # TRAINING.md's eighth training: the toy world wraps, so do stage 2's convolutions.
     wrap = load_preset_file(REPO_ROOT / "export" / "experiments" / "wrap_preset.json")
-    assert dataclasses.replace(wrap, name="toy", stage2_padding="zeros") == toy_preset()
-    assert _stage2_paddings(Stage2Task(toy_preset(), 0, runs)) == {"zeros"}
-    assert _stage2_paddings(Stage2Task(wrap, 0, runs)) == {"circular"}
-    # The fixture's stage-2 run trained with zeros: the same weights would see other borders.
-    with pytest.raises(ToyWeightsError, match="stage2_padding: run zeros vs preset circular"):
-        Components(wrap, 0, ToyWeights(runs, wrap)).streaming_unet  # noqa: B018
+    assert dataclasses.replace(wrap, name="toy") == toy_preset()
+    assert _stage2_paddings(Stage2Task(toy_preset(), 0, runs)) == {"circular"}
+    zeros = dataclasses.replace(toy_preset(), name="toy-zeros", stage2_padding="zeros")
+    assert _stage2_paddings(Stage2Task(zeros, 0, runs)) == {"zeros"}
+    # The fixture's stage-2 run trained wrapping: the same weights would see other borders.
+    with pytest.raises(ToyWeightsError, match="stage2_padding: run circular vs preset zeros"):
+        Components(zeros, 0, ToyWeights(runs, zeros)).streaming_unet  # noqa: B018
 
 
 def test_stage_runs_fill_the_unet_roles_and_the_manifest_names_them(runs, tmp_path):

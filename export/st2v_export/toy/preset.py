@@ -21,6 +21,9 @@ Why these sizes (TRAINING.md has the measurements):
   with the fixed graphs (enhancer, RAFT, tokenizers: about 15 MB) the set stays near 30 MB.
   The UNet, CAM, merger, resampler and stage-3 sizes can still change without retraining the
   VAE and the CLIP pair: those depend only on `text`, `vision`, `image_embed_dim` and `vae`.
+- stage 2 pads its spatial convolutions circularly (`stage2_padding`; ModelScope's are zeros):
+  the world wraps a shape that leaves the frame to the opposite edge, and zero-padded
+  convolutions could not carry it across (TRAINING.md, "The eighth training").
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ TOY_PRESET: dict = {
     },
     "stage1": {"height": 64, "width": 64},
     "stage2": {"height": 64, "width": 64},
+    "stage2_padding": "circular",
 }
 """`preset_from_dict`'s definition; the same object as JSON is a `--preset-file`."""
 
