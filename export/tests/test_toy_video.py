@@ -22,7 +22,7 @@ from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_c
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.runfiles import read_checkpoint, run_record
+from st2v_export.toy.runfiles import read_checkpoint, record_of, run_record
 from st2v_export.toy.train import Run, TrainConfig, TrainError, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
@@ -128,6 +128,27 @@ def test_a_crossing_share_redraws_the_first_clips_of_each_stage2_batch(runs, tmp
         TrainConfig("stage1", 1, Path("unused"), crossing_share=0.5)
     with pytest.raises(TrainError, match=r"crossing share must be in \[0, 1\], got 1.5"):
         TrainConfig("stage2", 1, Path("unused"), crossing_share=1.5)
+
+
+def test_decoded_conditions_show_the_cam_the_vae_round_trip_of_the_first_frames(runs, tmp_path):
+    run = Run(TrainConfig("stage2", 1, tmp_path, runs=runs, decoded_conditions=True), log=QUIET)
+    task = run.task  # the run hands the option to the task
+    batch = task.batch(0, 2)
+    seen = []
+    features = task.cond_features
+    task.cond_features = lambda videos: seen.append(videos) or features(videos)
+    for decoded in (False, True):
+        task.decoded_conditions = decoded
+        with torch.no_grad():
+            task.loss(batch, torch.Generator().manual_seed(5))
+    latents = task.frozen.latents(batch["videos"], torch.Generator().manual_seed(5))
+    round_trip = task.frozen.decode(latents[:, :, :8]).clamp(-1, 1)
+    assert torch.equal(seen[0], batch["videos"])
+    assert seen[1].shape == (2, 8, 3, 64, 64) and torch.equal(seen[1], round_trip)
+    assert not torch.allclose(seen[1], batch["videos"][:, :8], atol=0.05)
+    assert record_of(run._payload(), tmp_path)["decoded_conditions"] is True
+    with pytest.raises(TrainError, match="decoded conditions are for stage2"):
+        TrainConfig("stage1", 1, Path("unused"), decoded_conditions=True)
 
 
 def test_about_a_tenth_of_the_clips_train_without_condition():
@@ -276,6 +297,10 @@ def test_a_resumed_stage2_run_is_bit_identical(runs, tmp_path):
     train(crossing, log=QUIET)  # the manifest's provenance says which data a run saw
     assert run_record(tmp_path / "crossing")["crossing_share"] == 0.5
     assert "crossing_share" not in run_record(tmp_path / "straight")
+    other_frames = config(tmp_path / "stopped", 3, resume=True)
+    other_frames.decoded_conditions = True
+    with pytest.raises(TrainError, match="decoded_conditions: checkpoint False, asked True"):
+        train(other_frames, log=QUIET)
 
 
 def _stage2_paddings(task: Stage2Task) -> set[str]:
@@ -356,6 +381,20 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
     assert broken["seams_without_jump"] < 1.0 and broken["scuts_mean"] == 1.0
     table = markdown([full, broken])
     assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% | 100% |")
+
+
+def test_the_readme_ablation_table_is_the_committed_reports_table():
+    """docs/toy-ablation.json (written by `toy ablate`): its rows are its reports' figures, and
+    the README shows them."""
+    from st2v_export.toy.ablation import markdown, row
+
+    ablation = json.loads((REPO_ROOT / "docs" / "toy-ablation.json").read_text())
+    names = [r["variant"] for r in ablation["rows"]]
+    assert names[:3] == ["full", "no CAM", "no APM"] and len(ablation["reports"]) == len(names)
+    for table_row, reports in zip(ablation["rows"], ablation["reports"].values()):
+        figures = row(table_row["variant"], reports, [])
+        assert {**figures, "scuts_mean": table_row["scuts_mean"]} == table_row
+    assert markdown(ablation["rows"]) in (REPO_ROOT / "README.md").read_text()
 
 
 def test_the_committed_toy_set_is_trained_small_and_predicts_v_at_zero_terminal_snr():

@@ -103,6 +103,10 @@ class TrainConfig:
     """stage2 only: the share of each batch's clips drawn where a shape crosses an edge of the
     frame and the world wraps it around (`data.crossing_starts`); 0: every clip from the
     stream as drawn."""
+    decoded_conditions: bool = False
+    """stage2 only: the CAM sees each clip's first 8 frames as the VAE gives them back (encoded,
+    then decoded), as the engine's CAM sees the decoded frames of the chunk before; False: the
+    rendered frames."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -123,6 +127,9 @@ class TrainConfig:
         if self.crossing_share and self.model != "stage2":
             raise TrainError(f"crossing share is for stage2 (its clips start anywhere in the "
                              f"video), not {self.model} (--crossing-share)")
+        if self.decoded_conditions and self.model != "stage2":
+            raise TrainError(f"decoded conditions are for stage2 (the CAM's frames), not "
+                             f"{self.model} (--decoded-conditions)")
         training_device(self.device)  # a clear error before any model is built
 
 
@@ -140,11 +147,13 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
             f"cannot resume {config.out / CHECKPOINT_FILE}: it holds weights recovered from a "
             f"model set, no training state; start a new run from it with --init {config.out}"
         )
-    saved = {"crossing_share": 0.0, **payload["config"]}  # checkpoints from before the share
+    # checkpoints from before these options trained without them
+    saved = {"crossing_share": 0.0, "decoded_conditions": False, **payload["config"]}
     differences = [
         f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
         for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch),
-                           ("crossing_share", config.crossing_share))
+                           ("crossing_share", config.crossing_share),
+                           ("decoded_conditions", config.decoded_conditions))
         if saved[key] != value
     ]
     if payload["preset"] != _preset_record(preset):
@@ -222,8 +231,9 @@ class Run:
         self.log = log
         self.preset = config.preset or toy_preset()
         self.task = TASKS[config.model](self.preset, config.seed, config.runs)
-        if config.crossing_share:  # stage 2 only (`TrainConfig`)
+        if config.model == "stage2":  # the options `TrainConfig` allows for stage 2 only
             self.task.crossing_share = config.crossing_share
+            self.task.decoded_conditions = config.decoded_conditions
         self.task.to(training_device(config.device))
         self.batch = config.batch or self.task.default_batch
         self.peak_lr = config.lr or self.task.default_lr
@@ -248,6 +258,7 @@ class Run:
                 "seed": self.config.seed,
                 "batch": self.batch,
                 "crossing_share": self.config.crossing_share,
+                "decoded_conditions": self.config.decoded_conditions,
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
                 "init": self.initialised_from,

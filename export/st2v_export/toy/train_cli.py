@@ -3,7 +3,7 @@
   python -m st2v_export.toy train --model MODEL --steps N --out DIR [--resume] [--init RUN]
       [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--device D] [--workers W]
-      [--crossing-share F] [--preset-file FILE]
+      [--crossing-share F] [--decoded-conditions] [--preset-file FILE]
 
 `--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
 Also runnable alone: `python -m st2v_export.toy.train_cli --model vae ...`.
@@ -67,6 +67,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="stage2 only: the share of each batch's clips (0-1) drawn where a "
                              "shape crosses an edge and the world wraps it around (default 0: "
                              "as the stream draws them: about 3 in 10)")
+    parser.add_argument("--decoded-conditions", action="store_true",
+                        help="stage2 only: the CAM sees each clip's first 8 frames encoded and "
+                             "decoded by the VAE, as the engine's CAM sees the decoded frames "
+                             "of the chunk before (default: the rendered frames)")
     parser.add_argument("--preset-file", type=Path, default=None,
                         help="a custom preset (JSON) instead of the toy preset")
     return parser
@@ -107,6 +111,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         device=args.device,
         workers=args.workers,
         crossing_share=args.crossing_share,
+        decoded_conditions=args.decoded_conditions,
     )
 
 

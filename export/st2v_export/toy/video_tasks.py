@@ -142,6 +142,8 @@ class VideoTask(Task):
     """Train on clips from their video's first frame (stage 1 makes only first chunks)."""
     crossing_share = 0.0
     """The share of each batch's clips drawn where a shape crosses an edge (`--crossing-share`)."""
+    decoded_conditions = False
+    """Stage 2: the CAM sees the first frames through the VAE (`--decoded-conditions`)."""
 
     def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
         super().__init__(preset, seed, runs)
@@ -306,7 +308,10 @@ class Stage2Task(VideoTask):
         latents = self.frozen.latents(videos, generator)
         text, context = self.context(batch["captions"], batch["anchors"])
         timesteps, noisy, target = diffusion_targets(latents, generator)
-        prediction = self.predict(noisy, timesteps, text, context, self.cond_features(videos))
+        seen = videos
+        if self.decoded_conditions:  # clamped as the engine clamps what it decodes
+            seen = self.frozen.decode(latents[:, :, :COND_FRAMES]).clamp(-1.0, 1.0)
+        prediction = self.predict(noisy, timesteps, text, context, self.cond_features(seen))
         loss = F.mse_loss(prediction, target)
         new = F.mse_loss(prediction[:, :, COND_FRAMES:], target[:, :, COND_FRAMES:])
         return loss, {"new_frames": new.detach()}
