@@ -22,7 +22,7 @@ from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_c
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.runfiles import read_checkpoint, record_of, run_record
+from st2v_export.toy.runfiles import read_checkpoint, run_record
 from st2v_export.toy.train import Run, TrainConfig, TrainError, train
 from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
@@ -146,7 +146,8 @@ def test_decoded_conditions_show_the_cam_the_vae_round_trip_of_the_first_frames(
     assert torch.equal(seen[0], batch["videos"])
     assert seen[1].shape == (2, 8, 3, 64, 64) and torch.equal(seen[1], round_trip)
     assert not torch.allclose(seen[1], batch["videos"][:, :8], atol=0.05)
-    assert record_of(run._payload(), tmp_path)["decoded_conditions"] is True
+    run.save()  # the manifest's provenance says which frames the CAM saw
+    assert run_record(tmp_path)["decoded_conditions"] is True
     with pytest.raises(TrainError, match="decoded conditions are for stage2"):
         TrainConfig("stage1", 1, Path("unused"), decoded_conditions=True)
 
