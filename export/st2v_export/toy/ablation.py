@@ -92,12 +92,12 @@ def write_frames(frames: np.ndarray, directory: Path) -> Path:
 
 
 def generate(st2v: Path, models: Path, caption: str, frames: int, seed: int, steps: int | None,
-             out: Path, enhance: list[str] | None = None) -> np.ndarray:
+             out: Path, enhance: list[str] | None = None, negative_prompt: str = "") -> np.ndarray:
     """The engine's video as uint8 frames; `enhance`: stage 3's extra flags (None: no stage 3)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     command = [str(st2v), "generate", "--models", str(models), "--prompt", caption,
-               "--frames", str(frames), "--seed", str(seed), "--quiet",
-               "--force", "--out", f"{out}/"]
+               "--negative-prompt", negative_prompt, "--frames", str(frames), "--seed", str(seed),
+               "--quiet", "--force", "--out", f"{out}/"]
     command += ["--no-enhance"] if enhance is None else enhance
     if steps is not None:
         command += ["--steps", str(steps), "--stage1-steps", str(steps)]
@@ -184,7 +184,8 @@ def run_variant(args, name: str, models: Path, clips: list[dict], frames: int,
     reports, videos = [], []
     for k, clip in enumerate(clips):
         out = video_dir(args.out, name, frames, k)
-        video = generate(args.st2v, models, clip["caption"], frames, k, args.steps, out, enhance)
+        video = generate(args.st2v, models, clip["caption"], frames, k, args.steps, out, enhance,
+                         clip.get("negative_prompt", ""))
         reports.append(checker.check_video(content(video), clip["spec"], chunk_starts(frames)))
         videos.append(out)
         print(f"{name}, {frames} frames, {k + 1}/{len(clips)}: {clip['caption']}: "
