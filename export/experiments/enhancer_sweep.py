@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--setting", action="append", type=parse_setting, required=True,
                         help="NAME:T:GUIDANCE[:SET] (SET: a model set with other enhancer graphs)")
     args = parser.parse_args()
-    clips = protocol_clips(args.videos)
+    clips = protocol_clips(args.videos, args.split)
     rows = []
     for setting in args.setting:
         models = setting_set(args.models, setting, args.out / "sets" / setting["name"])

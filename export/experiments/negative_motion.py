@@ -36,7 +36,7 @@ def main() -> None:
     parser = experiment_parser(__doc__, "stage-1 and stage-2 steps")
     parser.add_argument("--frames", type=int, default=48)
     args = parser.parse_args()
-    clips = protocol_clips(args.videos)
+    clips = protocol_clips(args.videos, args.split)
     guided = [{**clip, "negative_prompt": opposite_caption(clip["caption"])}
               for clip in clips]
     rows = []

@@ -75,10 +75,10 @@ def continue_truth(st2v: Path, models: Path, out: Path, clips: list[dict],
     return reports
 
 
-def first_chunks(videos_dir: Path, videos: int) -> list[dict]:
+def first_chunks(videos_dir: Path, videos: int, split: str) -> list[dict]:
     """The checker on the first 16 frames of videos_dir/00, 01, ... (stage 1's chunk)."""
     return [checker.check_video(read_frames(videos_dir / f"{i:02d}")[:FIRST_CHUNK], clip["spec"])
-            for i, clip in enumerate(protocol_clips(videos))]
+            for i, clip in enumerate(protocol_clips(videos, split))]
 
 
 def main() -> None:
@@ -90,11 +90,14 @@ def main() -> None:
                         help="straight-motion clips whose shape crosses an edge in the first "
                              "new chunk, instead of the README protocol's")
     args = parser.parse_args()
-    clips = crossing_clips(args.videos) if args.crossing else protocol_clips(args.videos)
+    if args.crossing and args.split != "heldout":
+        parser.error("--crossing draws its clips from the held-out split; leave --split out")
+    clips = (crossing_clips(args.videos) if args.crossing
+             else protocol_clips(args.videos, args.split))
     reports = continue_truth(args.st2v, args.models, args.out, clips, args.steps)
     results = {"continued_from_truth": summarize(reports)}
     if args.first_chunks is not None:
-        results["first_chunks"] = summarize(first_chunks(args.first_chunks, args.videos))
+        results["first_chunks"] = summarize(first_chunks(args.first_chunks, args.videos, args.split))
     print(json.dumps(results))
     (args.out / "truth.json").write_text(json.dumps({**results, "reports": reports}, indent=1))
 

@@ -76,7 +76,7 @@ def test_first_chunks_judge_the_first_sixteen_frames(truth, tmp_path):
     for index, clip in enumerate(clips):
         frames = np.concatenate([clip["frames"][:16], np.zeros((32, 64, 64, 3), np.uint8)])
         truth.write_frames(frames, tmp_path / f"{index:02d}")
-    reports = truth.first_chunks(tmp_path, 2)
+    reports = truth.first_chunks(tmp_path, 2, "heldout")
     assert all(r["adherence"]["motion_ok"] and r["adherence"]["background_ok"] for r in reports)
 
 

@@ -39,3 +39,18 @@ def test_a_setting_set_changes_stage_two_only_and_leaves_the_base_set_alone(samp
     # A second run of the same setting starts from a clean directory.
     assert sampler.sampler_set(base, sampler.parse_setting("1:3"), tmp_path / "set") == out
     assert json.loads((out / "manifest.json").read_text())["pipeline"]["stage2"]["eta"] == 1.0
+
+
+def test_split_train_draws_the_protocols_clips_from_captions_the_models_trained_on():
+    from st2v_export.toy import world
+    from st2v_export.toy.ablation import experiment_parser, protocol_clips
+
+    parser = experiment_parser("", "steps")
+    assert parser.parse_args(["--out", "o"]).split == "heldout"
+    assert parser.parse_args(["--out", "o", "--split", "train"]).split == "train"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "o", "--split", "test"])
+    heldout, train = protocol_clips(4), protocol_clips(4, "train")
+    assert all(world.is_heldout(c["spec"]) for c in heldout)
+    assert not any(world.is_heldout(c["spec"]) for c in train)
+    assert [c["caption"] for c in protocol_clips(4, "heldout")] == [c["caption"] for c in heldout]

@@ -251,15 +251,16 @@ def ablate(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def protocol_clips(videos: int) -> list[dict]:
-    """The README protocol's held-out clips: their captions, specs and true first chunks."""
-    return heldout_clips(videos, FIRST_CHUNK, toy_preset().stage2.height)
+def protocol_clips(videos: int, split: str = "heldout") -> list[dict]:
+    """The README protocol's held-out clips (or the train split's): their captions, specs and
+    true first chunks."""
+    return heldout_clips(videos, FIRST_CHUNK, toy_preset().stage2.height, split=split)
 
 
 def run_settings(args: argparse.Namespace, make_set) -> list[dict]:
     """The sampler experiments' rows (export/experiments): one README-protocol row per
     `args.setting`, each on `make_set(args.models, setting, directory)`; OUT/sampler.json."""
-    clips = protocol_clips(args.videos)
+    clips = protocol_clips(args.videos, args.split)
     rows = []
     for setting in args.setting:
         slug = setting["name"].replace(", ", "-").replace(" ", "")
@@ -281,6 +282,8 @@ def experiment_parser(description: str, steps_help: str) -> argparse.ArgumentPar
     parser.add_argument("--st2v", type=Path, default=Path("target/debug/st2v"),
                         help="the engine binary")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", choices=("heldout", "train"), default="heldout",
+                        help="whose captions: the held-out split's (README) or the train split's")
     return parser
 
 
@@ -300,6 +303,8 @@ def add_ablate_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None,
                         help="stage-1 and stage-2 steps (default: the manifest's, 50)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", choices=("heldout", "train"), default="heldout",
+                        help="whose captions: the held-out split's (README) or the train split's")
     return parser
 
 

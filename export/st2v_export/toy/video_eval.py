@@ -26,8 +26,11 @@ STAGE2_CHUNKS = 2
 NEW_FRAMES = 8
 
 
-def heldout_clips(count: int, frames: int, size: int, anchor: bool = False) -> list[dict]:
-    return video_batch(HELDOUT_SEED, 0, count, frames, size, anchor=anchor, split="heldout")
+def heldout_clips(count: int, frames: int, size: int, anchor: bool = False,
+                  split: str = "heldout") -> list[dict]:
+    """The evaluations' clips: the held-out split's, or (`split="train"`) as many of the train
+    split's drawn with the same seed, to compare what the models do on captions they saw."""
+    return video_batch(HELDOUT_SEED, 0, count, frames, size, anchor=anchor, split=split)
 
 
 def summarize(reports: list[dict]) -> dict:
