@@ -16,6 +16,10 @@ Patches (each a flag):
   place of the recipe's motion probe;
 - --probe-weight: the motion probe's weight (the recipe's 0.05; 0: none);
 - --frame-positions: sinusoidal frame positions seen by every temporal transformer;
+- --temporal-caption: the second attention of every temporal transformer of the blocks (not
+  `transformer_in`, wider than the text states) attends to the text
+  states (the caption, per pixel) instead of the frames again; same weights, so it starts from
+  the recovered UNet (the graph interfaces would allow it, ModelScope's UNet3D does not do it);
 - --eta: DDIM eta of the samples (the evaluation's is 0).
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import UNet3DConditionModel
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from PIL import Image
 from torch import nn
@@ -150,6 +155,33 @@ def add_frame_positions() -> None:
     TransformerTemporalModel.forward = with_positions
 
 
+def add_temporal_caption() -> None:
+    unet_forward, temporal_forward = UNet3DConditionModel.forward, TransformerTemporalModel.forward
+    text: list[torch.Tensor] = []
+
+    def unet_with_text(self, sample, timestep, encoder_hidden_states, *args, **kwargs):
+        text[:] = [encoder_hidden_states]
+        return unet_forward(self, sample, timestep, encoder_hidden_states, *args, **kwargs)
+
+    def temporal_with_text(self, hidden_states, encoder_hidden_states=None, timestep=None,
+                           class_labels=None, num_frames=1, cross_attention_kwargs=None,
+                           return_dict=True):
+        states = text[0]
+        if self.transformer_blocks[0].attn2.to_k.in_features != states.shape[-1]:
+            # transformer_in (8 heads, wider than the text): stays on the frames
+            return temporal_forward(self, hidden_states, encoder_hidden_states, timestep,
+                                    class_labels, num_frames, cross_attention_kwargs, return_dict)
+        batch = hidden_states.shape[0] // num_frames
+        assert states.shape[0] == batch, (states.shape, hidden_states.shape, num_frames)
+        pixels = hidden_states.shape[2] * hidden_states.shape[3]
+        return temporal_forward(self, hidden_states, states.repeat_interleave(pixels, dim=0),
+                                timestep, class_labels, num_frames, cross_attention_kwargs,
+                                return_dict)
+
+    UNet3DConditionModel.forward = unet_with_text
+    TransformerTemporalModel.forward = temporal_with_text
+
+
 def sample_with_eta(eta: float) -> None:
     def ddim(predict_v, shape, generator, steps=25):
         sample = torch.randn(shape, generator=generator)
@@ -201,6 +233,7 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true")
     parser.add_argument("--probe-weight", type=float, default=video_tasks.MOTION_PROBE_WEIGHT)
     parser.add_argument("--frame-positions", action="store_true")
+    parser.add_argument("--temporal-caption", action="store_true")
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
     parser.add_argument("--motions", help="with --world: only these motions (comma-separated)")
@@ -221,6 +254,8 @@ def main() -> None:
         add_oracle()
     if args.frame_positions:
         add_frame_positions()
+    if args.temporal_caption:
+        add_temporal_caption()
     if args.eta:
         sample_with_eta(args.eta)
     report_each_sample()

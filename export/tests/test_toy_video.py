@@ -441,3 +441,17 @@ def test_the_committed_vae_keeps_colour_background_and_motion_but_rounds_shape_c
     summary = summarize(reports)
     assert summary["colour"] == summary["background"] == summary["motion"] == 1.0, summary
     assert summary["shape"] < 0.5, summary
+
+
+def test_the_readme_rows_colour_and_direction_passes_are_all_single_shape_captions():
+    """The README's finding on the committed `full` row: its two-shape videos pass neither the
+    colour nor the motion (the set loses one of the two shapes), its 9 single-shape ones do."""
+    ablation = json.loads((REPO_ROOT / "docs" / "toy-ablation.json").read_text())
+    reports = ablation["reports"]["full, 48 frames"]
+    passes = {"colour_ok": [], "motion_ok": []}
+    for report in reports:
+        for verdict, shapes in passes.items():
+            if report["adherence"][verdict]:
+                shapes.append(len(report["spec"]["shapes"]))
+    assert sum(len(r["spec"]["shapes"]) == 1 for r in reports) == 9
+    assert passes == {"colour_ok": [1] * 5, "motion_ok": [1] * 4}
