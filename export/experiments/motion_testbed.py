@@ -17,9 +17,9 @@ Patches (each a flag):
 - --probe-weight: the motion probe's weight (the recipe's 0.05; 0: none);
 - --frame-positions: sinusoidal frame positions seen by every temporal transformer;
 - --temporal-caption: the second attention of every temporal transformer of the blocks (not
-  `transformer_in`, wider than the text states) attends to the text
-  states (the caption, per pixel) instead of the frames again; same weights, so it starts from
-  the recovered UNet (the graph interfaces would allow it, ModelScope's UNet3D does not do it);
+  `transformer_in`, wider than the text states) attends to the text states (the caption, per
+  pixel) instead of the frames again; same weights, so it starts from the recovered UNet (the
+  graph interfaces would allow it, ModelScope's UNet3D does not do it);
 - --eta: DDIM eta of the samples (the evaluation's is 0).
 """
 
