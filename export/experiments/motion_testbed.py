@@ -20,6 +20,10 @@ Patches (each a flag):
   `transformer_in`, wider than the text states) attends to the text states (the caption, per
   pixel) instead of the frames again; same weights, so it starts from the recovered UNet (the
   graph interfaces would allow it, ModelScope's UNet3D does not do it);
+- --binding-weight W: a second loss, weight W, on the spatial cross-attention of two-shape
+  captions: in the pixels of each shape (its palette colour in the true frame), the attention
+  to its own colour word and noun should outweigh that to the other shape's (the share's
+  negative log, averaged over the layers at 2x2 and finer);
 - --eta: DDIM eta of the samples (the evaluation's is 0).
 """
 
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import UNet3DConditionModel
+from diffusers.models.attention_processor import AttnProcessor
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from PIL import Image
 from torch import nn
@@ -182,6 +187,95 @@ def add_temporal_caption() -> None:
     TransformerTemporalModel.forward = temporal_with_text
 
 
+class CapturingProcessor(AttnProcessor):
+    """Cross-attention that keeps its probabilities (per head) while `store` is open."""
+
+    def __init__(self, store: list):
+        self.store = store
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, **kwargs):
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(query, key, None)
+        if self.store and self.store[0] is not None:
+            self.store.append((probs, attn.heads))
+        out = attn.batch_to_head_dim(torch.bmm(probs, value))
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def word_positions(ids: list[int], caption: str) -> list[list[int]]:
+    """Per shape of the caption, the token positions of its colour word and its noun."""
+    spec, positions, start = world.parse_caption(caption), [], 0
+    for shape in spec.shapes:
+        found = []
+        for word in (shape.colour, shape.shape):
+            word_ids = data._token_ids(word)[1:-1]
+            word_ids = [i for i in word_ids if i not in (0, 49407)]
+            at = next(k for k in range(start, len(ids)) if ids[k:k + len(word_ids)] == word_ids)
+            found += list(range(at, at + len(word_ids)))
+            start = at + len(word_ids)
+        positions.append(found)
+    return positions
+
+
+def binding_loss(videos: torch.Tensor, captions: list[str], store: list) -> torch.Tensor:
+    pixels = ((videos + 1) * 127.5).round()  # (B, F, 3, H, W)
+    total, layers = videos.new_zeros(()), 0
+    for b, caption in enumerate(captions):
+        if not caption or len(world.parse_caption(caption).shapes) != 2:
+            continue
+        ids = data.tokenize([caption])[0].tolist()
+        tokens = word_positions(ids, caption)
+        masks = torch.stack([
+            ((pixels[b] - torch.tensor(world.PALETTE[s.colour], dtype=pixels.dtype)[:, None, None])
+             .abs().amax(dim=1) <= 3).float()
+            for s in world.parse_caption(caption).shapes], dim=1)  # (F, 2, H, W)
+        frames = masks.shape[0]
+        for probs, heads in store[1:]:
+            cells = probs.shape[1]
+            side = int(round(cells ** 0.5))
+            if side < 2:
+                continue
+            per_clip = probs.reshape(-1, frames, heads, cells, probs.shape[-1])[b].mean(dim=1)
+            mass = torch.stack([per_clip[..., t].sum(-1) for t in tokens], dim=1)  # (F, 2, HW)
+            share = mass / mass.sum(dim=1, keepdim=True).clamp(min=1e-6)
+            weight = F.adaptive_avg_pool2d(masks, side).flatten(2)  # (F, 2, HW)
+            total = total - (weight * share.clamp(min=1e-6).log()).sum() / weight.sum().clamp(
+                min=1e-6)
+            layers += 1
+    return total / max(layers, 1)
+
+
+def add_binding_loss(weight: float) -> None:
+    build, store = Stage1Task.__init__, []
+
+    def init(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        for name, module in self.unet.named_modules():
+            if name.endswith("attn2") and "temp_attentions" not in name and \
+                    "transformer_in" not in name:
+                module.set_processor(CapturingProcessor(store))
+
+    def loss(self, batch, generator):
+        store[:] = [True]
+        latents = self.frozen.latents(batch["videos"], generator)
+        context = self.frozen.text(input_ids=self.frozen.token_ids(batch["captions"]))
+        context = context.last_hidden_state
+        timesteps, noisy, target = diffusion_targets(latents, generator)
+        prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
+        binding = binding_loss(batch["videos"], batch["captions"], store)
+        store[:] = []
+        diffusion = F.mse_loss(prediction, target)
+        probe = self.motion_loss(context, batch["motions"])
+        total = diffusion + video_tasks.MOTION_PROBE_WEIGHT * probe + weight * binding
+        return total, {"motion_probe": probe.detach(), "binding": binding.detach()}
+
+    Stage1Task.__init__ = init
+    Stage1Task.loss = loss
+
+
 def sample_with_eta(eta: float) -> None:
     def ddim(predict_v, shape, generator, steps=25):
         sample = torch.randn(shape, generator=generator)
@@ -234,6 +328,7 @@ def main() -> None:
     parser.add_argument("--probe-weight", type=float, default=video_tasks.MOTION_PROBE_WEIGHT)
     parser.add_argument("--frame-positions", action="store_true")
     parser.add_argument("--temporal-caption", action="store_true")
+    parser.add_argument("--binding-weight", type=float, default=0.0)
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
     parser.add_argument("--motions", help="with --world: only these motions (comma-separated)")
@@ -256,6 +351,8 @@ def main() -> None:
         add_frame_positions()
     if args.temporal_caption:
         add_temporal_caption()
+    if args.binding_weight:
+        add_binding_loss(args.binding_weight)
     if args.eta:
         sample_with_eta(args.eta)
     report_each_sample()
