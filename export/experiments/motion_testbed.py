@@ -187,11 +187,19 @@ def add_temporal_caption() -> None:
     TransformerTemporalModel.forward = temporal_with_text
 
 
-class CapturingProcessor(AttnProcessor):
-    """Cross-attention that keeps its probabilities (per head) while `store` is open."""
+class AttentionCapture:
+    """The cross-attention probabilities of one UNet call: `layers` is a list of (probs, heads)
+    while capturing, None otherwise (sampling)."""
 
-    def __init__(self, store: list):
-        self.store = store
+    def __init__(self):
+        self.layers: list | None = None
+
+
+class CapturingProcessor(AttnProcessor):
+    """Cross-attention that keeps its probabilities (per head) while `capture` is on."""
+
+    def __init__(self, capture: AttentionCapture):
+        self.capture = capture
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
                  temb=None, **kwargs):
@@ -199,15 +207,15 @@ class CapturingProcessor(AttnProcessor):
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
         value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
         probs = attn.get_attention_scores(query, key, None)
-        if self.store and self.store[0] is not None:
-            self.store.append((probs, attn.heads))
+        if self.capture.layers is not None:
+            self.capture.layers.append((probs, attn.heads))
         out = attn.batch_to_head_dim(torch.bmm(probs, value))
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def word_positions(ids: list[int], caption: str) -> list[list[int]]:
-    """Per shape of the caption, the token positions of its colour word and its noun."""
-    spec, positions, start = world.parse_caption(caption), [], 0
+def word_positions(ids: list[int], spec: world.SceneSpec) -> list[list[int]]:
+    """Per shape of the caption's scene, the token positions of its colour word and its noun."""
+    positions, start = [], 0
     for shape in spec.shapes:
         found = []
         for word in (shape.colour, shape.shape):
@@ -220,20 +228,22 @@ def word_positions(ids: list[int], caption: str) -> list[list[int]]:
     return positions
 
 
-def binding_loss(videos: torch.Tensor, captions: list[str], store: list) -> torch.Tensor:
+def binding_loss(videos: torch.Tensor, captions: list[str], layers: list) -> torch.Tensor:
+    """The negative log share of each shape's own words in the attention of its pixels, over
+    the two-shape captions and the captured `layers` at 2x2 and finer."""
     pixels = ((videos + 1) * 127.5).round()  # (B, F, 3, H, W)
-    total, layers = videos.new_zeros(()), 0
+    total, terms = videos.new_zeros(()), 0
     for b, caption in enumerate(captions):
-        if not caption or len(world.parse_caption(caption).shapes) != 2:
+        spec = world.parse_caption(caption) if caption else None
+        if spec is None or len(spec.shapes) != 2:
             continue
-        ids = data.tokenize([caption])[0].tolist()
-        tokens = word_positions(ids, caption)
+        tokens = word_positions(data.tokenize([caption])[0].tolist(), spec)
         masks = torch.stack([
             ((pixels[b] - torch.tensor(world.PALETTE[s.colour], dtype=pixels.dtype)[:, None, None])
              .abs().amax(dim=1) <= 3).float()
-            for s in world.parse_caption(caption).shapes], dim=1)  # (F, 2, H, W)
+            for s in spec.shapes], dim=1)  # (F, 2, H, W)
         frames = masks.shape[0]
-        for probs, heads in store[1:]:
+        for probs, heads in layers:
             cells = probs.shape[1]
             side = int(round(cells ** 0.5))
             if side < 2:
@@ -244,29 +254,29 @@ def binding_loss(videos: torch.Tensor, captions: list[str], store: list) -> torc
             weight = F.adaptive_avg_pool2d(masks, side).flatten(2)  # (F, 2, HW)
             total = total - (weight * share.clamp(min=1e-6).log()).sum() / weight.sum().clamp(
                 min=1e-6)
-            layers += 1
-    return total / max(layers, 1)
+            terms += 1
+    return total / max(terms, 1)
 
 
 def add_binding_loss(weight: float) -> None:
-    build, store = Stage1Task.__init__, []
+    build, capture = Stage1Task.__init__, AttentionCapture()
 
     def init(self, *args, **kwargs):
         build(self, *args, **kwargs)
         for name, module in self.unet.named_modules():
             if name.endswith("attn2") and "temp_attentions" not in name and \
                     "transformer_in" not in name:
-                module.set_processor(CapturingProcessor(store))
+                module.set_processor(CapturingProcessor(capture))
 
     def loss(self, batch, generator):
-        store[:] = [True]
+        capture.layers = []
         latents = self.frozen.latents(batch["videos"], generator)
         context = self.frozen.text(input_ids=self.frozen.token_ids(batch["captions"]))
         context = context.last_hidden_state
         timesteps, noisy, target = diffusion_targets(latents, generator)
         prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
-        binding = binding_loss(batch["videos"], batch["captions"], store)
-        store[:] = []
+        binding = binding_loss(batch["videos"], batch["captions"], capture.layers)
+        capture.layers = None
         diffusion = F.mse_loss(prediction, target)
         probe = self.motion_loss(context, batch["motions"])
         total = diffusion + video_tasks.MOTION_PROBE_WEIGHT * probe + weight * binding

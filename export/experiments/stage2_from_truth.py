@@ -97,7 +97,8 @@ def main() -> None:
     reports = continue_truth(args.st2v, args.models, args.out, clips, args.steps)
     results = {"continued_from_truth": summarize(reports)}
     if args.first_chunks is not None:
-        results["first_chunks"] = summarize(first_chunks(args.first_chunks, args.videos, args.split))
+        chunks = first_chunks(args.first_chunks, args.videos, args.split)
+        results["first_chunks"] = summarize(chunks)
     print(json.dumps(results))
     (args.out / "truth.json").write_text(json.dumps({**results, "reports": reports}, indent=1))
 

@@ -21,10 +21,10 @@ def testbed():
 
 def test_each_shapes_colour_word_and_noun_are_found_in_order(testbed):
     ids = data.tokenize([CAPTION])[0].tolist()
-    assert testbed.word_positions(ids, CAPTION) == [[3, 4], [8, 9]]
+    assert testbed.word_positions(ids, world.parse_caption(CAPTION)) == [[3, 4], [8, 9]]
     same = "a red circle and a blue circle moving left on a white background"
     ids = data.tokenize([same])[0].tolist()
-    assert testbed.word_positions(ids, same) == [[2, 3], [6, 7]]
+    assert testbed.word_positions(ids, world.parse_caption(same)) == [[2, 3], [6, 7]]
 
 
 def _attention(frames, spec, side: int, heads: int, swap: bool) -> torch.Tensor:
@@ -52,9 +52,9 @@ def test_the_loss_rewards_attention_on_each_shapes_own_words(testbed):
     videos = videos_to_pixels(frames[None])
     losses = {}
     for swap in (False, True):
-        store = [True, (_attention(frames, spec, 8, 2, swap), 2),
-                 (_attention(frames, spec, 1, 2, swap), 2)]  # 1x1: left out
-        losses[swap] = float(testbed.binding_loss(videos, [CAPTION], store))
+        layers = [(_attention(frames, spec, 8, 2, swap), 2),
+                  (_attention(frames, spec, 1, 2, swap), 2)]  # 1x1: left out
+        losses[swap] = float(testbed.binding_loss(videos, [CAPTION], layers))
     assert losses[False] < 0.5 < 5 < losses[True]
     single = "a small blue star moving up-left on a gradient background"
-    assert float(testbed.binding_loss(videos, [single, ""], store)) == 0.0
+    assert float(testbed.binding_loss(videos, [single, ""], layers)) == 0.0

@@ -303,8 +303,6 @@ def add_ablate_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None,
                         help="stage-1 and stage-2 steps (default: the manifest's, 50)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--split", choices=("heldout", "train"), default="heldout",
-                        help="whose captions: the held-out split's (README) or the train split's")
     return parser
 
 
