@@ -20,10 +20,10 @@ Patches (each a flag):
   `transformer_in`, wider than the text states) attends to the text states (the caption, per
   pixel) instead of the frames again; same weights, so it starts from the recovered UNet (the
   graph interfaces would allow it, ModelScope's UNet3D does not do it);
-- --binding-weight W: a second loss, weight W, on the spatial cross-attention of two-shape
-  captions: in the pixels of each shape (its palette colour in the true frame), the attention
-  to its own colour word and noun should outweigh that to the other shape's (the share's
-  negative log, averaged over the layers at 2x2 and finer);
+- --binding-weight W: the recipe's binding loss (`st2v_export.toy.binding`, `toy train
+  --binding-weight`), first tried here: in the pixels of each shape of a two-shape caption, the
+  spatial cross-attention to its own colour word and noun should outweigh that to the other
+  shape's;
 - --eta: DDIM eta of the samples (the evaluation's is 0).
 """
 
@@ -38,7 +38,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import UNet3DConditionModel
-from diffusers.models.attention_processor import AttnProcessor
 from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
 from PIL import Image
 from torch import nn
@@ -187,105 +186,6 @@ def add_temporal_caption() -> None:
     TransformerTemporalModel.forward = temporal_with_text
 
 
-class AttentionCapture:
-    """The cross-attention probabilities of one UNet call: `layers` is a list of (probs, heads)
-    while capturing, None otherwise (sampling)."""
-
-    def __init__(self):
-        self.layers: list | None = None
-
-
-class CapturingProcessor(AttnProcessor):
-    """Cross-attention that keeps its probabilities (per head) while `capture` is on."""
-
-    def __init__(self, capture: AttentionCapture):
-        self.capture = capture
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
-                 temb=None, **kwargs):
-        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
-        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
-        probs = attn.get_attention_scores(query, key, None)
-        if self.capture.layers is not None:
-            self.capture.layers.append((probs, attn.heads))
-        out = attn.batch_to_head_dim(torch.bmm(probs, value))
-        return attn.to_out[1](attn.to_out[0](out))
-
-
-def word_positions(ids: list[int], spec: world.SceneSpec) -> list[list[int]]:
-    """Per shape of the caption's scene, the token positions of its colour word and its noun."""
-    positions, start = [], 0
-    for shape in spec.shapes:
-        found = []
-        for word in (shape.colour, shape.shape):
-            word_ids = data._token_ids(word)[1:-1]
-            word_ids = [i for i in word_ids if i not in (0, 49407)]
-            at = next(k for k in range(start, len(ids)) if ids[k:k + len(word_ids)] == word_ids)
-            found += list(range(at, at + len(word_ids)))
-            start = at + len(word_ids)
-        positions.append(found)
-    return positions
-
-
-def binding_loss(videos: torch.Tensor, captions: list[str], layers: list) -> torch.Tensor:
-    """The negative log share of each shape's own words in the attention of its pixels, over
-    the two-shape captions and the captured `layers` at 2x2 and finer."""
-    pixels = ((videos + 1) * 127.5).round()  # (B, F, 3, H, W)
-    total, terms = videos.new_zeros(()), 0
-    for b, caption in enumerate(captions):
-        spec = world.parse_caption(caption) if caption else None
-        if spec is None or len(spec.shapes) != 2:
-            continue
-        tokens = word_positions(data.tokenize([caption])[0].tolist(), spec)
-        masks = torch.stack([
-            ((pixels[b] - torch.tensor(world.PALETTE[s.colour], dtype=pixels.dtype)[:, None, None])
-             .abs().amax(dim=1) <= 3).float()
-            for s in spec.shapes], dim=1)  # (F, 2, H, W)
-        frames = masks.shape[0]
-        for probs, heads in layers:
-            cells = probs.shape[1]
-            side = int(round(cells ** 0.5))
-            if side < 2:
-                continue
-            per_clip = probs.reshape(-1, frames, heads, cells, probs.shape[-1])[b].mean(dim=1)
-            mass = torch.stack([per_clip[..., t].sum(-1) for t in tokens], dim=1)  # (F, 2, HW)
-            share = mass / mass.sum(dim=1, keepdim=True).clamp(min=1e-6)
-            weight = F.adaptive_avg_pool2d(masks, side).flatten(2)  # (F, 2, HW)
-            total = total - (weight * share.clamp(min=1e-6).log()).sum() / weight.sum().clamp(
-                min=1e-6)
-            terms += 1
-    return total / max(terms, 1)
-
-
-def add_binding_loss(weight: float) -> None:
-    build, capture = Stage1Task.__init__, AttentionCapture()
-
-    def init(self, *args, **kwargs):
-        build(self, *args, **kwargs)
-        for name, module in self.unet.named_modules():
-            if name.endswith("attn2") and "temp_attentions" not in name and \
-                    "transformer_in" not in name:
-                module.set_processor(CapturingProcessor(capture))
-
-    def loss(self, batch, generator):
-        capture.layers = []
-        latents = self.frozen.latents(batch["videos"], generator)
-        context = self.frozen.text(input_ids=self.frozen.token_ids(batch["captions"]))
-        context = context.last_hidden_state
-        timesteps, noisy, target = diffusion_targets(latents, generator)
-        prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
-        binding = binding_loss(batch["videos"], batch["captions"], capture.layers)
-        capture.layers = None
-        diffusion = F.mse_loss(prediction, target)
-        probe = self.motion_loss(context, batch["motions"])
-        total = diffusion + video_tasks.MOTION_PROBE_WEIGHT * probe + weight * binding
-        return total, {"motion_probe": probe.detach(), "binding": binding.detach()}
-
-    Stage1Task.__init__ = init
-    Stage1Task.loss = loss
-
-
 def sample_with_eta(eta: float) -> None:
     def ddim(predict_v, shape, generator, steps=25):
         sample = torch.randn(shape, generator=generator)
@@ -361,8 +261,6 @@ def main() -> None:
         add_frame_positions()
     if args.temporal_caption:
         add_temporal_caption()
-    if args.binding_weight:
-        add_binding_loss(args.binding_weight)
     if args.eta:
         sample_with_eta(args.eta)
     report_each_sample()
@@ -370,7 +268,8 @@ def main() -> None:
     config = TrainConfig(model="stage1", steps=1 if args.look else args.steps,
                          out=args.out / "look" if args.look else args.out, lr=5e-4,
                          eval_every=0 if args.look else 1000 if args.world else args.steps,
-                         eval_frames=16 if args.world else 8, init=init, runs=args.runs)
+                         eval_frames=16 if args.world else 8, init=init, runs=args.runs,
+                         binding_weight=0.0 if args.look else args.binding_weight)
     run = Run(config, print)
     if args.look:
         run.prepare()

@@ -107,6 +107,9 @@ class TrainConfig:
     """stage2 only: the CAM sees each clip's first 8 frames as the VAE gives them back (encoded,
     then decoded), as the engine's CAM sees the decoded frames of the chunk before; False: the
     rendered frames."""
+    binding_weight: float = 0.0
+    """stage1 only: the weight of the binding loss on two-shape captions (`binding.py`: each
+    shape's pixels attend to its own colour word and noun); 0: none."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -130,6 +133,12 @@ class TrainConfig:
         if self.decoded_conditions and self.model != "stage2":
             raise TrainError(f"decoded conditions are for stage2 (the CAM's frames), not "
                              f"{self.model} (--decoded-conditions)")
+        if self.binding_weight < 0:
+            raise TrainError(f"binding weight must be 0 or more, got {self.binding_weight} "
+                             f"(--binding-weight)")
+        if self.binding_weight and self.model != "stage1":
+            raise TrainError(f"binding weight is for stage1 (its UNet's cross-attention), not "
+                             f"{self.model} (--binding-weight)")
         training_device(self.device)  # a clear error before any model is built
 
 
@@ -148,12 +157,14 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
             f"model set, no training state; start a new run from it with --init {config.out}"
         )
     # checkpoints from before these options trained without them
-    saved = {"crossing_share": 0.0, "decoded_conditions": False, **payload["config"]}
+    saved = {"crossing_share": 0.0, "decoded_conditions": False, "binding_weight": 0.0,
+             **payload["config"]}
     differences = [
         f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
         for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch),
                            ("crossing_share", config.crossing_share),
-                           ("decoded_conditions", config.decoded_conditions))
+                           ("decoded_conditions", config.decoded_conditions),
+                           ("binding_weight", config.binding_weight))
         if saved[key] != value
     ]
     if payload["preset"] != _preset_record(preset):
@@ -234,6 +245,8 @@ class Run:
         if config.model == "stage2":  # the options `TrainConfig` allows for stage 2 only
             self.task.crossing_share = config.crossing_share
             self.task.decoded_conditions = config.decoded_conditions
+        if config.model == "stage1":
+            self.task.bind(config.binding_weight)
         self.task.to(training_device(config.device))
         self.batch = config.batch or self.task.default_batch
         self.peak_lr = config.lr or self.task.default_lr
@@ -259,6 +272,7 @@ class Run:
                 "batch": self.batch,
                 "crossing_share": self.config.crossing_share,
                 "decoded_conditions": self.config.decoded_conditions,
+                "binding_weight": self.config.binding_weight,
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
                 "init": self.initialised_from,

@@ -3,7 +3,8 @@
   python -m st2v_export.toy train --model MODEL --steps N --out DIR [--resume] [--init RUN]
       [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--device D] [--workers W]
-      [--crossing-share F] [--decoded-conditions] [--preset-file FILE]
+      [--crossing-share F] [--decoded-conditions] [--binding-weight W]
+      [--preset-file FILE]
 
 `--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
 Also runnable alone: `python -m st2v_export.toy.train_cli --model vae ...`.
@@ -71,6 +72,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="stage2 only: the CAM sees each clip's first 8 frames encoded and "
                              "decoded by the VAE, as the engine's CAM sees the decoded frames "
                              "of the chunk before (default: the rendered frames)")
+    parser.add_argument("--binding-weight", type=float, default=0.0,
+                        help="stage1 only: weight of a loss that makes each shape of a "
+                             "two-shape caption attend to its own colour word and noun (1.0 "
+                             "fixed the colour leak of a testbed; default 0: none)")
     parser.add_argument("--preset-file", type=Path, default=None,
                         help="a custom preset (JSON) instead of the toy preset")
     return parser
@@ -112,6 +117,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         workers=args.workers,
         crossing_share=args.crossing_share,
         decoded_conditions=args.decoded_conditions,
+        binding_weight=args.binding_weight,
     )
 
 

@@ -2,7 +2,8 @@
 latent space of the trained VAE, conditioned by the trained text encoder (both frozen):
 
 - `stage1`: ModelScope's UNet3D (Wang et al. 2023), the `stage1_unet` graph: v prediction
-  (`diffusion.py`) on 16-frame clips, with the empty prompt for 10 % of them (classifier-free guidance).
+  (`diffusion.py`) on 16-frame clips, with the empty prompt for 10 % of them (classifier-free
+  guidance), and optionally the binding loss on its cross-attention (`binding.py`).
 - `stage2`: StreamingT2V's stage 2 (Henschel et al. 2024, Sec. 3 and 4.1): the video UNet with
   the CAM mergers and APM token mixing (`unet`), the CAM (`cam`, with E_cond) and the APM
   resampler (`apm_resampler`). Each 16-frame training clip is conditioned on its own first 8
@@ -16,6 +17,7 @@ latent space of the trained VAE, conditioned by the trained text encoder (both f
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from ..modules.resampler import ApmResampler
 from ..modules.streaming_unet import StreamingUnet
 from ..presets import COND_FRAMES, IMAGE_TOKENS, VAE_SCALING_FACTOR, Preset
 from . import world
+from .binding import AttentionCapture, binding_loss, capture_spatial_cross_attention
 from .data import to_pixels, tokenize, video_batch
 from .diffusion import CFG_DROPOUT, TRAIN_TIMESTEPS, add_noise, v_target
 from .runfiles import read_checkpoint
@@ -187,7 +190,8 @@ class Stage1Task(VideoTask):
     text state learns the caption's motion beside it and pulls the motion words apart: an
     auxiliary loss of training only, not exported (TRAINING.md, item 0). The tuned encoder is
     the set's `text_encoder` (stages 1 and 2); `clip_text_encoder` stays the contrastive one.
-    Its clips are video beginnings: stage 1 makes only a video's first chunk."""
+    Its clips are video beginnings: stage 1 makes only a video's first chunk. With `bind`, the
+    binding loss (`binding.py`) ties each shape of a two-shape caption to its own words."""
 
     name = "stage1"
     lr_scales = {"text": 0.2}
@@ -200,6 +204,14 @@ class Stage1Task(VideoTask):
         with seeded(seed, "motion_probe"):
             self.motion_probe = nn.Linear(preset.text["hidden_size"], len(world.MOTIONS))
         self.frozen.text.requires_grad_(True)
+        self.binding_weight = 0.0
+        self.attention: AttentionCapture | None = None
+
+    def bind(self, weight: float) -> None:
+        """Adds the binding loss (`binding.py`) at `weight` beside the diffusion loss; 0: none."""
+        self.binding_weight = weight
+        if weight and self.attention is None:
+            self.attention = capture_spatial_cross_attention(self.unet)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet, "text": self.frozen.text, "motion_probe": self.motion_probe}
@@ -209,10 +221,17 @@ class Stage1Task(VideoTask):
         context = self.frozen.text(input_ids=self.frozen.token_ids(batch["captions"]))
         context = context.last_hidden_state
         timesteps, noisy, target = diffusion_targets(latents, generator)
-        prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
+        binding = self.attention is not None and self.binding_weight > 0
+        with self.attention.capturing() if binding else nullcontext() as layers:
+            prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
         diffusion = F.mse_loss(prediction, target)
         probe = self.motion_loss(context, batch["motions"])
-        return diffusion + MOTION_PROBE_WEIGHT * probe, {"motion_probe": probe.detach()}
+        total, parts = diffusion + MOTION_PROBE_WEIGHT * probe, {"motion_probe": probe.detach()}
+        if binding:
+            attribute = binding_loss(batch["videos"], batch["captions"], layers)
+            total = total + self.binding_weight * attribute
+            parts["binding"] = attribute.detach()
+        return total, parts
 
     def motion_loss(self, context: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the caption's motion read from the mean text state (the dropped,
