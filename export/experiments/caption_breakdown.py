@@ -1,7 +1,8 @@
 """Where the README protocol's videos fail, by kind of caption: the checker's colour and motion
 verdicts on videos the other experiments wrote (`stage1_sampler.py`, `stage2_sampler.py`,
 `toy ablate`: DIR/00, DIR/01, ... of the protocol's clips), grouped by the number of shapes,
-the first shape's class and size, the background and the motion. An experiment of TRAINING.md
+the first shape's class and size, the background and the motion, and each shape of the
+two-shape captions on its own (does the first or the second keep its colour?). An experiment of TRAINING.md
 ("Where the videos fail"), not part of the recipe.
 
   PYTHONPATH=export .venv/bin/python export/experiments/caption_breakdown.py \\
@@ -23,6 +24,11 @@ from st2v_export.toy import checker, world
 from st2v_export.toy.ablation import content, protocol_clips, read_frames
 
 
+SHAPE_GROUPS = ("two shapes: the first alone", "two shapes: the second alone")
+"""The rows that judge each shape of a two-shape caption on its own (the checker's verdicts of
+that shape only)."""
+
+
 def groups_of(spec: world.SceneSpec) -> list[str]:
     """The caption kinds a scene belongs to (one per grouping, and "all")."""
     first = spec.shapes[0]
@@ -42,11 +48,17 @@ def tally(sources: list[tuple[Path, str]]) -> dict[str, dict[str, int]]:
     for directory, split in sources:
         videos = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
         for video, clip in zip(videos, protocol_clips(len(videos), split)):
-            verdict = checker.check_video(content(read_frames(video)), clip["spec"])["adherence"]
+            report = checker.check_video(content(read_frames(video)), clip["spec"])
+            verdict = report["adherence"]
             for group in groups_of(clip["spec"]):
                 counts[group]["videos"] += 1
                 counts[group]["colour"] += bool(verdict["colour_ok"])
                 counts[group]["motion"] += bool(verdict["motion_ok"])
+            if len(report["shapes"]) == 2:  # which of the two keeps its colour and motion
+                for group, shape in zip(SHAPE_GROUPS, report["shapes"]):
+                    counts[group]["videos"] += 1
+                    counts[group]["colour"] += bool(shape["colour_ok"])
+                    counts[group]["motion"] += bool(shape["motion_ok"])
     return dict(counts)
 
 

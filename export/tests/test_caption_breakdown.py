@@ -52,3 +52,24 @@ def test_a_source_names_its_split(breakdown, tmp_path):
     for bad in (str(tmp_path), f"{tmp_path}:test", ":train"):
         with pytest.raises(argparse.ArgumentTypeError, match="DIR:heldout"):
             breakdown.parse_source(bad)
+
+
+def test_each_shape_of_a_two_shape_caption_is_judged_on_its_own(breakdown, tmp_path):
+    clips = protocol_clips(24, "train")
+    last = next(i for i, c in enumerate(clips) if len({s.colour for s in c["spec"].shapes}) == 2)
+    spec = clips[last]["spec"]
+    unused = next(c for c in world.PALETTE if c not in {s.colour for s in spec.shapes}
+                  and c != spec.background)
+    for index, clip in enumerate(clips[:last + 1]):
+        frames = clip["frames"].copy()
+        if index == last:  # the second shape repainted in a colour the caption does not ask
+            second = (frames == world.PALETTE[spec.shapes[1].colour]).all(axis=-1)
+            frames[second] = world.PALETTE[unused]
+        write_frames(frames, tmp_path / f"{index:02d}")
+
+    counts = breakdown.tally([(tmp_path, "train")])
+    first, second = (counts[group] for group in breakdown.SHAPE_GROUPS)
+    assert first["videos"] == second["videos"] == counts["two shapes"]["videos"] >= 1
+    assert first["colour"] == first["videos"]
+    assert second["colour"] == second["videos"] - 1
+    assert counts["two shapes"]["colour"] == counts["two shapes"]["videos"] - 1
