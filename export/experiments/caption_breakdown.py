@@ -2,8 +2,8 @@
 verdicts on videos the other experiments wrote (`stage1_sampler.py`, `stage2_sampler.py`,
 `toy ablate`: DIR/00, DIR/01, ... of the protocol's clips), grouped by the number of shapes,
 the first shape's class and size, the background and the motion, and each shape of the
-two-shape captions on its own (does the first or the second keep its colour?). An experiment of TRAINING.md
-("Where the videos fail"), not part of the recipe.
+two-shape captions on its own (does the first or the second keep its colour?). An experiment
+of TRAINING.md ("Where the videos fail"), not part of the recipe.
 
   PYTHONPATH=export .venv/bin/python export/experiments/caption_breakdown.py \\
       --videos s1/videos/dpm-guidance-3-16f:heldout \\

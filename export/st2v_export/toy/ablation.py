@@ -56,7 +56,8 @@ def variant_set(models: Path, runs: Path, parts: tuple[str, ...], out: Path) -> 
     shutil.copytree(models, out)
     manifest = json.loads((models / "manifest.json").read_text())
     training = manifest["provenance"].get("training", {"roles": {}})
-    training["roles"]["unet"] = f"{training['roles'].get('unet', 'stage2')} (ablated: {', '.join(parts)})"
+    unet = training["roles"].get("unet", "stage2")
+    training["roles"]["unet"] = f"{unet} (ablated: {', '.join(parts)})"
     weights = ToyWeights(runs, toy_preset(), require=("unet",), zero_unused=True, ablate=parts)
     manifest, _ = export_model_set(toy_preset(register=True), out, roles=["unet"],
                                    include_enhancer=False, log=lambda _: None, weights=weights,
@@ -228,7 +229,8 @@ def ablate(args: argparse.Namespace) -> list[dict]:
     clips = protocol_clips(args.videos)
     rows, details = [], {}
     for name, parts in VARIANTS.items():
-        models = variant_set(args.models, args.runs, parts, args.out / "sets" / name.replace(" ", "-"))
+        set_dir = args.out / "sets" / name.replace(" ", "-")
+        models = variant_set(args.models, args.runs, parts, set_dir)
         result, reports = run_variant(args, name, models, clips, args.frames)
         rows.append(result)
         details[f"{name}, {args.frames} frames"] = reports
@@ -288,7 +290,8 @@ def experiment_parser(description: str, steps_help: str) -> argparse.ArgumentPar
 
 
 def add_ablate_parser(commands) -> argparse.ArgumentParser:
-    parser = commands.add_parser("ablate", help="the ablation table of the toy set (engine + checker)",
+    parser = commands.add_parser("ablate",
+                                 help="the ablation table of the toy set (engine + checker)",
                                  description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=Path("models/toy"))

@@ -343,7 +343,8 @@ class Run:
             self.log(f"resumed {self.config.model} at step {self.step} from {self.checkpoint_path}")
         else:
             if self.config.resume:
-                self.log(f"no checkpoint in {self.config.out}: starting {self.config.model} at step 0")
+                self.log(f"no checkpoint in {self.config.out}: "
+                         f"starting {self.config.model} at step 0")
             if self.config.init is not None:
                 self.initialise(self.config.init)
 

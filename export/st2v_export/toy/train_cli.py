@@ -42,7 +42,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "optimizer and schedule)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation and data seed")
     parser.add_argument("--batch", type=int, default=None,
-                        help="frames per step for vae (16) and clip (64); clips per step for stage1 and stage2 (4)")
+                        help="frames per step for vae (16) and clip (64); clips per step for "
+                             "stage1 and stage2 (4)")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate (default: vae 2e-3, others 1e-3)")
     parser.add_argument("--schedule-steps", type=int, default=None,

@@ -196,7 +196,8 @@ ROLE_SOURCES: dict[str, RoleSource] = {
     "text_encoder": RoleSource(
         "clip", _text_encoder_state, ("text",), preferred=("stage1",), preferred_module="text"
     ),
-    "image_encoder": RoleSource("clip", _module_state("visual"), ("vision", "image_embed_dim", "stage2")),
+    "image_encoder": RoleSource("clip", _module_state("visual"),
+                                ("vision", "image_embed_dim", "stage2")),
     "stage1_unet": RoleSource("stage1", _module_state("unet"), ("unet", "text")),
     "unet": RoleSource(
         "stage2",
