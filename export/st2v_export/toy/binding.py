@@ -6,7 +6,9 @@ free: a shape's pixels are those of its palette colour in the true frame.
 
 Without it the two shapes of a caption trade colours: trained on the plain diffusion loss, the
 set draws both colours right in 0 of 14 held-out two-shape captions. On the motion testbed the
-loss at weight 1.0 took one two-shape caption family from 4 to 7 of 8 (TRAINING.md)."""
+loss at weight 1.0 took one two-shape caption family from 4 to 7 of 8 (TRAINING.md); on the
+whole world it gets both colours in up to 5 of 14 but costs stage 1 most of its motion ("The
+tenth training"), so models/toy trains without it."""
 
 from __future__ import annotations
 

@@ -75,8 +75,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "of the chunk before (default: the rendered frames)")
     parser.add_argument("--binding-weight", type=float, default=0.0,
                         help="stage1 only: weight of a loss that makes each shape of a "
-                             "two-shape caption attend to its own colour word and noun (1.0 "
-                             "fixed the colour leak of a testbed; default 0: none)")
+                             "two-shape caption attend to its own colour word and noun "
+                             "(default 0: none; 1.0 binds colours but costs stage 1 motion: "
+                             "TRAINING.md, 'The tenth training')")
     parser.add_argument("--preset-file", type=Path, default=None,
                         help="a custom preset (JSON) instead of the toy preset")
     return parser
