@@ -13,7 +13,9 @@ process only:
 - --max-side S: only the layers whose attention map is S x S or coarser (the deeper ones; the
   loss keeps its own floor of 2x2).
 
-Everything after `--` is the toy command line (`python -m st2v_export.toy`)."""
+Everything after `--` is the toy command line (`python -m st2v_export.toy`). Found (3000
+steps from models/toy's stage 1): either narrowing binds fewer colours than the whole loss and
+still costs direction, so neither is in the recipe."""
 
 from __future__ import annotations
 
