@@ -12,6 +12,8 @@ process only:
   there only adds noise to the gradient.
 - --max-side S: only the layers whose attention map is S x S or coarser (the deeper ones; the
   loss keeps its own floor of 2x2).
+- --every N: only every Nth training step (the first, then N + 1, ...), at the full weight; the
+  steps between train on the diffusion loss alone, so that the motion can recover.
 
 Everything after `--` is the toy command line (`python -m st2v_export.toy`). Found (3000
 steps from models/toy's stage 1): either narrowing binds fewer colours than the whole loss and
@@ -28,11 +30,15 @@ from st2v_export.toy import __main__ as toy_main
 from st2v_export.toy import video_tasks
 
 _last_timesteps: list[torch.Tensor] = []
+_calls = [0]
+"""The binding loss's calls so far: one per training step."""
 
 
-def narrow(max_timestep: int | None, max_side: int | None) -> None:
-    """Patches `video_tasks` so that its binding loss sees only the chosen clips and layers."""
+def narrow(max_timestep: int | None, max_side: int | None, every: int = 1) -> None:
+    """Patches `video_tasks` so that its binding loss sees only the chosen clips, layers and
+    steps."""
     plain_targets, plain_loss = video_tasks.diffusion_targets, video_tasks.binding_loss
+    _calls[0] = 0
 
     def targets(latents, generator):
         timesteps, noisy, target = plain_targets(latents, generator)
@@ -40,6 +46,9 @@ def narrow(max_timestep: int | None, max_side: int | None) -> None:
         return timesteps, noisy, target
 
     def loss(videos, captions, layers):
+        step, _calls[0] = _calls[0], _calls[0] + 1
+        if step % every:
+            layers = []
         if max_timestep is not None:
             timesteps = _last_timesteps[0].tolist()
             captions = [c if t < max_timestep else "" for c, t in zip(captions, timesteps)]
@@ -55,11 +64,14 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-timestep", type=int, default=None)
     parser.add_argument("--max-side", type=int, default=None)
+    parser.add_argument("--every", type=int, default=1)
     if "--" not in argv:
         parser.error("the toy command line goes after `--` (e.g. -- train --model stage1 ...)")
     split = argv.index("--")
     args = parser.parse_args(argv[:split])
-    narrow(args.max_timestep, args.max_side)
+    if args.every < 1:
+        parser.error(f"--every must be at least 1, got {args.every}")
+    narrow(args.max_timestep, args.max_side, args.every)
     return toy_main.main(argv[split + 1:])
 
 

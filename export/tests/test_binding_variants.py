@@ -1,5 +1,5 @@
-"""export/experiments/binding_variants.py: the binding loss narrowed to low-noise clips or to the
-deeper layers (synthetic attention, as in test_toy_binding.py)."""
+"""export/experiments/binding_variants.py: the binding loss narrowed to low-noise clips, to the
+deeper layers or to every few steps (synthetic attention, as in test_toy_binding.py)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ def test_only_the_clips_below_max_timestep_count(variants, scene):
         variants._last_timesteps[:] = [torch.tensor([t])]
         loss = float(video_tasks.binding_loss(videos, [CAPTION], layers))
         assert (loss == 0) == expected_zero, t
+
+
+def test_only_every_nth_step_counts_with_every(variants, scene):
+    _, _, videos = scene
+    layers = _layers(scene, swapped_sides={8, 4, 2})
+    variants.narrow(None, None, every=3)
+    losses = [float(video_tasks.binding_loss(videos, [CAPTION], layers)) for _ in range(7)]
+    assert [loss > 0 for loss in losses] == [True, False, False, True, False, False, True]
+
+
+def test_every_below_one_is_refused(variants, capsys):
+    with pytest.raises(SystemExit):
+        variants.main(["--every", "0", "--", "train"])
+    assert "--every must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_the_patched_targets_keep_the_timesteps_they_return(variants):
