@@ -16,8 +16,8 @@ process only:
   steps between train on the diffusion loss alone, so that the motion can recover.
 
 Everything after `--` is the toy command line (`python -m st2v_export.toy`). Found (3000
-steps from models/toy's stage 1): either narrowing binds fewer colours than the whole loss and
-still costs direction, so neither is in the recipe."""
+steps from models/toy's stage 1): each narrowing binds fewer colours than the whole loss and
+still costs direction, so none is in the recipe."""
 
 from __future__ import annotations
 
