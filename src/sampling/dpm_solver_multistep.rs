@@ -18,9 +18,7 @@ use super::config::{parse_config, require, PredictionType, TimestepSpacing};
 use super::schedule::{
     self, beta_config, check_timesteps, train_betas, validate_betas, validate_steps, BetaSchedule,
 };
-use super::tensor::{
-    check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
-};
+use super::tensor::{check_same_shape, check_step, checked_multistep_inputs, linear_combination};
 use super::{SamplingError, Scheduler, SolverState, StepOutput};
 
 /// `algorithm_type`: the deterministic or the stochastic data-prediction solver.
@@ -423,12 +421,8 @@ impl Scheduler for DpmSolverMultistep {
         sample: ArrayViewD<'_, f32>,
         noise: Option<ArrayViewD<'_, f32>>,
     ) -> Result<StepOutput, SamplingError> {
-        check_multistep_index(index, self.timesteps.len(), self.next_index)?;
-        check_same_shape("denoised", sample.shape(), denoised.shape())?;
-        let noise = self
-            .needs_noise(index)
-            .then(|| required_noise(noise, index, sample.shape()))
-            .transpose()?;
+        let noise =
+            checked_multistep_inputs(self, self.next_index, index, (&sample, &denoised), noise)?;
         if index == 0 {
             self.history.clear();
         }

@@ -24,9 +24,7 @@ use super::config::{parse_config, require_range, PredictionType, TimestepSpacing
 use super::dpm_solver_multistep::SolverType;
 use super::logsnr_schedule::{LogSnrParams, LogSnrSchedule};
 use super::schedule::diffuse;
-use super::tensor::{
-    check_multistep_index, check_same_shape, check_step, linear_combination, required_noise,
-};
+use super::tensor::{check_same_shape, check_step, checked_multistep_inputs, linear_combination};
 use super::{SamplingError, Scheduler, SolverState, StepOutput};
 
 /// The enhancer's noise schedule family (only the one it uses).
@@ -320,12 +318,8 @@ impl Scheduler for Dpmpp2mSde {
         sample: ArrayViewD<'_, f32>,
         noise: Option<ArrayViewD<'_, f32>>,
     ) -> Result<StepOutput, SamplingError> {
-        check_multistep_index(index, self.timesteps.len(), self.next_index)?;
-        check_same_shape("denoised", sample.shape(), denoised.shape())?;
-        let noise = self
-            .needs_noise(index)
-            .then(|| required_noise(noise, index, sample.shape()))
-            .transpose()?;
+        let noise =
+            checked_multistep_inputs(self, self.next_index, index, (&sample, &denoised), noise)?;
         if index == 0 {
             self.previous_denoised = None;
         }
@@ -392,6 +386,21 @@ mod tests {
             .step_denoised(d1.view(), 1, first.unwrap().prev_sample.view(), None)
             .unwrap();
         assert_eq!(last.prev_sample, d1);
+    }
+
+    #[test]
+    fn a_noisy_step_refuses_missing_noise_and_a_misshaped_prediction() {
+        let mut sampler = Dpmpp2mSde::new(Dpmpp2mSdeConfig::default(), 2).unwrap();
+        let x = ArrayD::from_elem(vec![1, 4, 1, 2, 2], 0.5f32);
+        let err = sampler
+            .step_denoised(x.view(), 0, x.view(), None)
+            .unwrap_err();
+        assert!(matches!(err, SamplingError::MissingNoise { index: 0 }));
+        let wrong = ArrayD::from_elem(vec![1, 4, 1, 2, 3], 0.5f32);
+        let err = sampler
+            .step_denoised(wrong.view(), 0, x.view(), Some(x.view()))
+            .unwrap_err();
+        assert!(matches!(err, SamplingError::Shape { ref what, .. } if what == "denoised"));
     }
 
     #[test]

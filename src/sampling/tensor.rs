@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
-use super::SamplingError;
+use super::{SamplingError, Scheduler};
 
 /// Errors unless `found` equals `expected`; `what` names the offending tensor.
 pub fn check_same_shape(
@@ -84,6 +84,24 @@ pub fn required_noise<'a>(
     let noise = noise.ok_or(SamplingError::MissingNoise { index })?;
     check_same_shape("noise", shape, noise.shape())?;
     Ok(noise)
+}
+
+/// The inputs of a multistep solver's `step_denoised`, checked: step `index` may be taken now
+/// ([`check_multistep_index`], `next_index` being the solver's), the x0 prediction is shaped
+/// like the sample, and so is the noise, given when the step consumes some. Returns that noise.
+pub fn checked_multistep_inputs<'a, S: Scheduler + ?Sized>(
+    solver: &S,
+    next_index: usize,
+    index: usize,
+    (sample, denoised): (&ArrayViewD<'_, f32>, &ArrayViewD<'_, f32>),
+    noise: Option<ArrayViewD<'a, f32>>,
+) -> Result<Option<ArrayViewD<'a, f32>>, SamplingError> {
+    check_multistep_index(index, solver.timesteps().len(), next_index)?;
+    check_same_shape("denoised", sample.shape(), denoised.shape())?;
+    solver
+        .needs_noise(index)
+        .then(|| required_noise(noise, index, sample.shape()))
+        .transpose()
 }
 
 #[cfg(test)]
