@@ -22,6 +22,7 @@ still costs direction, so none is in the recipe."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 
 import torch
@@ -30,15 +31,13 @@ from st2v_export.toy import __main__ as toy_main
 from st2v_export.toy import video_tasks
 
 _last_timesteps: list[torch.Tensor] = []
-_calls = [0]
-"""The binding loss's calls so far: one per training step."""
 
 
 def narrow(max_timestep: int | None, max_side: int | None, every: int = 1) -> None:
     """Patches `video_tasks` so that its binding loss sees only the chosen clips, layers and
     steps."""
     plain_targets, plain_loss = video_tasks.diffusion_targets, video_tasks.binding_loss
-    _calls[0] = 0
+    calls = itertools.count()  # the binding loss runs once per training step
 
     def targets(latents, generator):
         timesteps, noisy, target = plain_targets(latents, generator)
@@ -46,8 +45,7 @@ def narrow(max_timestep: int | None, max_side: int | None, every: int = 1) -> No
         return timesteps, noisy, target
 
     def loss(videos, captions, layers):
-        step, _calls[0] = _calls[0], _calls[0] + 1
-        if step % every:
+        if next(calls) % every:
             layers = []
         if max_timestep is not None:
             timesteps = _last_timesteps[0].tolist()

@@ -30,11 +30,7 @@ pub fn check_step(index: usize, len: usize) -> Result<(), SamplingError> {
 
 /// Errors unless a multistep solver may take step `index` of its `len` now: the first step
 /// (which restarts its history) or the one after the last taken, `next_index`.
-pub fn check_multistep_index(
-    index: usize,
-    len: usize,
-    next_index: usize,
-) -> Result<(), SamplingError> {
+fn check_multistep_index(index: usize, len: usize, next_index: usize) -> Result<(), SamplingError> {
     check_step(index, len)?;
     match index == 0 || index == next_index {
         true => Ok(()),
@@ -87,7 +83,7 @@ pub fn required_noise<'a>(
 }
 
 /// The inputs of a multistep solver's `step_denoised`, checked: step `index` may be taken now
-/// ([`check_multistep_index`], `next_index` being the solver's), the x0 prediction is shaped
+/// (the first, or the one after the last taken, `next_index`), the x0 prediction is shaped
 /// like the sample, and so is the noise, given when the step consumes some. Returns that noise.
 pub fn checked_multistep_inputs<'a, S: Scheduler + ?Sized>(
     solver: &S,
