@@ -21,13 +21,22 @@ from st2v_export.toy.diffusion import (
     STAGE3_SIGMAS,
     rescaled_guidance,
     stage3_noised,
+    stage3_restoration,
     stage3_sdedit,
 )
-from st2v_export.toy.enhancer_tasks import EnhancerTask, EnhancerVaeTask, Geometry
+from st2v_export.toy.enhancer_tasks import (
+    DRAFT_COLOUR_SHIFT,
+    DRAFT_FADE,
+    RESTORATION_TIMESTEPS,
+    EnhancerTask,
+    EnhancerVaeTask,
+    Geometry,
+    degraded_draft,
+)
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.runfiles import read_checkpoint
-from st2v_export.toy.train import TrainConfig, train
+from st2v_export.toy.runfiles import read_checkpoint, run_record
+from st2v_export.toy.train import Run, TrainConfig, TrainError, train
 
 QUIET = lambda _line: None  # noqa: E731
 CAPTION = "a red circle moving right on a blue background"
@@ -80,6 +89,59 @@ def test_v_targets_give_back_x0_as_the_engine_computes_it():
 
     out = stage3_sdedit(oracle, truth, torch.Generator().manual_seed(0), steps=5)
     torch.testing.assert_close(out, truth, rtol=0, atol=1e-4)
+
+
+def test_restoration_targets_imply_the_clean_clip_and_reduce_to_plain_v_without_a_draft():
+    x0, draft, noise = (torch.randn(3, 4, 2, 10, 16, generator=torch.Generator().manual_seed(s))
+                        for s in range(3))
+    t = torch.tensor([0, RESTORATION_TIMESTEPS[0], RESTORATION_TIMESTEPS[1]])
+    noisy, v = stage3_restoration(x0, draft, noise, t)
+    alpha, sigma = STAGE3_ALPHAS[t].view(-1, 1, 1, 1, 1), STAGE3_SIGMAS[t].view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(noisy, alpha * draft + sigma * noise)  # SDEdit noises the draft
+    torch.testing.assert_close((alpha * noisy - sigma * v)[1:], x0[1:], rtol=0, atol=1e-5)
+    plain = stage3_noised(x0, noise, t)
+    for restored, expected in zip(stage3_restoration(x0, x0, noise, t), plain):
+        assert torch.equal(restored, expected)  # share 0 trains exactly as before
+
+
+def test_a_degraded_draft_fades_and_recolours_the_shapes_and_keeps_the_background():
+    spec = world.parse_caption(CAPTION)
+    clip = {"spec": spec, "frames": world.render(spec, 4, 80, 5), "start": 5}
+    rng = np.random.default_rng(0)
+    fade, shift = rng.uniform(*DRAFT_FADE), rng.normal(0.0, DRAFT_COLOUR_SHIFT, 3)
+    draft = degraded_draft(clip, 64, np.random.default_rng(0))
+    sharp = world.render(spec, 4, 64, 5).astype(np.float32)
+    background = world.render_background(spec.background, 64).astype(np.float32)
+    on_shape = np.any(sharp != background, axis=-1)
+    assert draft.shape == (4, 64, 64, 3) and draft.dtype == np.uint8
+    assert np.array_equal(draft[~on_shape], sharp[~on_shape].astype(np.uint8))
+    expected = np.clip(np.round(background + fade * (sharp - background) + shift), 0, 255)
+    assert np.array_equal(draft[on_shape], expected[on_shape])
+    assert not np.array_equal(draft[on_shape], sharp[on_shape])
+
+
+def test_a_draft_share_restores_the_first_clips_of_each_enhancer_batch(runs, tmp_path, fit):
+    run = Run(TrainConfig("enhancer", 1, tmp_path / "drafts", runs=runs, batch=2,
+                          draft_share=0.5), log=QUIET)
+    batch = run.task.batch(0, 2)
+    plain = EnhancerTask(toy_preset(), 0, runs).batch(0, 2)
+    assert "drafts" not in plain and torch.equal(batch["videos"], plain["videos"])
+    assert batch["drafts"].shape == (1, 8, 3, 80, 128)
+    assert (batch["drafts"][..., :24] == -1).all()  # upscaled onto the black bars
+    loss, parts = run.task.loss(batch, torch.Generator().manual_seed(0))
+    assert set(parts) == {"drafts"} and torch.isfinite(loss)
+    before, after = fit(run.task, batch, steps=6, lr=1e-3)
+    assert after < before
+    run.save()
+    assert run_record(tmp_path / "drafts")["draft_share"] == 0.5
+    with pytest.raises(TrainError, match="draft_share: checkpoint 0.5, asked 0.0"):
+        Run(TrainConfig("enhancer", 2, tmp_path / "drafts", runs=runs, batch=2, resume=True),
+            log=QUIET).restore()
+    with pytest.raises(TrainError, match="--draft-share"):
+        TrainConfig("stage2", 1, Path("unused"), draft_share=0.5)
+    with pytest.raises(TrainError, match=r"draft share must be in \[0, 1\]"):
+        TrainConfig("enhancer", 1, Path("unused"), draft_share=2.0)
+    assert "draft_share" not in run_record(runs / "enhancer")
 
 
 def test_rescaled_guidance_pulls_the_std_towards_the_conditional_outputs():
@@ -145,7 +207,9 @@ def test_enhancer_steps_lower_the_loss_on_a_fixed_batch(runs, fit):
 
 def test_the_enhancer_runs_evaluate_and_export_into_the_set(runs, tmp_path):
     metrics = json.loads((runs / "enhancer" / "metrics.json").read_text())
-    assert {"colour", "shape", "psnr", "draft"} <= metrics.keys()
+    assert {"colour", "shape", "psnr", "draft", "degraded"} <= metrics.keys()
+    # The degraded drafts (faded, recoloured) are further from the sharp clip than perfect ones.
+    assert metrics["degraded"]["draft"]["psnr"] < metrics["draft"]["psnr"]
     roles = ["enhancer_text_encoder", "enhancer_unet", "enhancer_vae_encoder",
              "enhancer_vae_decoder"]
     manifest = export_toy_set(runs, tmp_path / "set", roles=roles, log=QUIET)

@@ -171,6 +171,17 @@ def stage3_noised(x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     return alpha * x0 + sigma * noise, alpha * noise - sigma * x0
 
 
+def stage3_restoration(x0: torch.Tensor, draft: torch.Tensor, noise: torch.Tensor,
+                       timesteps: torch.Tensor):
+    """(x_t, v target) for SDEdit on a draft: x_t noises `draft`, and the target is the v whose
+    implied x0 (alpha x_t - sigma v) is the clean `x0`. It is `stage3_noised`'s v plus
+    alpha^2 (draft - x0) / sigma, so a draft equal to x0 gives exactly that target; the term
+    grows as sigma falls, so restoration is trained only well away from t = 0."""
+    alpha, sigma = _stage3_coefficients(timesteps, x0)
+    noisy = alpha * draft + sigma * noise
+    return noisy, alpha * noise - sigma * x0 + alpha**2 * (draft - x0) / sigma
+
+
 def rescaled_guidance(uncond: torch.Tensor, cond: torch.Tensor, scale: float, rescale: float):
     """The enhancer's guidance (`diffusion_sdedit.denoise`): u + scale (c - u), its std pulled
     towards the conditional output's by `rescale` (std over each sample's elements)."""

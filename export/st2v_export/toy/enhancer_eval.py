@@ -7,7 +7,9 @@ to the content size and put on black bars, as the engine hands it to the enhance
 denoised by `diffusion.stage3_sdedit` (deterministic DDIM, `EVAL_STEPS`) with the toy manifest's
 guidance (rescale 0.2). Reported: the checker's verdicts on the refined content and on the draft
 (what refinement must keep), and the PSNR of each against the clip rendered sharp at the content
-size (what refinement should gain). The engine's own stage 3 (DPM++ 2M SDE, randomized blending)
+size (what refinement should gain). The same clips' degraded drafts (`enhancer_tasks.
+degraded_draft`: a rough stage 2, as `--draft-share` trains on) are judged the same way
+(`degraded`). The engine's own stage 3 (DPM++ 2M SDE, randomized blending)
 is measured by `toy ablate`.
 """
 
@@ -24,10 +26,9 @@ from .diffusion import (
     rescaled_guidance,
     stage3_sdedit,
 )
-from .enhancer_tasks import ENHANCER_CLIP_FRAMES
+from .enhancer_tasks import DRAFT_STREAM, ENHANCER_CLIP_FRAMES, degraded_draft
 from .image_tasks import psnr
 from .video_eval import EVAL_SEED, heldout_clips, summarize
-from .video_tasks import videos_to_pixels
 
 EVAL_STEPS = 10
 GUIDE_RESCALE = 0.2
@@ -48,17 +49,16 @@ def refine(task, drafts: torch.Tensor, caption: str, generator: torch.Generator)
         return to_uint8(task.decode(latents)[0])
 
 
-def evaluate_enhancer(task, count: int) -> dict:
+def judged(task, drafts: list[torch.Tensor], clips: list[dict], sharp: list[dict]) -> dict:
+    """The checker's summary and PSNR of the drafts (each (1, F, 3, H, W) stage-3 frames) refined,
+    and of the drafts themselves (`draft`)."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
     geometry = task.geometry
     refined_reports, draft_reports, refined_psnr, draft_psnr = [], [], [], []
-    small = heldout_clips(count, ENHANCER_CLIP_FRAMES, task.size)
-    sharp = heldout_clips(count, ENHANCER_CLIP_FRAMES, geometry.content)
-    for clip, target in zip(small, sharp):
-        pixels = videos_to_pixels(clip["frames"][None])[0].to(task.device)
-        drafts = geometry.upscale(pixels)[None]
-        draft = geometry.crop(to_uint8(drafts[0]))
-        refined = geometry.crop(refine(task, drafts, clip["caption"], generator))
+    for draft_pixels, clip, target in zip(drafts, clips, sharp):
+        draft = geometry.crop(to_uint8(draft_pixels[0]))
+        refined = geometry.crop(refine(task, draft_pixels.to(task.device), clip["caption"],
+                                       generator))
         refined_reports.append(checker.check_video(refined, clip["spec"]))
         draft_reports.append(checker.check_video(draft, clip["spec"]))
         refined_psnr.append(psnr(refined, target["frames"]))
@@ -68,3 +68,14 @@ def evaluate_enhancer(task, count: int) -> dict:
         "psnr": round(float(np.mean(refined_psnr)), 3),
         "draft": {**summarize(draft_reports), "psnr": round(float(np.mean(draft_psnr)), 3)},
     }
+
+
+def evaluate_enhancer(task, count: int) -> dict:
+    """Perfect drafts (the top level, as before) and the same clips' degraded drafts
+    (`degraded`: faded and recoloured as `--draft-share` trains on, seeded)."""
+    small = heldout_clips(count, ENHANCER_CLIP_FRAMES, task.size)
+    sharp = heldout_clips(count, ENHANCER_CLIP_FRAMES, task.geometry.content)
+    perfect = [task.upscaled(clip["frames"][None]) for clip in small]
+    rng = np.random.default_rng([EVAL_SEED, DRAFT_STREAM])
+    degraded = [task.upscaled(degraded_draft(clip, task.size, rng)[None]) for clip in small]
+    return {**judged(task, perfect, small, sharp), "degraded": judged(task, degraded, small, sharp)}

@@ -10,6 +10,10 @@ trained on the toy world rendered at the enhancer's content size (see TRAINING.m
   (started from the `clip` run's tower, tuned at 0.2x) on captions written as the engine writes
   them ("<caption>, "), the empty prompt for 10 % of the clips (classifier-free guidance).
   Only timesteps up to the SDEdit start (599) are trained: the enhancer never sees more noise.
+  With `--draft-share`, that share of each batch's clips is noised from a degraded draft instead
+  (rendered at the stage-2 size, its shapes faded and recoloured a little, upscaled as the engine
+  upscales) at the toy manifest's SDEdit timesteps, and the target is the clean clip: the
+  enhancer learns to restore what stage 2 gets roughly right (`diffusion.stage3_restoration`).
 
 As in MS-Vid2Vid-XL, the enhancer is a text-to-video diffusion model at the higher resolution;
 SDEdit turns it into a refiner: the upscaled stage-2 video, noised to t = 599, keeps its layout
@@ -38,7 +42,7 @@ from ..enhancer.modules import (
 from ..presets import Preset
 from . import world
 from .data import frame_batch, tokenize, video_batch
-from .diffusion import STAGE3_NOISE_TIMESTEP, stage3_noised
+from .diffusion import STAGE3_NOISE_TIMESTEP, TOY_STAGE3_NOISE_TIMESTEP, stage3_restoration
 from .image_tasks import VaeTask
 from .runfiles import read_checkpoint
 from .task import Task, TrainError
@@ -51,6 +55,16 @@ ENHANCER_CLIP_FRAMES = 8
 SEPARATOR = ", "
 """The engine conditions the enhancer on "<prompt>, " (the reference's caption + its empty
 positive prompt)."""
+DRAFT_STREAM = 19
+"""The random stream of the drafts' degradations (`--draft-share`)."""
+RESTORATION_TIMESTEPS = (150, TOY_STAGE3_NOISE_TIMESTEP)
+"""Where draft clips are noised: up to the toy set's SDEdit start; from 150 (alpha 0.88, sigma
+0.47), where the restoration term's factor alpha^2 / sigma is at most 1.65 (0.50 at 300)."""
+DRAFT_FADE = (0.5, 1.0)
+"""A draft's shapes keep this share of their contrast with the background (uniform per clip):
+stage 2's shapes are often faint."""
+DRAFT_COLOUR_SHIFT = 20.0
+"""The std of a per-clip RGB offset (0-255) on a draft's shape pixels: stage 2 drifts colours."""
 
 
 class Geometry:
@@ -136,6 +150,19 @@ class EnhancerVaeTask(VaeTask):
         return self.geometry.crop(frames)
 
 
+def degraded_draft(clip: dict, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A clip as a rough stage 2 draws it: rendered at `size` (the stage-2 frames), its shapes
+    faded towards the background (`DRAFT_FADE`) and shifted in colour (`DRAFT_COLOUR_SHIFT`),
+    uint8 (F, size, size, 3)."""
+    spec = clip["spec"]
+    frames = world.render(spec, len(clip["frames"]), size, clip["start"]).astype(np.float32)
+    background = world.render_background(spec.background, size).astype(np.float32)
+    on_shape = np.any(frames != background, axis=-1, keepdims=True)
+    fade, shift = rng.uniform(*DRAFT_FADE), rng.normal(0.0, DRAFT_COLOUR_SHIFT, 3)
+    draft = np.where(on_shape, background + fade * (frames - background) + shift, frames)
+    return np.clip(np.round(draft), 0, 255).astype(np.uint8)
+
+
 class EnhancerTask(Task):
     """The enhancer UNet and its text tower, on clips encoded by the frozen `enhancer_vae` run."""
 
@@ -145,6 +172,8 @@ class EnhancerTask(Task):
     default_eval_frames = 8
     weight_decay = 0.01
     lr_scales = {"text": 0.2}
+    draft_share = 0.0
+    """The share of each batch's clips trained to restore a degraded draft (`--draft-share`)."""
 
     def __init__(self, preset: Preset, seed: int, runs: Path | None = None):
         super().__init__(preset, seed, runs)
@@ -191,10 +220,22 @@ class EnhancerTask(Task):
         clips = video_batch(self.seed, step, size, ENHANCER_CLIP_FRAMES, self.geometry.content)
         drop = dropped(self.seed, step, size)
         videos = np.stack([self.geometry.pad(clip["frames"]) for clip in clips])
-        return {
+        batch = {
             "videos": videos_to_pixels(videos),
             "captions": ["" if d else clip["caption"] for d, clip in zip(drop, clips)],
         }
+        drafted = round(self.draft_share * size)
+        if drafted:  # the first clips of the step, as `--crossing-share` picks its clips
+            rng = np.random.default_rng([self.seed, step, DRAFT_STREAM])
+            drafts = np.stack([degraded_draft(clip, self.size, rng) for clip in clips[:drafted]])
+            batch["drafts"] = self.upscaled(drafts)
+        return batch
+
+    def upscaled(self, drafts: np.ndarray) -> torch.Tensor:
+        """uint8 (B, F, s, s, 3) stage-2 frames -> (B, F, 3, H, W) stage-3 drafts in [-1, 1]."""
+        pixels = videos_to_pixels(drafts)
+        upscaled = self.geometry.upscale(pixels.flatten(0, 1))
+        return upscaled.reshape(pixels.shape[:2] + upscaled.shape[1:])
 
     def text_states(self, captions: list[str]) -> torch.Tensor:
         """(B, 77, D): the enhancer_text_encoder graph's output ("<caption>, "; "" stays "")."""
@@ -218,9 +259,19 @@ class EnhancerTask(Task):
         timesteps = torch.randint(0, STAGE3_NOISE_TIMESTEP + 1, (latents.shape[0],),
                                   generator=generator)
         noise = torch.randn(latents.shape, generator=generator)
+        drafts, drafted = latents, 0
+        if "drafts" in batch:  # restore the drafts to their clean clips at SDEdit's timesteps
+            drafted = batch["drafts"].shape[0]
+            low, high = RESTORATION_TIMESTEPS
+            timesteps[:drafted] = torch.randint(low, high + 1, (drafted,), generator=generator)
+            drafts = torch.cat([self.latents(batch["drafts"], generator), latents[drafted:]])
         timesteps, noise = timesteps.to(self.device), noise.to(self.device)
-        noisy, target = stage3_noised(latents, noise, timesteps)
-        return F.mse_loss(self.predict(noisy, timesteps, context), target), {}
+        noisy, target = stage3_restoration(latents, drafts, noise, timesteps)
+        prediction = self.predict(noisy, timesteps, context)
+        parts = {}
+        if drafted:
+            parts["drafts"] = F.mse_loss(prediction[:drafted], target[:drafted]).detach()
+        return F.mse_loss(prediction, target), parts
 
     def evaluate(self, videos: int) -> dict:
         from .enhancer_eval import evaluate_enhancer

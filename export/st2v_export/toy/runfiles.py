@@ -57,7 +57,8 @@ def run_record(run_dir: Path) -> dict | None:
 def record_of(payload: dict, run: Path) -> dict:
     """Step, seed, batch, learning rate, the share of edge-crossing clips when not 0 (stage 2's
     `--crossing-share`), whether the CAM saw decoded frames when it did (`--decoded-conditions`),
-    the binding loss's weight when not 0 (stage 1's `--binding-weight`),
+    the binding loss's weight when not 0 (stage 1's `--binding-weight`), the share of drafts
+    restored when not 0 (the enhancer's `--draft-share`),
     the run it started from (`--init`), that run's own
     ancestors (`ancestry`, nearest first) and the last held-out metrics of the run whose
     checkpoint is `payload` (`run`: its directory or its checkpoint file)."""
@@ -78,6 +79,8 @@ def record_of(payload: dict, run: Path) -> dict:
         record["decoded_conditions"] = True
     if config.get("binding_weight"):
         record["binding_weight"] = config["binding_weight"]
+    if config.get("draft_share"):
+        record["draft_share"] = config["draft_share"]
     metrics_path = run_dir / METRICS_FILE
     if metrics_path.is_file():
         record["metrics"] = json.loads(metrics_path.read_text())

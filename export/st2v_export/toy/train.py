@@ -110,6 +110,10 @@ class TrainConfig:
     binding_weight: float = 0.0
     """stage1 only: the weight of the binding loss on two-shape captions (`binding.py`: each
     shape's pixels attend to its own colour word and noun); 0: none."""
+    draft_share: float = 0.0
+    """enhancer only: the share of each batch's clips noised from a degraded draft at SDEdit's
+    timesteps and trained to give back the clean clip (`enhancer_tasks.degraded_draft`); 0:
+    every clip trains as plain diffusion."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -139,6 +143,12 @@ class TrainConfig:
         if self.binding_weight and self.model != "stage1":
             raise TrainError(f"binding weight is for stage1 (its UNet's cross-attention), not "
                              f"{self.model} (--binding-weight)")
+        if not 0.0 <= self.draft_share <= 1.0:
+            raise TrainError(f"draft share must be in [0, 1], got {self.draft_share} "
+                             f"(--draft-share)")
+        if self.draft_share and self.model != "enhancer":
+            raise TrainError(f"draft share is for the enhancer (stage 3 refines drafts), not "
+                             f"{self.model} (--draft-share)")
         training_device(self.device)  # a clear error before any model is built
 
 
@@ -158,13 +168,14 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
         )
     # checkpoints from before these options trained without them
     saved = {"crossing_share": 0.0, "decoded_conditions": False, "binding_weight": 0.0,
-             **payload["config"]}
+             "draft_share": 0.0, **payload["config"]}
     differences = [
         f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
         for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch),
                            ("crossing_share", config.crossing_share),
                            ("decoded_conditions", config.decoded_conditions),
-                           ("binding_weight", config.binding_weight))
+                           ("binding_weight", config.binding_weight),
+                           ("draft_share", config.draft_share))
         if saved[key] != value
     ]
     if payload["preset"] != _preset_record(preset):
@@ -247,6 +258,8 @@ class Run:
             self.task.decoded_conditions = config.decoded_conditions
         if config.model == "stage1":
             self.task.bind(config.binding_weight)
+        if config.model == "enhancer":
+            self.task.draft_share = config.draft_share
         self.task.to(training_device(config.device))
         self.batch = config.batch or self.task.default_batch
         self.peak_lr = config.lr or self.task.default_lr
@@ -273,6 +286,7 @@ class Run:
                 "crossing_share": self.config.crossing_share,
                 "decoded_conditions": self.config.decoded_conditions,
                 "binding_weight": self.config.binding_weight,
+                "draft_share": self.config.draft_share,
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
                 "init": self.initialised_from,

@@ -4,6 +4,7 @@
       [--seed S] [--batch B] [--lr LR] [--schedule-steps N] [--checkpoint-every K] [--log-every K]
       [--eval-every K] [--eval-frames N] [--threads T] [--device D] [--workers W]
       [--crossing-share F] [--decoded-conditions] [--binding-weight W]
+      [--draft-share F]
       [--preset-file FILE]
 
 `--steps` is the total step count: a resumed run continues from its checkpoint's step up to it.
@@ -78,6 +79,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "two-shape caption attend to its own colour word and noun "
                              "(default 0: none; 1.0 binds colours but costs stage 1 motion: "
                              "TRAINING.md, 'The tenth training')")
+    parser.add_argument("--draft-share", type=float, default=0.0,
+                        help="enhancer only: the share of each batch's clips (0-1) noised from "
+                             "a degraded draft (rendered at the stage-2 size, faded, recoloured "
+                             "a little, upscaled) at SDEdit's timesteps and trained to give back "
+                             "the clean clip (default 0: plain diffusion on every clip)")
     parser.add_argument("--preset-file", type=Path, default=None,
                         help="a custom preset (JSON) instead of the toy preset")
     return parser
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         crossing_share=args.crossing_share,
         decoded_conditions=args.decoded_conditions,
         binding_weight=args.binding_weight,
+        draft_share=args.draft_share,
     )
 
 
