@@ -67,6 +67,24 @@ GLOBAL_RNG_STREAM = 17
 
 __all__ = ["TrainConfig", "TrainError", "train", "read_checkpoint", "MODELS"]
 
+ONE_MODEL_OPTIONS = {
+    "crossing_share": ("stage2", "crossing share is", "its clips start anywhere in the video"),
+    "decoded_conditions": ("stage2", "decoded conditions are", "the CAM's frames"),
+    "binding_weight": ("stage1", "binding weight is", "its UNet's cross-attention"),
+    "draft_share": ("enhancer", "draft share is", "stage 3 refines drafts"),
+}
+"""`TrainConfig` options for one model only: that model, how an error names the option, why."""
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _one_model_values(config) -> dict:
+    """A config's `ONE_MODEL_OPTIONS` (their defaults for `TrainConfig` itself)."""
+    return {name: getattr(config, name) for name in ONE_MODEL_OPTIONS}
+
+
 @dataclass
 class TrainConfig:
     model: str
@@ -128,27 +146,17 @@ class TrainConfig:
             raise TrainError(f"batch must be at least 2, got {self.batch}")
         if self.workers < 0:
             raise TrainError(f"workers must be 0 or more, got {self.workers}")
-        if not 0.0 <= self.crossing_share <= 1.0:
-            raise TrainError(f"crossing share must be in [0, 1], got {self.crossing_share} "
-                             f"(--crossing-share)")
-        if self.crossing_share and self.model != "stage2":
-            raise TrainError(f"crossing share is for stage2 (its clips start anywhere in the "
-                             f"video), not {self.model} (--crossing-share)")
-        if self.decoded_conditions and self.model != "stage2":
-            raise TrainError(f"decoded conditions are for stage2 (the CAM's frames), not "
-                             f"{self.model} (--decoded-conditions)")
+        for name in ("crossing_share", "draft_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise TrainError(f"{name.replace('_', ' ')} must be in [0, 1], got "
+                                 f"{getattr(self, name)} ({_flag(name)})")
         if self.binding_weight < 0:
             raise TrainError(f"binding weight must be 0 or more, got {self.binding_weight} "
                              f"(--binding-weight)")
-        if self.binding_weight and self.model != "stage1":
-            raise TrainError(f"binding weight is for stage1 (its UNet's cross-attention), not "
-                             f"{self.model} (--binding-weight)")
-        if not 0.0 <= self.draft_share <= 1.0:
-            raise TrainError(f"draft share must be in [0, 1], got {self.draft_share} "
-                             f"(--draft-share)")
-        if self.draft_share and self.model != "enhancer":
-            raise TrainError(f"draft share is for the enhancer (stage 3 refines drafts), not "
-                             f"{self.model} (--draft-share)")
+        for name, (model, subject, why) in ONE_MODEL_OPTIONS.items():
+            if getattr(self, name) and self.model != model:
+                raise TrainError(f"{subject} for {model} ({why}), not {self.model} "
+                                 f"({_flag(name)})")
         training_device(self.device)  # a clear error before any model is built
 
 
@@ -167,17 +175,11 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
             f"model set, no training state; start a new run from it with --init {config.out}"
         )
     # checkpoints from before these options trained without them
-    saved = {"crossing_share": 0.0, "decoded_conditions": False, "binding_weight": 0.0,
-             "draft_share": 0.0, **payload["config"]}
-    differences = [
-        f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
-        for key, value in (("model", config.model), ("seed", config.seed), ("batch", batch),
-                           ("crossing_share", config.crossing_share),
-                           ("decoded_conditions", config.decoded_conditions),
-                           ("binding_weight", config.binding_weight),
-                           ("draft_share", config.draft_share))
-        if saved[key] != value
-    ]
+    saved = {**_one_model_values(TrainConfig), **payload["config"]}
+    asked = {"model": config.model, "seed": config.seed, "batch": batch,
+             **_one_model_values(config)}
+    differences = [f"{key}: checkpoint {saved[key]!r}, asked {value!r}"
+                   for key, value in asked.items() if saved[key] != value]
     if payload["preset"] != _preset_record(preset):
         name = payload["preset"]["name"]
         differences.append(f"preset: checkpoint {name!r} with other dimensions")
@@ -283,10 +285,7 @@ class Run:
                 "model": self.config.model,
                 "seed": self.config.seed,
                 "batch": self.batch,
-                "crossing_share": self.config.crossing_share,
-                "decoded_conditions": self.config.decoded_conditions,
-                "binding_weight": self.config.binding_weight,
-                "draft_share": self.config.draft_share,
+                **_one_model_values(self.config),
                 "peak_lr": self.peak_lr,
                 "schedule_steps": self.schedule_steps,
                 "init": self.initialised_from,
