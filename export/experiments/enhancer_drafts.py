@@ -1,6 +1,6 @@
 """Which drafts the toy enhancer loses colour on: an experiment of TRAINING.md ("The eleventh
 training"), not part of the recipe. Held-out clips of each length are refined as the training
-evaluation refines them (`enhancer_eval.refine`: 10 DDIM steps from the toy SDEdit start) from
+evaluation refines them (`enhancer_eval.judged`: 10 DDIM steps from the toy SDEdit start) from
 two kinds of draft, and the checker judges the refined content and the drafts:
 
 - `perfect`: the clip rendered at the stage-2 size, upscaled and padded (a perfect stage 2);
@@ -23,13 +23,11 @@ from pathlib import Path
 
 import torch
 
-from st2v_export.toy import checker
-from st2v_export.toy.data import to_uint8
-from st2v_export.toy.enhancer_eval import refine
+from st2v_export.toy.enhancer_eval import judged
 from st2v_export.toy.enhancer_tasks import EnhancerTask
 from st2v_export.toy.preset import toy_preset
 from st2v_export.toy.runfiles import read_checkpoint
-from st2v_export.toy.video_eval import EVAL_SEED, heldout_clips, summarize
+from st2v_export.toy.video_eval import heldout_clips
 from st2v_export.toy.video_tasks import FrozenEncoders, videos_to_pixels
 
 DRAFTS = ("perfect", "vae")
@@ -54,16 +52,14 @@ def stage2_frames(clip: dict, vae: FrozenEncoders | None) -> torch.Tensor:
         return vae.decode(vae.latents(pixels, None)).clamp(-1.0, 1.0)
 
 
-def judge(task: EnhancerTask, clips: list[dict], vae: FrozenEncoders | None) -> dict:
-    generator = torch.Generator().manual_seed(EVAL_SEED)
-    refined, drafts = [], []
-    for clip in clips:
-        draft = task.geometry.upscale(stage2_frames(clip, vae)[0])[None]
-        out = refine(task, draft, clip["caption"], generator)
-        refined.append(checker.check_video(task.geometry.crop(out), clip["spec"]))
-        drafts.append(checker.check_video(task.geometry.crop(to_uint8(draft[0])), clip["spec"]))
+def judge(task: EnhancerTask, clips: list[dict], sharp: list[dict],
+          vae: FrozenEncoders | None) -> dict:
+    """`enhancer_eval.judged` on the clips' drafts (through the VAE when given one), the
+    figures of the refined content and of the drafts."""
+    drafts = [task.geometry.upscale(stage2_frames(clip, vae)[0])[None] for clip in clips]
+    result = judged(task, drafts, clips, sharp)
     pick = lambda summary: {k: summary[k] for k in FIGURES}  # noqa: E731
-    return {"refined": pick(summarize(refined)), "draft": pick(summarize(drafts))}
+    return {"refined": pick(result), "draft": pick(result["draft"])}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -82,9 +78,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     lines = []
     for frames in args.frames:
         clips = heldout_clips(args.clips, frames, task.size)
+        sharp = heldout_clips(args.clips, frames, task.geometry.content)
         for draft in DRAFTS:
             line = {"frames": frames, "kind": draft,
-                    **judge(task, clips, vae if draft == "vae" else None)}
+                    **judge(task, clips, sharp, vae if draft == "vae" else None)}
             print(json.dumps(line), flush=True)
             lines.append(line)
     return lines
