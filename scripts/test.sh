@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh --dev --no-build
 echo "== cargo test ==" >&2
 cargo test --locked
+echo "== cargo doc (broken intra-doc links fail) ==" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked --quiet
 echo "== build without FFmpeg ==" >&2
 ./scripts/test-no-ffmpeg.sh
 echo "== pytest (export/) ==" >&2

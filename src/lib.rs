@@ -10,7 +10,7 @@
 //! - [`engine`]: one opened model set running validated requests; every shell (the `st2v`
 //!   command line, the server, the benchmark) runs its jobs through it.
 //! - [`eval`]: `st2v eval`'s quality metrics (CLIP score, SCuts, MAWE, seams, drift).
-//! - [`bench`]: `st2v bench`'s measurements and report over the engine.
+//! - [`bench`](mod@bench): `st2v bench`'s measurements and report over the engine.
 //! - [`server`]: `st2v serve`, the HTTP server over the engine (job queue, workers, SSE).
 //!
 //! The `st2v` binary is a thin shell over this library.

@@ -63,7 +63,7 @@ impl Flow {
     }
 }
 
-/// Parameters of [`farneback`], named as OpenCV's `calcOpticalFlowFarneback` arguments.
+/// Parameters of [`farneback`](fn@farneback), named as OpenCV's `calcOpticalFlowFarneback` arguments.
 ///
 /// The default is the setting commonly used for evaluation (pyr_scale 0.5, levels 3,
 /// winsize 15, iterations 3, poly_n 5, poly_sigma 1.2, flags 0).

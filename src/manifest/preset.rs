@@ -16,7 +16,7 @@ pub const PRESET_NAME_RULE: &str =
      `-`, starting with a letter or a digit";
 
 /// Which export preset produced the set: `tiny`, `full`, `full-random` or a custom one (its
-/// dimensions are in [`Manifest::preset_dimensions`]). The name is checked when it is made or
+/// dimensions are in [`Manifest::preset_dimensions`](crate::manifest::Manifest::preset_dimensions)). The name is checked when it is made or
 /// parsed, and kept inline so the type stays `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Preset {

@@ -1,5 +1,5 @@
 //! The HTTP API (axum), named after OpenAI's `/v1/videos` where it fits. JSON bodies map to
-//! the same [`GenerateParams`] the CLI builds, and are validated by the same
+//! the same [`GenerateParams`](crate::engine::GenerateParams) the CLI builds, and are validated by the same
 //! [`GenerateRequest::new`], so a field and a flag give the same error (named by its JSON key).
 
 use std::collections::BTreeMap;

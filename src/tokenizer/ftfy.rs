@@ -1,5 +1,5 @@
 //! `ftfy.fix_text` with its default configuration, re-implemented from the behaviour of
-//! python-ftfy 6.3 (https://github.com/rspeer/python-ftfy), which both reference tokenizers run
+//! python-ftfy 6.3 (<https://github.com/rspeer/python-ftfy>), which both reference tokenizers run
 //! on every prompt: open_clip's `SimpleTokenizer` (`basic_clean`) and transformers' Python
 //! `CLIPTokenizer` when ftfy is installed.
 //!

@@ -1,4 +1,4 @@
-//! The HTML5 named character references (WHATWG, https://html.spec.whatwg.org/entities.json), as
+//! The HTML5 named character references (WHATWG, <https://html.spec.whatwg.org/entities.json>), as
 //! Python's `html.entities.html5` lists them: names with their `;` and, for the legacy ones, also
 //! without it. Each entry is `name=hex[+hex]`, the code points of its value.
 
