@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from st2v_export.enhancer.modules import EnhancerTextEncoder, EnhancerVaeDecoder, EnhancerVaeEncoder
-from st2v_export.toy import world
+from st2v_export.toy import enhancer_tasks, world
 from st2v_export.toy.data import tokenize
 from st2v_export.toy.diffusion import (
     STAGE3_ALPHAS,
@@ -118,6 +118,21 @@ def test_a_degraded_draft_fades_and_recolours_the_shapes_and_keeps_the_backgroun
     expected = np.clip(np.round(background + fade * (sharp - background) + shift), 0, 255)
     assert np.array_equal(draft[on_shape], expected[on_shape])
     assert not np.array_equal(draft[on_shape], sharp[on_shape])
+
+
+def test_a_gap_draft_loses_its_shapes_from_a_frame_on_and_no_gap_keeps_the_old_stream(
+        monkeypatch):
+    spec = world.parse_caption(CAPTION)
+    clip = {"spec": spec, "frames": world.render(spec, 8, 64, 5), "start": 5}
+    background = world.render_background(spec.background, 64)
+    plain = degraded_draft(clip, 64, np.random.default_rng(3))
+    monkeypatch.setattr(enhancer_tasks, "DRAFT_GAP_SHARE", 1.0)
+    gapped = degraded_draft(clip, 64, np.random.default_rng(3))
+    empty = [bool(np.all(frame == background)) for frame in gapped]
+    gone = empty.index(True)
+    assert 2 <= gone < 8 and all(empty[gone:])  # gone from one frame to the end
+    assert np.array_equal(gapped[:gone], plain[:gone])
+    assert not any(np.all(frame == background) for frame in plain)
 
 
 def test_a_draft_share_restores_the_first_clips_of_each_enhancer_batch(runs, tmp_path, fit):

@@ -65,6 +65,10 @@ DRAFT_FADE = (0.5, 1.0)
 stage 2's shapes are often faint."""
 DRAFT_COLOUR_SHIFT = 20.0
 """The std of a per-clip RGB offset (0-255) on a draft's shape pixels: stage 2 drifts colours."""
+DRAFT_GAP_SHARE = 0.0
+"""The share of drafts whose shapes vanish from a random frame on (at least the first two kept):
+stage 2 loses a shape for tens of frames, mostly late in a video. 0 (the default) draws nothing
+more from the drafts' random stream, so it degrades exactly as before the option."""
 
 
 class Geometry:
@@ -152,14 +156,18 @@ class EnhancerVaeTask(VaeTask):
 
 def degraded_draft(clip: dict, size: int, rng: np.random.Generator) -> np.ndarray:
     """A clip as a rough stage 2 draws it: rendered at `size` (the stage-2 frames), its shapes
-    faded towards the background (`DRAFT_FADE`) and shifted in colour (`DRAFT_COLOUR_SHIFT`),
-    uint8 (F, size, size, 3)."""
+    faded towards the background (`DRAFT_FADE`), shifted in colour (`DRAFT_COLOUR_SHIFT`) and,
+    for a share of drafts (`DRAFT_GAP_SHARE`), gone from a random frame on, uint8
+    (F, size, size, 3)."""
     spec = clip["spec"]
     frames = world.render(spec, len(clip["frames"]), size, clip["start"]).astype(np.float32)
     background = world.render_background(spec.background, size).astype(np.float32)
     on_shape = np.any(frames != background, axis=-1, keepdims=True)
     fade, shift = rng.uniform(*DRAFT_FADE), rng.normal(0.0, DRAFT_COLOUR_SHIFT, 3)
     draft = np.where(on_shape, background + fade * (frames - background) + shift, frames)
+    if DRAFT_GAP_SHARE > 0 and rng.random() < DRAFT_GAP_SHARE and len(frames) > 2:
+        gone = rng.integers(2, len(frames))
+        draft[gone:] = np.where(on_shape[gone:], background, draft[gone:])
     return np.clip(np.round(draft), 0, 255).astype(np.uint8)
 
 
