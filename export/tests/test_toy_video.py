@@ -17,7 +17,7 @@ from diffusers import DDIMScheduler
 from st2v_export.components import Components
 from st2v_export.modules.unet3d import pad_spatial_convs
 from st2v_export.presets import load_preset_file
-from st2v_export.toy import checker, world
+from st2v_export.toy import checker, video_tasks, world
 from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_clip
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
@@ -150,6 +150,31 @@ def test_decoded_conditions_show_the_cam_the_vae_round_trip_of_the_first_frames(
     assert run_record(tmp_path)["decoded_conditions"] is True
     with pytest.raises(TrainError, match="decoded conditions are for stage2"):
         TrainConfig("stage1", 1, Path("unused"), decoded_conditions=True)
+
+
+def test_faded_conditions_show_the_cam_fainter_shapes_and_keep_the_clips_to_learn(
+        runs, monkeypatch):
+    task = Stage2Task(toy_preset(), 0, runs)
+    plain = task.batch(4, 3)
+    assert "conditions" not in plain  # share 0: the batch as before
+    monkeypatch.setattr(video_tasks, "CONDITION_FADE_SHARE", 1.0)
+    faded = task.batch(4, 3)
+    assert all(torch.equal(faded[key], plain[key]) for key in ("videos", "anchors"))
+    clips = video_batch(0, 4, 3, 16, 64, anchor=True)
+    for clip, seen in zip(clips, faded["conditions"]):
+        backdrop = world.render_background(clip["spec"].background, 64)
+        background = videos_to_pixels(backdrop[None, None])[0, 0]
+        true = videos_to_pixels(clip["frames"][None, :8])[0]
+        on_shape = (true != background).any(dim=1, keepdim=True).expand_as(true)
+        assert torch.equal(seen[~on_shape], true[~on_shape])  # the background untouched
+        towards = (seen - background).abs()[on_shape] <= (true - background).abs()[on_shape] + 1e-6
+        assert towards.all() and not torch.equal(seen, true)
+    seen = []
+    features = task.cond_features
+    task.cond_features = lambda videos: seen.append(videos) or features(videos)
+    with torch.no_grad():
+        task.loss(faded, torch.Generator().manual_seed(5))
+    assert torch.equal(seen[0], faded["conditions"])  # the CAM sees them; the loss the clips
 
 
 def test_about_a_tenth_of_the_clips_train_without_condition():

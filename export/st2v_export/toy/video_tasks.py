@@ -43,6 +43,15 @@ from .weights import ToyWeights
 CHUNK_FRAMES = 16
 DROPOUT_STREAM = 13
 """Third seed word of the generator that picks the clips trained without their condition."""
+FADE_STREAM = 23
+"""Third seed word of the generator of the faded conditions."""
+CONDITION_FADE_SHARE = 0.0
+"""Stage 2: the share of clips whose CAM sees its 8 frames with the shapes faded towards the
+background (`CONDITION_FADE`), while the loss still asks for the clip at full contrast: stage 2
+fades shapes chunk after chunk, and this was to teach it to restore them (it did not:
+TRAINING.md, "The fifteenth training"). 0 (the default) changes nothing and draws nothing."""
+CONDITION_FADE = (0.3, 1.0)
+"""The range of the fade: 1 keeps a shape as it is, 0 leaves only the background."""
 
 
 class FrozenEncoders:
@@ -125,6 +134,27 @@ def dropped(seed: int, step: int, count: int) -> list[bool]:
     return [bool(drop) for drop in rng.random(count) < CFG_DROPOUT]
 
 
+def faded_conditions(clips: list[dict], seed: int, step: int) -> np.ndarray | None:
+    """Each clip's first `COND_FRAMES` frames, uint8 (B, 8, H, W, 3), with the shapes of a
+    `CONDITION_FADE_SHARE` of them faded by one factor drawn from `CONDITION_FADE`; None when
+    the share is 0."""
+    if CONDITION_FADE_SHARE <= 0:
+        return None
+    rng = np.random.default_rng([seed, step, FADE_STREAM])
+    faded = []
+    for clip in clips:
+        frames = clip["frames"][:COND_FRAMES].astype(np.float32)
+        fade = rng.uniform(*CONDITION_FADE)
+        if rng.random() < CONDITION_FADE_SHARE:
+            size = frames.shape[1]
+            background = world.render_background(clip["spec"].background, size)
+            background = background.astype(np.float32)
+            on_shape = np.any(frames != background, axis=-1, keepdims=True)
+            frames = np.where(on_shape, background + fade * (frames - background), frames)
+        faded.append(np.round(frames))
+    return np.stack(faded).astype(np.uint8)
+
+
 def diffusion_targets(latents: torch.Tensor, generator: torch.Generator):
     """Per-video timesteps, noisy latents and the v target of a training step."""
     timesteps = torch.randint(0, TRAIN_TIMESTEPS, (latents.shape[0],), generator=generator)
@@ -169,6 +199,9 @@ class VideoTask(Task):
         if self.anchor:
             anchors = to_pixels(np.stack([clip["anchor"] for clip in clips]))
             batch["anchors"] = torch.where(torch.tensor(drop).view(-1, 1, 1, 1), 0.0, anchors)
+            conditions = faded_conditions(clips, self.seed, step)
+            if conditions is not None:
+                batch["conditions"] = videos_to_pixels(conditions)
         return batch
 
     def extras(self) -> dict:
@@ -327,7 +360,7 @@ class Stage2Task(VideoTask):
         latents = self.frozen.latents(videos, generator)
         text, context = self.context(batch["captions"], batch["anchors"])
         timesteps, noisy, target = diffusion_targets(latents, generator)
-        seen = videos
+        seen = batch.get("conditions", videos)  # faded for some clips (CONDITION_FADE_SHARE)
         if self.decoded_conditions:  # clamped as the engine clamps what it decodes
             seen = self.frozen.decode(latents[:, :, :COND_FRAMES]).clamp(-1.0, 1.0)
         prediction = self.predict(noisy, timesteps, text, context, self.cond_features(seen))
