@@ -162,9 +162,9 @@ def degraded_draft(clip: dict, size: int, rng: np.random.Generator) -> np.ndarra
     spec = clip["spec"]
     frames = world.render(spec, len(clip["frames"]), size, clip["start"]).astype(np.float32)
     background = world.render_background(spec.background, size).astype(np.float32)
-    on_shape = np.any(frames != background, axis=-1, keepdims=True)
     fade, shift = rng.uniform(*DRAFT_FADE), rng.normal(0.0, DRAFT_COLOUR_SHIFT, 3)
-    draft = np.where(on_shape, background + fade * (frames - background) + shift, frames)
+    faded, on_shape = world.fade_shapes(frames, background, fade)
+    draft = faded + np.where(on_shape, shift, 0.0)
     if DRAFT_GAP_SHARE > 0 and rng.random() < DRAFT_GAP_SHARE and len(frames) > 2:
         gone = rng.integers(2, len(frames))
         draft[gone:] = np.where(on_shape[gone:], background, draft[gone:])

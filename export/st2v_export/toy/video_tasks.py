@@ -49,7 +49,8 @@ CONDITION_FADE_SHARE = 0.0
 """Stage 2: the share of clips whose CAM sees its 8 frames with the shapes faded towards the
 background (`CONDITION_FADE`), while the loss still asks for the clip at full contrast: stage 2
 fades shapes chunk after chunk, and this was to teach it to restore them (it did not:
-TRAINING.md, "The fifteenth training"). 0 (the default) changes nothing and draws nothing."""
+TRAINING.md, "The fifteenth training"). 0 (the default) changes nothing and draws nothing.
+`--decoded-conditions` decodes the clip's own frames instead: the two do not combine."""
 CONDITION_FADE = (0.3, 1.0)
 """The range of the fade: 1 keeps a shape as it is, 0 leaves only the background."""
 
@@ -146,11 +147,8 @@ def faded_conditions(clips: list[dict], seed: int, step: int) -> np.ndarray | No
         frames = clip["frames"][:COND_FRAMES].astype(np.float32)
         fade = rng.uniform(*CONDITION_FADE)
         if rng.random() < CONDITION_FADE_SHARE:
-            size = frames.shape[1]
-            background = world.render_background(clip["spec"].background, size)
-            background = background.astype(np.float32)
-            on_shape = np.any(frames != background, axis=-1, keepdims=True)
-            frames = np.where(on_shape, background + fade * (frames - background), frames)
+            background = world.render_background(clip["spec"].background, frames.shape[1])
+            frames, _ = world.fade_shapes(frames, background.astype(np.float32), fade)
         faded.append(np.round(frames))
     return np.stack(faded).astype(np.uint8)
 

@@ -358,6 +358,14 @@ def render(spec: SceneSpec, frames: int, size: int = 64, start: int = 0) -> np.n
     return out
 
 
+def fade_shapes(frames: np.ndarray, background: np.ndarray, fade: float):
+    """(F, H, W, 3) float32 frames with every shape pixel (any unlike `background`, float32
+    (H, W, 3)) moved `fade` of the way from the background: 1 keeps a shape, 0 leaves only the
+    background. Returns the faded frames and where the shapes are, (F, H, W, 1) bool."""
+    on_shape = np.any(frames != background, axis=-1, keepdims=True)
+    return np.where(on_shape, background + fade * (frames - background), frames), on_shape
+
+
 # ----------------------------------------------------------------------------------- captions
 
 
