@@ -405,6 +405,9 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
     assert full["colour_and_shape"] == full["motion"] == full["seams_without_jump"] == 1.0
     broken = row("jump", [jumped], [1])
     assert broken["seams_without_jump"] < 1.0 and broken["scuts_mean"] == 1.0
+    frames[24:] = world.render_background(spec.background, 64)  # the circle gone half the video
+    gone = row("gone", [checker.check_video(frames, spec, chunk_starts(48))], [0])
+    assert full["found"] == 1.0 and gone["found"] == 0.5
     table = markdown([full, broken])
     assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% | 100% |")
 
