@@ -407,7 +407,8 @@ def test_the_ablation_table_scores_true_clips_fully_and_a_seam_jump_as_one():
     assert broken["seams_without_jump"] < 1.0 and broken["scuts_mean"] == 1.0
     frames[24:] = world.render_background(spec.background, 64)  # the circle gone half the video
     gone = row("gone", [checker.check_video(frames, spec, chunk_starts(48))], [0])
-    assert full["found"] == 1.0 and gone["found"] == 0.5
+    assert full["found"] == full["shape_frames"] == 1.0
+    assert gone["found"] == gone["shape_frames"] == 0.5
     table = markdown([full, broken])
     assert table.splitlines()[2].startswith("| truth | 3 | 48 | 100% | 100% | 100% | 100% |")
 
@@ -445,10 +446,11 @@ def test_the_committed_toy_set_is_trained_small_and_predicts_v_at_zero_terminal_
     assert stored < 30e6, stored
 
 
-def test_the_committed_vae_keeps_colour_background_and_motion_but_rounds_shape_classes():
+def test_the_committed_vae_keeps_colour_background_motion_and_most_shape_classes():
     """The bound the VAE puts on what the UNets can reach (README, TRAINING.md "What remains"):
     its graphs' reconstructions of 16 held-out clips keep every colour, background and motion;
-    the shape classes pass the checker's 90 % bar in under half of them."""
+    the shape classes pass the checker's 90 % bar in three quarters of them (12 of 16 measured;
+    the checker's first rule passed 5), not all: the decoder rounds some shapes."""
     import onnxruntime as ort
 
     from st2v_export.toy.data import to_uint8
@@ -468,7 +470,7 @@ def test_the_committed_vae_keeps_colour_background_and_motion_but_rounds_shape_c
         reports.append(checker.check_video(frames, clip["spec"]))
     summary = summarize(reports)
     assert summary["colour"] == summary["background"] == summary["motion"] == 1.0, summary
-    assert summary["shape"] < 0.5, summary
+    assert 0.7 <= summary["shape"] < 1.0, summary
 
 
 def test_the_readme_rows_colour_and_direction_passes_are_all_single_shape_captions():
@@ -483,3 +485,21 @@ def test_the_readme_rows_colour_and_direction_passes_are_all_single_shape_captio
                 shapes.append(len(report["spec"]["shapes"]))
     assert sum(len(r["spec"]["shapes"]) == 1 for r in reports) == 9
     assert passes == {"colour_ok": [1] * 5, "motion_ok": [1] * 4}
+
+
+def test_the_readme_rows_are_their_reports_and_read_shapes_near_chance():
+    """docs/toy-ablation.json's rows are `ablation.row` of its own reports (SCuts kept), and the
+    README's `full` row reads the asked shape class in about a quarter of its shape-frames, a
+    fifth being chance: the set draws blobs (the shape classifier reads 88 % of decoded true
+    shapes, tests/test_toy_shape_class.py)."""
+    from st2v_export.toy.ablation import row
+
+    ablation = json.loads((REPO_ROOT / "docs" / "toy-ablation.json").read_text())
+    for committed in ablation["rows"]:
+        reports = ablation["reports"][f"{committed['variant']}, {committed['frames']} frames"]
+        recomputed = row(committed["variant"], reports, [])
+        recomputed["scuts_mean"] = committed["scuts_mean"]
+        assert recomputed == committed
+    full = ablation["rows"][0]
+    assert full["variant"] == "full" and 0.2 <= full["shape_frames"] <= 0.3
+    assert full["colour_and_shape"] == 0.0

@@ -9,6 +9,7 @@ train the toy models and export the toy model set.
   python -m st2v_export.toy export --runs RUNS --out models/toy
   python -m st2v_export.toy ablate --runs RUNS --out DIR   (the ablation table)
   python -m st2v_export.toy recover --model-set models/toy --out RUNS   (runs to --init from)
+  python -m st2v_export.toy fit-shapes --model-set models/toy --out FILE   (the shape classifier)
 
 render writes DIR/frame_00000.png ... and DIR/scene.json (caption and spec); check reads the PNGs
 in name order, takes the caption from --caption or DIR/scene.json, prints a summary and exits 0
@@ -29,6 +30,7 @@ from . import checker, world
 from .ablation import ablate_command, add_ablate_parser, write_frames
 from .export import add_export_parser, export_command
 from .recover import add_recover_parser, recover_command
+from .shape_fit import add_shape_fit_parser, shape_fit_command
 from .train_cli import add_train_parser, train_command
 
 
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     add_export_parser(commands)
     add_ablate_parser(commands)
     add_recover_parser(commands)
+    add_shape_fit_parser(commands)
     return parser
 
 
@@ -144,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": export_command,
         "ablate": ablate_command,
         "recover": recover_command,
+        "fit-shapes": shape_fit_command,
     }[args.command]
     try:
         return command(args)

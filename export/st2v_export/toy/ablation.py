@@ -126,8 +126,9 @@ def scuts(st2v: Path, models: Path, videos: list[Path], report: Path) -> list[in
 
 
 def row(name: str, reports: list[dict], cuts: list[int]) -> dict:
-    """The table's figures: fractions of videos (adherence, identity) and of seams; `found`,
-    the mean share of frames in which the checker finds each shape."""
+    """The table's figures: fractions of videos (adherence, identity) and of seams; `found` and
+    `shape_frames`, the mean share of frames in which the checker finds each shape and reads
+    its asked shape class."""
     shapes = [s for r in reports for s in r["shapes"]]
     seams = [seam for s in shapes for seam in s["seams"]]
     fraction = lambda values: round(sum(values) / len(values), 3) if values else None  # noqa: E731
@@ -142,6 +143,7 @@ def row(name: str, reports: list[dict], cuts: list[int]) -> dict:
         "motion": fraction([r["adherence"]["motion_ok"] for r in reports]),
         "background": fraction([r["adherence"]["background_ok"] for r in reports]),
         "found": fraction([s["found_fraction"] for s in shapes]),
+        "shape_frames": fraction([s["shape_accuracy"] for s in shapes]),
         "seams_without_jump": fraction([not seam["jumps"] for seam in seams]),
         "colour_held": fraction([s["identity"]["colour_held"] for s in shapes]),
         "size_held": fraction([s["identity"]["size_held"] for s in shapes

@@ -15,10 +15,13 @@ For each found shape:
 - centroid [x, y], pixel centres at +0.5, computed after unwrapping a shape split across the
   edges; area (pixels); bbox [x0, y0, x1, y1] (pixel edges; may pass the frame's edge when the
   shape is wrapped, `wrapped`);
-- shape: from fill (area / bbox area), solidity (area / area of the convex hull of its pixel
-  squares) and centroid_offset (centroid below the bbox centre, / bbox height): solidity < 0.73
-  star; else fill >= 0.9 square; fill >= 0.66 circle; centroid_offset >= 0.08 triangle (apex up);
-  else diamond.
+- fill (area / bbox area), solidity (area / area of the convex hull of its pixel squares) and
+  centroid_offset (centroid below the bbox centre, / bbox height);
+- shape: `shape_class.py`'s classifier of the blob's outline (the farthest pixel corner from the
+  centroid in 32 directions) and those three, fitted on crisp and VAE-decoded frames
+  (`shape_class.json` has its held-out accuracy). `rule_shape` is the first rule on the three
+  alone, exact on crisp renders only: solidity < 0.73 star; else fill >= 0.9 square; fill >=
+  0.66 circle; centroid_offset >= 0.08 triangle (apex up); else diamond.
 
 Per video and expected shape:
 - found_fraction, colour_accuracy, shape_accuracy: fractions of all frames. colour_ok, shape_ok:
@@ -66,7 +69,7 @@ import math
 
 import numpy as np
 
-from . import world
+from . import shape_class, world
 from .motion_check import analyse_motion, pair_direction_fraction, toroidal_displacements
 from .world import SceneSpec
 
@@ -173,8 +176,9 @@ def _row_ends(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.concatenate([np.stack([xs[first], ys[first]], 1), np.stack([xs[last], ys[last]], 1)])
 
 
-def shape_features(mask: np.ndarray) -> dict:
-    """Position and geometry of one blob (a boolean (H, W) mask), unwrapped across the edges."""
+def blob_geometry(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One blob (a boolean (H, W) mask): its pixel indices unwrapped across the edges (xs, ys),
+    and its position and geometry."""
     height, width = mask.shape
     rows, cols = np.nonzero(mask)
     xs, ys = _unwrap(cols, width), _unwrap(rows, height)
@@ -184,7 +188,7 @@ def shape_features(mask: np.ndarray) -> dict:
     hull_of_centres = _hull_area(_row_ends(xs, ys).astype(float))
     # The hull of the pixel squares is the hull of their centres grown by a unit square.
     hull = hull_of_centres + (x1 - x0 - 1) + (y1 - y0 - 1) + 1
-    return {
+    return xs, ys, {
         "centroid": [float(centroid[0] % width), float(centroid[1] % height)],
         "area": int(area),
         "bbox": [int(x0), int(y0), int(x1), int(y1)],
@@ -195,8 +199,9 @@ def shape_features(mask: np.ndarray) -> dict:
     }
 
 
-def classify_shape(features: dict) -> str:
-    """circle / square / triangle / diamond / star from fill, solidity and centroid offset."""
+def rule_shape(features: dict) -> str:
+    """The first rule, exact on crisp renders only: circle / square / triangle / diamond / star
+    from fill, solidity and centroid offset (kept to measure the classifier against)."""
     if features["solidity"] < STAR_SOLIDITY_MAX:
         return "star"
     if features["fill"] >= SQUARE_FILL_MIN:
@@ -209,11 +214,12 @@ def classify_shape(features: dict) -> str:
 
 
 def _describe_blob(frame: np.ndarray, mask: np.ndarray) -> dict:
-    features = shape_features(mask)
+    xs, ys, features = blob_geometry(mask)
     rgb = frame[mask].astype(np.float64).mean(axis=0)
     colour = world.COLOURS[int(np.linalg.norm(_PALETTE_RGB - rgb, axis=1).argmin())]
+    shape = shape_class.committed().classify(shape_class.feature_vector(xs, ys, features))
     return {"found": True, "colour": colour, "rgb": [round(float(v), 2) for v in rgb],
-            "shape": classify_shape(features), **_rounded(features)}
+            "shape": shape, **_rounded(features)}
 
 
 def _rounded(features: dict) -> dict:
@@ -231,13 +237,14 @@ def detect_shapes(frame: np.ndarray, spec: str | SceneSpec | dict,
     labels = label_pixels(frame, background)
     min_area = MIN_AREA_FRACTION * height * width
     expected = [world.COLOURS.index(s.colour) for s in spec.shapes]
-    blobs: list[np.ndarray | None] = [_blob_of(labels, c, min_area) for c in expected]
+    blobs: list[np.ndarray | None] = [colour_blob(labels, c, min_area) for c in expected]
     if any(b is None for b in blobs):
         _fill_with_other_colours(labels, blobs, expected, min_area)
     return [_describe_blob(frame, b) if b is not None else {"found": False} for b in blobs]
 
 
-def _blob_of(labels: np.ndarray, colour_index: int, min_area: float) -> np.ndarray | None:
+def colour_blob(labels: np.ndarray, colour_index: int, min_area: float) -> np.ndarray | None:
+    """The largest blob of one palette colour in `label_pixels`' labels, if big enough."""
     mask = labels == colour_index
     if mask.sum() < min_area:
         return None
@@ -250,7 +257,7 @@ def _fill_with_other_colours(labels, blobs, expected, min_area) -> None:
     candidates = []
     for colour_index in range(len(world.COLOURS)):
         if colour_index not in expected:
-            blob = _blob_of(labels, colour_index, min_area)
+            blob = colour_blob(labels, colour_index, min_area)
             if blob is not None:
                 candidates.append(blob)
     candidates.sort(key=lambda b: -int(b.sum()))
