@@ -6,6 +6,7 @@ the recipe. It patches the toy trainer in this process only, then fine-tunes the
       --runs runs-rec --out tb-pair --steps 1500 [--free-starts] [--oracle] [--frame-positions]
   ... --out tb-pair --look [--eta 1]        # sample the run's checkpoint again (sheet.png)
   ... --world --out tb-world --steps 2000   # the full world, 16 held-out captions
+  ... --captions "...circle...|...square...|..." --samples 10   # shapes (printed per sample)
   ... --world --motions left,right,... --train-captions   # a part of it, judged on train captions
 
 Patches (each a flag):
@@ -218,7 +219,8 @@ def report_each_sample() -> None:
                 m = shape["motion"]
                 print(f"sample: asked {m['expected']}, detected {m['detected']}, direction "
                       f"{m.get('direction_deg')}, straightness {m.get('straightness')}, "
-                      f"speed {m.get('speed')}", flush=True)
+                      f"speed {m.get('speed')}; {shape['expected']['shape']} read in "
+                      f"{shape['shape_accuracy']:.0%} of the frames", flush=True)
         return summarize(reports)
 
     checker.check_video, video_eval.summarize = keep, each
@@ -241,6 +243,7 @@ def main() -> None:
     parser.add_argument("--binding-weight", type=float, default=0.0)
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
+    parser.add_argument("--samples", type=int, help="videos judged (default 8; --world: 16)")
     parser.add_argument("--motions", help="with --world: only these motions (comma-separated)")
     parser.add_argument("--train-captions", action="store_true",
                         help="with --world: evaluate on train-split captions, not held-out ones")
@@ -268,7 +271,8 @@ def main() -> None:
     config = TrainConfig(model="stage1", steps=1 if args.look else args.steps,
                          out=args.out / "look" if args.look else args.out, lr=5e-4,
                          eval_every=0 if args.look else 1000 if args.world else args.steps,
-                         eval_frames=16 if args.world else 8, init=init, runs=args.runs,
+                         eval_frames=args.samples or (16 if args.world else 8), init=init,
+                         runs=args.runs,
                          binding_weight=0.0 if args.look else args.binding_weight)
     run = Run(config, print)
     if args.look:
