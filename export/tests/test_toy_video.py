@@ -451,23 +451,12 @@ def test_the_committed_vae_keeps_colour_background_motion_and_most_shape_classes
     its graphs' reconstructions of 16 held-out clips keep every colour, background and motion;
     the shape classes pass the checker's 90 % bar in three quarters of them (12 of 16 measured;
     the checker's first rule passed 5), not all: the decoder rounds some shapes."""
-    import onnxruntime as ort
-
-    from st2v_export.toy.data import to_uint8
+    from st2v_export.toy.shape_fit import vae_round_trip
     from st2v_export.toy.video_eval import heldout_clips, summarize
-    from st2v_export.toy.video_tasks import videos_to_pixels
 
-    toy = REPO_ROOT / "models" / "toy"
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    encoder, decoder = (ort.InferenceSession(str(toy / f"{name}.onnx"), options)
-                        for name in ("vae_encoder", "vae_decoder"))
-    reports = []
-    for clip in heldout_clips(16, 16, 64):
-        pixels = videos_to_pixels(clip["frames"][None])[0].numpy()
-        mean = encoder.run(["mean"], {"images": pixels})[0]
-        frames = to_uint8(torch.from_numpy(decoder.run(None, {"latents": mean})[0]))
-        reports.append(checker.check_video(frames, clip["spec"]))
+    round_trip, _ = vae_round_trip(REPO_ROOT / "models" / "toy")
+    reports = [checker.check_video(round_trip(clip["frames"]), clip["spec"])
+               for clip in heldout_clips(16, 16, 64)]
     summary = summarize(reports)
     assert summary["colour"] == summary["background"] == summary["motion"] == 1.0, summary
     assert 0.7 <= summary["shape"] < 1.0, summary
