@@ -25,6 +25,9 @@ Patches (each a flag):
   --binding-weight`), first tried here: in the pixels of each shape of a two-shape caption, the
   spatial cross-attention to its own colour word and noun should outweigh that to the other
   shape's;
+- --decoded-loss W: a decoded-pixel term beside the latent loss (`add_decoded_loss`);
+- --large-radius R: the world's large shapes drawn with circumradius R (a fraction of the
+  frame; the world's is 0.19) in training and in the evaluation's true clips;
 - --eta: DDIM eta of the samples (the evaluation's is 0).
 """
 
@@ -43,6 +46,7 @@ from diffusers.models.transformers.transformer_temporal import TransformerTempor
 from PIL import Image
 from torch import nn
 
+from st2v_export.presets import VAE_SCALING_FACTOR
 from st2v_export.toy import checker, data, diffusion, video_eval, video_tasks, world
 from st2v_export.toy.data import tokenize
 from st2v_export.toy.train import Run, TrainConfig
@@ -187,6 +191,42 @@ def add_temporal_caption() -> None:
     TransformerTemporalModel.forward = temporal_with_text
 
 
+def add_decoded_loss(weight: float, frames: int) -> None:
+    """A pixel term beside the latent v loss: the x0 the UNet predicts, decoded by the frozen
+    VAE for `frames` random frames of each clip, against the true frames; weighted by alpha_bar
+    (the signal's share), so the smeared means of high noise count little. A shape's class
+    lives in a few latents' fine values, which the latent loss weighs no more than any other;
+    the decoder weighs them as the pixels do."""
+    loss = Stage1Task.loss
+
+    def with_decoded(self, batch, generator):
+        captured = {}
+        forward = self.unet.forward
+
+        def keep(sample, timestep, *args, **kwargs):
+            out = forward(sample, timestep, *args, **kwargs)
+            captured.update(sample=sample, timestep=timestep, v=out[0])
+            return out
+
+        self.unet.forward = keep
+        try:
+            total, parts = loss(self, batch, generator)
+        finally:
+            del self.unet.forward
+        alpha = diffusion.ALPHAS_CUMPROD[captured["timestep"]].view(-1, 1, 1, 1, 1)
+        x0 = alpha.sqrt() * captured["sample"] - (1 - alpha).sqrt() * captured["v"]
+        picked = torch.randint(0, x0.shape[2], (frames,), generator=generator)
+        latents = x0[:, :, picked].transpose(1, 2).flatten(0, 1) / VAE_SCALING_FACTOR
+        pixels = self.frozen.vae.decode(latents).sample
+        truth = batch["videos"][:, picked].flatten(0, 1)
+        error = ((pixels - truth) ** 2).mean(dim=(1, 2, 3)).view(-1, frames)
+        decoded = (error * alpha.view(-1, 1)).mean()
+        parts["decoded"] = decoded.detach()
+        return total + weight * decoded, parts
+
+    Stage1Task.loss = with_decoded
+
+
 def sample_with_eta(eta: float) -> None:
     def ddim(predict_v, shape, generator, steps=25):
         sample = torch.randn(shape, generator=generator)
@@ -220,7 +260,8 @@ def report_each_sample() -> None:
                 print(f"sample: asked {m['expected']}, detected {m['detected']}, direction "
                       f"{m.get('direction_deg')}, straightness {m.get('straightness')}, "
                       f"speed {m.get('speed')}; {shape['expected']['shape']} read in "
-                      f"{shape['shape_accuracy']:.0%} of the frames", flush=True)
+                      f"{shape['shape_accuracy']:.0%} of the frames (most often: "
+                      f"{shape['shape_detected']})", flush=True)
         return summarize(reports)
 
     checker.check_video, video_eval.summarize = keep, each
@@ -241,6 +282,14 @@ def main() -> None:
     parser.add_argument("--frame-positions", action="store_true")
     parser.add_argument("--temporal-caption", action="store_true")
     parser.add_argument("--binding-weight", type=float, default=0.0)
+    parser.add_argument("--decoded-loss", type=float, default=0.0,
+                        help="weight of the decoded-pixel term (add_decoded_loss; 0: none)")
+    parser.add_argument("--decoded-frames", type=int, default=4)
+    parser.add_argument("--eval-every", type=int, help="steps between evaluations (default: "
+                        "--steps; --world: 1000)")
+    parser.add_argument("--large-radius", type=float,
+                        help="the world's 'large' circumradius, a fraction of the frame (0.19)")
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
     parser.add_argument("--samples", type=int, help="videos judged (default 8; --world: 16)")
@@ -264,13 +313,18 @@ def main() -> None:
         add_frame_positions()
     if args.temporal_caption:
         add_temporal_caption()
+    if args.large_radius:
+        world.SIZE_RADIUS["large"] = args.large_radius
+    if args.decoded_loss:
+        add_decoded_loss(args.decoded_loss, args.decoded_frames)
     if args.eta:
         sample_with_eta(args.eta)
     report_each_sample()
     init = args.out if args.look else args.init or args.runs / "stage1"
     config = TrainConfig(model="stage1", steps=1 if args.look else args.steps,
-                         out=args.out / "look" if args.look else args.out, lr=5e-4,
-                         eval_every=0 if args.look else 1000 if args.world else args.steps,
+                         out=args.out / "look" if args.look else args.out, lr=args.lr,
+                         eval_every=0 if args.look else args.eval_every or (
+                             1000 if args.world else args.steps),
                          eval_frames=args.samples or (16 if args.world else 8), init=init,
                          runs=args.runs,
                          binding_weight=0.0 if args.look else args.binding_weight)

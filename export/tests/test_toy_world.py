@@ -302,6 +302,24 @@ def test_wrong_caption_is_flagged():
         assert not checker.check_video(frames, wrong)["ok"], wrong
 
 
+def test_a_wrong_shape_is_reported_as_what_it_was_read_as(tmp_path, capsys):
+    spec = _spec("left", ("square", "red", "large"), background="blue")
+    frames = world.render(spec, 16)
+    right = checker.check_video(frames, spec)["shapes"][0]
+    assert right["shape_ok"] and right["shape_detected"] == "square"
+    asked = "a large red diamond moving left on a blue background"
+    wrong = checker.check_video(frames, asked)["shapes"][0]
+    assert not wrong["shape_ok"] and wrong["shape_detected"] == "square"
+    empty = np.zeros_like(frames) + np.array(world.PALETTE["blue"], dtype=np.uint8)
+    assert checker.check_video(empty, asked)["shapes"][0]["shape_detected"] is None
+    out = tmp_path / "clip"
+    assert toy_main(["render", "--caption", world.caption(spec), "--frames", "16",
+                     "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert toy_main(["check", str(out), "--caption", asked]) == 1
+    assert "shape 0% (read as a square)" in capsys.readouterr().out
+
+
 def test_long_clips_keep_their_motion_at_every_frame_pair():
     count = 240
     for i, motion in enumerate(world.MOTIONS):

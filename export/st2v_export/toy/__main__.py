@@ -123,7 +123,7 @@ def _shape_line(k: int, shape: dict, seam_count: int) -> str:
     parts = [
         f"found {shape['found_fraction']:.0%}",
         f"colour {shape['colour_accuracy']:.0%}",
-        f"shape {shape['shape_accuracy']:.0%}",
+        f"shape {shape['shape_accuracy']:.0%}" + _read_as(shape),
         f"size {shape['size_detected'] or '-'}",
         f"motion {motion['detected']}" + (f" ({pairs:.0%} of pairs)" if pairs is not None else ""),
         f"colour drift {_figure(identity['colour_drift_max'])}",
@@ -132,6 +132,12 @@ def _shape_line(k: int, shape: dict, seam_count: int) -> str:
     ]
     name = f"{expected['size']} {expected['colour']} {expected['shape']}"
     return f"shape {k} ({name}, {motion['expected']}): " + ", ".join(parts)
+
+
+def _read_as(shape: dict) -> str:
+    """' (read as a circle)' when the shape class read most often is not the asked one."""
+    read = shape["shape_detected"]
+    return "" if read in (None, shape["expected"]["shape"]) else f" (read as a {read})"
 
 
 def _figure(value: float | None) -> str:

@@ -25,7 +25,9 @@ For each found shape:
 
 Per video and expected shape:
 - found_fraction, colour_accuracy, shape_accuracy: fractions of all frames. colour_ok, shape_ok:
-  accuracy >= ACCURACY_MIN (0.9); missing when found_fraction < 0.9.
+  accuracy >= ACCURACY_MIN (0.9); missing when found_fraction < 0.9. shape_detected: the shape
+  class read most often in the frames where the shape is found (None when it never is), what a
+  wrong shape was taken for.
 - size: the median area (first chunk) nearest in log area to the spec's small/medium/large
   area for that shape; not judged for growing/shrinking (size_ok None).
 - motion (`motion_check.py`): displacements between consecutive centroids are taken on the
@@ -66,6 +68,7 @@ there are none.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -327,6 +330,7 @@ def _check_shape(spec: SceneSpec, k: int, detections: list[dict], hw: tuple[int,
     areas = np.array([d["area"] if d["found"] else np.nan for d in detections], dtype=float)
     colour_accuracy = sum(d.get("colour") == expected.colour for d in detections) / count
     shape_accuracy = sum(d.get("shape") == expected.shape for d in detections) / count
+    readings = Counter(d["shape"] for d in detections if d["found"])
     grows = spec.motion in ("growing", "shrinking")
     size = None if grows else _size_label(expected.shape, areas[:first_chunk_end], hw[1])
     motion = analyse_motion(track, areas, detections, hw)
@@ -343,6 +347,7 @@ def _check_shape(spec: SceneSpec, k: int, detections: list[dict], hw: tuple[int,
         "shape_accuracy": round(shape_accuracy, 4),
         "colour_ok": colour_accuracy >= ACCURACY_MIN,
         "shape_ok": shape_accuracy >= ACCURACY_MIN,
+        "shape_detected": readings.most_common(1)[0][0] if readings else None,
         "size_detected": size,
         "size_ok": None if grows else size == expected.size,
         "motion_ok": motion["ok"],
