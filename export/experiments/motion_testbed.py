@@ -227,6 +227,48 @@ def add_decoded_loss(weight: float, frames: int) -> None:
     Stage1Task.loss = with_decoded
 
 
+def add_shape_probe(weight: float) -> None:
+    """A second probe beside the motion probe: a linear layer on the mean text state names the
+    caption's (first) shape, cross-entropy at `weight`, through the text encoder. The contrastive
+    pair barely tells "square" from "diamond" or "triangle" from "star" (`text_gaps`)."""
+    build, loss, modules = Stage1Task.__init__, Stage1Task.loss, Stage1Task.modules
+
+    def init(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        self.shape_probe = nn.Linear(self.preset.text["hidden_size"], len(world.SHAPES))
+
+    def with_probe(self, batch, generator):
+        total, parts = loss(self, batch, generator)
+        named = [c for c in batch["captions"] if c]
+        if not named:
+            return total, parts
+        context = self.frozen.text(input_ids=self.frozen.token_ids(named)).last_hidden_state
+        shapes = torch.tensor([world.SHAPES.index(world.parse_caption(c).shapes[0].shape)
+                               for c in named])
+        probe = F.cross_entropy(self.shape_probe(context.mean(dim=1)), shapes)
+        parts["shape_probe"] = probe.detach()
+        return total + weight * probe, parts
+
+    Stage1Task.__init__, Stage1Task.loss = init, with_probe
+    Stage1Task.modules = lambda self: {**modules(self), "shape_probe": self.shape_probe}
+
+
+def text_gaps(task: Stage1Task) -> str:
+    """The text states' distance between shape words in "a large red _ moving right on a blue
+    background": at the word, and the mean over the 7 states after it."""
+    template = "a large red {} moving right on a blue background"
+    states = task.frozen.text_states([template.format(s) for s in world.SHAPES])
+    word = 4  # <start> a large red _
+    pairs = [("square", "diamond"), ("triangle", "star"), ("circle", "square"),
+             ("square", "triangle")]
+    out = []
+    for a, b in pairs:
+        i, j = world.SHAPES.index(a), world.SHAPES.index(b)
+        gap = (states[i] - states[j]).norm(dim=-1)
+        out.append(f"{a}/{b} {gap[word]:.2f} / {gap[word + 1:word + 8].mean():.2f}")
+    return "text gaps (at the word / after it): " + ", ".join(out)
+
+
 def sample_with_eta(eta: float) -> None:
     def ddim(predict_v, shape, generator, steps=25):
         sample = torch.randn(shape, generator=generator)
@@ -290,6 +332,8 @@ def main() -> None:
     parser.add_argument("--large-radius", type=float,
                         help="the world's 'large' circumradius, a fraction of the frame (0.19)")
     parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--shape-probe", type=float, default=0.0,
+                        help="weight of a shape probe on the text states (0: none)")
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
     parser.add_argument("--samples", type=int, help="videos judged (default 8; --world: 16)")
@@ -315,6 +359,8 @@ def main() -> None:
         add_temporal_caption()
     if args.large_radius:
         world.SIZE_RADIUS["large"] = args.large_radius
+    if args.shape_probe:
+        add_shape_probe(args.shape_probe)
     if args.decoded_loss:
         add_decoded_loss(args.decoded_loss, args.decoded_frames)
     if args.eta:
@@ -331,11 +377,13 @@ def main() -> None:
     run = Run(config, print)
     if args.look:
         run.prepare()
+        print(text_gaps(run.task), flush=True)
         print(json.dumps(run.evaluate()))
         rows = [np.concatenate(list(frames), axis=1) for frames in SAMPLES]
         Image.fromarray(np.concatenate(rows, axis=0)).save(args.out / "sheet.png")
     else:
         print(json.dumps(run.run()))
+        print(text_gaps(run.task), flush=True)
 
 
 if __name__ == "__main__":
