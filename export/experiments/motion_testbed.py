@@ -16,6 +16,7 @@ Patches (each a flag):
 - --oracle: a learned vector per motion (12 x context width) added to every text state, in
   place of the recipe's motion probe;
 - --probe-weight: the motion probe's weight (the recipe's 0.05; 0: none);
+- --shape-probe: the shape probe's weight (the recipe's 0.05; 0: none, as the runs before it);
 - --frame-positions: sinusoidal frame positions seen by every temporal transformer;
 - --temporal-caption: the second attention of every temporal transformer of the blocks (not
   `transformer_in`, wider than the text states) attends to the text states (the caption, per
@@ -227,32 +228,6 @@ def add_decoded_loss(weight: float, frames: int) -> None:
     Stage1Task.loss = with_decoded
 
 
-def add_shape_probe(weight: float) -> None:
-    """A second probe beside the motion probe: a linear layer on the mean text state names the
-    caption's (first) shape, cross-entropy at `weight`, through the text encoder. The contrastive
-    pair barely tells "square" from "diamond" or "triangle" from "star" (`text_gaps`)."""
-    build, loss, modules = Stage1Task.__init__, Stage1Task.loss, Stage1Task.modules
-
-    def init(self, *args, **kwargs):
-        build(self, *args, **kwargs)
-        self.shape_probe = nn.Linear(self.preset.text["hidden_size"], len(world.SHAPES))
-
-    def with_probe(self, batch, generator):
-        total, parts = loss(self, batch, generator)
-        named = [c for c in batch["captions"] if c]
-        if not named:
-            return total, parts
-        context = self.frozen.text(input_ids=self.frozen.token_ids(named)).last_hidden_state
-        shapes = torch.tensor([world.SHAPES.index(world.parse_caption(c).shapes[0].shape)
-                               for c in named])
-        probe = F.cross_entropy(self.shape_probe(context.mean(dim=1)), shapes)
-        parts["shape_probe"] = probe.detach()
-        return total + weight * probe, parts
-
-    Stage1Task.__init__, Stage1Task.loss = init, with_probe
-    Stage1Task.modules = lambda self: {**modules(self), "shape_probe": self.shape_probe}
-
-
 def text_gaps(task: Stage1Task) -> str:
     """The text states' distance between shape words in "a large red _ moving right on a blue
     background": at the word, and the mean over the 7 states after it."""
@@ -332,8 +307,8 @@ def main() -> None:
     parser.add_argument("--large-radius", type=float,
                         help="the world's 'large' circumradius, a fraction of the frame (0.19)")
     parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--shape-probe", type=float, default=0.0,
-                        help="weight of a shape probe on the text states (0: none)")
+    parser.add_argument("--shape-probe", type=float, default=video_tasks.SHAPE_PROBE_WEIGHT,
+                        help="the shape probe's weight (the recipe's 0.05; 0: none)")
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--look", action="store_true", help="sample --out's checkpoint again")
     parser.add_argument("--samples", type=int, help="videos judged (default 8; --world: 16)")
@@ -359,8 +334,7 @@ def main() -> None:
         add_temporal_caption()
     if args.large_radius:
         world.SIZE_RADIUS["large"] = args.large_radius
-    if args.shape_probe:
-        add_shape_probe(args.shape_probe)
+    video_tasks.SHAPE_PROBE_WEIGHT = args.shape_probe
     if args.decoded_loss:
         add_decoded_loss(args.decoded_loss, args.decoded_frames)
     if args.eta:

@@ -22,9 +22,10 @@ from st2v_export.toy.data import crossing_starts, tokenize, video_batch, video_c
 from st2v_export.toy.diffusion import ALPHAS_CUMPROD, add_noise, ddim_sample, ddim_timesteps, v_target
 from st2v_export.toy.export import export_toy_set
 from st2v_export.toy.preset import toy_preset
-from st2v_export.toy.runfiles import read_checkpoint, run_record
+from st2v_export.toy.runfiles import atomic_save, read_checkpoint, run_record
 from st2v_export.toy.train import Run, TrainConfig, TrainError, train
-from st2v_export.toy.video_tasks import Stage1Task, Stage2Task, dropped, videos_to_pixels
+from st2v_export.toy.video_tasks import (Stage1Task, Stage2Task, dropped, probe_loss,
+                                         videos_to_pixels)
 from st2v_export.toy.weights import ToyWeights, ToyWeightsError
 
 QUIET = lambda _line: None  # noqa: E731
@@ -210,15 +211,46 @@ def test_the_motion_probe_reads_the_captions_motion_and_pulls_motion_words_apart
     losses = []
     for _ in range(30):
         context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
-        loss = task.motion_loss(context, motions)
+        loss = probe_loss(task.motion_probe, context, motions)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert gap() > 2 * before_gap
-    dropped_only = task.motion_loss(context, torch.full_like(motions, -1))
+    dropped_only = probe_loss(task.motion_probe, context, torch.full_like(motions, -1))
     assert dropped_only.item() == 0.0 and dropped_only.requires_grad
+
+
+def test_the_shape_probe_reads_one_shape_captions_and_pulls_square_from_diamond(runs):
+    task = Stage1Task(toy_preset(), 0, runs)
+    batch = task.batch(0, 8)
+    specs = [world.parse_caption(c) if c else None for c in batch["captions"]]
+    labels = [world.SHAPES.index(s.shapes[0].shape) if s and len(s.shapes) == 1 else -1
+              for s in specs]
+    assert batch["shapes"].tolist() == labels  # empty or two-shape captions: -1, left out
+
+    template = "a large red {} moving right on a blue background"
+
+    def gap() -> float:  # square vs diamond: the text state at the shape word
+        with torch.no_grad():
+            states = task.frozen.text_states([template.format(s) for s in ("square", "diamond")])
+        return float((states[0] - states[1]).norm(dim=-1)[4])
+
+    captions = [template.format(s) for s in world.SHAPES]
+    shapes = torch.arange(len(world.SHAPES))
+    optimizer = torch.optim.Adam([*task.frozen.text.parameters(),
+                                  *task.shape_probe.parameters()], lr=3e-3)
+    before_gap, losses = gap(), []
+    for _ in range(30):
+        context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
+        loss = probe_loss(task.shape_probe, context, shapes)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert gap() > 2 * before_gap
 
 
 def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it(runs):
@@ -235,6 +267,21 @@ def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it
     assert not all(torch.equal(untuned[k], v) for k, v in tuned.items())
 
 
+def test_a_checkpoint_of_an_older_recipe_is_not_resumed_but_starts_new_runs(runs, tmp_path):
+    older = read_checkpoint(runs / "stage1")
+    del older["modules"]["shape_probe"]  # the recipe before the shape probe
+    (tmp_path / "old").mkdir()
+    atomic_save(older, tmp_path / "old" / "checkpoint.pt")
+    resumed = TrainConfig("stage1", 2, tmp_path / "old", batch=2, runs=runs, resume=True)
+    with pytest.raises(TrainError, match="trained motion_probe, text, unet, this recipe trains "
+                       "motion_probe, shape_probe, text, unet; start a new run from it"):
+        Run(resumed, log=QUIET).prepare()
+    run = Run(TrainConfig("stage1", 1, tmp_path / "new", batch=2, runs=runs,
+                          init=tmp_path / "old"), log=QUIET)
+    run.prepare()
+    assert run.initialised_from.endswith("step 1 (unet, text, motion_probe)")
+
+
 def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
     run = Run(TrainConfig("stage1", 1, tmp_path / "tuned", batch=2, runs=runs, init=runs / "stage1"),
               log=QUIET)
@@ -243,7 +290,7 @@ def test_init_starts_a_new_run_from_another_runs_weights(runs, tmp_path):
     for name, module in run.task.modules().items():
         assert all(torch.equal(module.state_dict()[k], v) for k, v in source[name].items()), name
     assert run.step == 0
-    assert run.initialised_from.endswith("step 1 (unet, text, motion_probe)")
+    assert run.initialised_from.endswith("step 1 (unet, text, motion_probe, shape_probe)")
     run.save()  # the manifest's provenance names the run it started from, and its ancestors
     record = run_record(tmp_path / "tuned")
     assert record["init"] == run.initialised_from
@@ -460,6 +507,7 @@ def test_the_committed_vae_keeps_colour_background_motion_and_most_shape_classes
     summary = summarize(reports)
     assert summary["colour"] == summary["background"] == summary["motion"] == 1.0, summary
     assert 0.7 <= summary["shape"] < 1.0, summary
+    assert 0.8 <= summary["shape_frames"] < 1.0, summary  # the classifier's 88 % of held-out blobs
 
 
 def test_the_readme_rows_colour_and_direction_passes_are_all_single_shape_captions():

@@ -189,6 +189,18 @@ def _check_resumable(payload: dict, config: TrainConfig, batch: int, preset: Pre
         )
 
 
+def _check_same_modules(payload: dict, modules: dict, config: TrainConfig) -> None:
+    """A checkpoint of an older recipe (one that trained other modules) cannot resume: its
+    optimizer state is for other parameters. It can start a new run (--init)."""
+    saved, trained = sorted(payload["modules"]), sorted(modules)
+    if saved != trained:
+        raise TrainError(
+            f"cannot resume {config.out / CHECKPOINT_FILE}: it trained {', '.join(saved)}, this "
+            f"recipe trains {', '.join(trained)}; start a new run from it with --init "
+            f"{config.out} and another --out"
+        )
+
+
 # -------------------------------------------------------------------------------- the loop
 
 
@@ -305,6 +317,7 @@ class Run:
     def restore(self) -> None:
         payload = read_checkpoint(self.checkpoint_path)
         _check_resumable(payload, self.config, self.batch, self.preset)
+        _check_same_modules(payload, self.task.modules(), self.config)
         for name, module in self.task.modules().items():
             module.load_state_dict(payload["modules"][name], strict=True)
         self.optimizer.load_state_dict(payload["optimizer"])

@@ -34,7 +34,9 @@ def heldout_clips(count: int, frames: int, size: int, anchor: bool = False,
 
 
 def summarize(reports: list[dict]) -> dict:
-    """Fractions of videos whose every shape passes each adherence check, and the seams."""
+    """Fractions of videos whose every shape passes each adherence check, and the seams;
+    `found` and `shape_frames` are the mean shares of frames in which each shape is found and
+    read as its asked class (`ablation.row`'s)."""
     count = len(reports)
     fraction = lambda ok: round(sum(ok) / count, 4)  # noqa: E731
     adherence = [r["adherence"] for r in reports]
@@ -48,6 +50,8 @@ def summarize(reports: list[dict]) -> dict:
         "background": fraction(a["background_ok"] for a in adherence),
         "found": round(float(np.mean([s["found_fraction"] for r in reports
                                       for s in r["shapes"]])), 4),
+        "shape_frames": round(float(np.mean([s["shape_accuracy"] for r in reports
+                                             for s in r["shapes"]])), 4),
         "seams": len(seams),
         "seam_jumps": sum(r["seam_jumps"] for r in reports),
     }

@@ -193,6 +193,8 @@ class VideoTask(Task):
             "dropped": drop,
             "motions": torch.tensor([-1 if d else world.MOTIONS.index(clip["spec"].motion)
                                      for d, clip in zip(drop, clips)]),
+            "shapes": torch.tensor([-1 if d else single_shape(clip["spec"])
+                                    for d, clip in zip(drop, clips)]),
         }
         if self.anchor:
             anchors = to_pixels(np.stack([clip["anchor"] for clip in clips]))
@@ -209,8 +211,25 @@ class VideoTask(Task):
         return self.frozen.parts()
 
 
+def single_shape(spec: world.SceneSpec) -> int:
+    """The index of a one-shape scene's shape class; -1 for two shapes (not probed)."""
+    return world.SHAPES.index(spec.shapes[0].shape) if len(spec.shapes) == 1 else -1
+
+
 MOTION_PROBE_WEIGHT = 0.05
 """Weight of the motion probe's cross-entropy beside the diffusion loss (about 0.1)."""
+SHAPE_PROBE_WEIGHT = 0.05
+"""Weight of the shape probe's cross-entropy (one-shape captions), as the motion probe's."""
+
+
+def probe_loss(probe: nn.Module, context: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a caption probe reading the mean text state; labels -1 (dropped, empty
+    captions, or none to read) are left out, and all -1 gives 0. Without a branch on the
+    values: no wait for the GPU in the step."""
+    logits = probe(context.mean(dim=1))
+    losses = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+    labelled = (labels >= 0).to(losses.dtype)
+    return (losses * labelled).sum() / labelled.sum().clamp(min=1)
 
 
 class Stage1Task(VideoTask):
@@ -219,7 +238,9 @@ class Stage1Task(VideoTask):
     states 0.1-0.3 apart, colours 1.2-7), and the diffusion loss alone moved them 0.02 in 4000
     steps (the UNet must use a word before the loss can shape it). So a linear probe on the mean
     text state learns the caption's motion beside it and pulls the motion words apart: an
-    auxiliary loss of training only, not exported (TRAINING.md, item 0). The tuned encoder is
+    auxiliary loss of training only, not exported (TRAINING.md, item 0). A second probe names
+    a one-shape caption's shape: the pair hardly tells "square" from "diamond" (0.4 apart) or
+    "triangle" from "star" (TRAINING.md, "The text hides the shape"). The tuned encoder is
     the set's `text_encoder` (stages 1 and 2); `clip_text_encoder` stays the contrastive one.
     Its clips are video beginnings: stage 1 makes only a video's first chunk. With `bind`, the
     binding loss (`binding.py`) ties each shape of a two-shape caption to its own words."""
@@ -234,6 +255,8 @@ class Stage1Task(VideoTask):
             self.unet = unet3d.build_unet3d(preset.unet)
         with seeded(seed, "motion_probe"):
             self.motion_probe = nn.Linear(preset.text["hidden_size"], len(world.MOTIONS))
+        with seeded(seed, "shape_probe"):
+            self.shape_probe = nn.Linear(preset.text["hidden_size"], len(world.SHAPES))
         self.frozen.text.requires_grad_(True)
         self.binding_weight = 0.0
         self.attention: AttentionCapture | None = None
@@ -245,7 +268,8 @@ class Stage1Task(VideoTask):
             self.attention = capture_spatial_cross_attention(self.unet)
 
     def modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet, "text": self.frozen.text, "motion_probe": self.motion_probe}
+        return {"unet": self.unet, "text": self.frozen.text, "motion_probe": self.motion_probe,
+                "shape_probe": self.shape_probe}
 
     def loss(self, batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         latents = self.frozen.latents(batch["videos"], generator)
@@ -256,22 +280,15 @@ class Stage1Task(VideoTask):
         with self.attention.capturing() if binding else nullcontext() as layers:
             prediction = self.unet(noisy, timesteps, context, return_dict=False)[0]
         diffusion = F.mse_loss(prediction, target)
-        probe = self.motion_loss(context, batch["motions"])
-        total, parts = diffusion + MOTION_PROBE_WEIGHT * probe, {"motion_probe": probe.detach()}
+        motion = probe_loss(self.motion_probe, context, batch["motions"])
+        shape = probe_loss(self.shape_probe, context, batch["shapes"])
+        total = diffusion + MOTION_PROBE_WEIGHT * motion + SHAPE_PROBE_WEIGHT * shape
+        parts = {"motion_probe": motion.detach(), "shape_probe": shape.detach()}
         if binding:
             attribute = binding_loss(batch["videos"], batch["captions"], layers)
             total = total + self.binding_weight * attribute
             parts["binding"] = attribute.detach()
         return total, parts
-
-    def motion_loss(self, context: torch.Tensor, motions: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the caption's motion read from the mean text state (the dropped,
-        empty captions have none: -1, left out; 0 when every caption is empty). Without a
-        branch on the values: no wait for the GPU in the step."""
-        logits = self.motion_probe(context.mean(dim=1))
-        losses = F.cross_entropy(logits, motions.clamp(min=0), reduction="none")
-        labelled = (motions >= 0).to(losses.dtype)
-        return (losses * labelled).sum() / labelled.sum().clamp(min=1)
 
     def predict(self, sample: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
         timesteps = torch.full((sample.shape[0],), t, dtype=torch.int64, device=sample.device)
