@@ -190,6 +190,29 @@ def test_stage1_steps_lower_the_loss_on_a_fixed_batch(runs, fit):
     assert after < 0.9 * before
 
 
+def _train_probe(task: Stage1Task, probe: torch.nn.Module, captions: list[str],
+                 labels: torch.Tensor, steps: int = 30) -> tuple[list[float], torch.Tensor]:
+    """Adam steps of a caption probe's loss alone, through the text encoder: the losses, and
+    the last step's text states."""
+    optimizer = torch.optim.Adam([*task.frozen.text.parameters(), *probe.parameters()], lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
+        loss = probe_loss(probe, context, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, context
+
+
+def _state_gap(task: Stage1Task, captions: list[str], positions: slice) -> float:
+    """The mean distance between two captions' text states at `positions`."""
+    with torch.no_grad():
+        states = task.frozen.text_states(captions)
+    return float((states[0] - states[1]).norm(dim=-1)[positions].mean())
+
+
 def test_the_motion_probe_reads_the_captions_motion_and_pulls_motion_words_apart(runs):
     task = Stage1Task(toy_preset(), 0, runs)
     batch = task.batch(0, 8)
@@ -197,27 +220,14 @@ def test_the_motion_probe_reads_the_captions_motion_and_pulls_motion_words_apart
               for c in batch["captions"]]
     assert batch["motions"].tolist() == labels  # dropped (empty) captions: -1, left out
 
-    def gap() -> float:  # left vs right: the text states after the motion word
-        with torch.no_grad():
-            states = task.frozen.text_states([f"a red circle moving {m} on a blue background"
-                                              for m in ("left", "right")])
-        return float((states[0] - states[1]).norm(dim=-1)[6:].mean())
-
-    captions = [f"a red circle moving {m} on a blue background" for m in world.MOTIONS]
+    template = "a red circle moving {} on a blue background"
+    left_right = [template.format(m) for m in ("left", "right")]
+    before_gap = _state_gap(task, left_right, slice(6, None))  # the states after the word
     motions = torch.arange(len(world.MOTIONS))
-    parameters = [*task.frozen.text.parameters(), *task.motion_probe.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=3e-3)
-    before_gap = gap()
-    losses = []
-    for _ in range(30):
-        context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
-        loss = probe_loss(task.motion_probe, context, motions)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses, context = _train_probe(task, task.motion_probe,
+                                   [template.format(m) for m in world.MOTIONS], motions)
     assert losses[-1] < 0.5 * losses[0]
-    assert gap() > 2 * before_gap
+    assert _state_gap(task, left_right, slice(6, None)) > 2 * before_gap
     dropped_only = probe_loss(task.motion_probe, context, torch.full_like(motions, -1))
     assert dropped_only.item() == 0.0 and dropped_only.requires_grad
 
@@ -229,28 +239,19 @@ def test_the_shape_probe_reads_one_shape_captions_and_pulls_square_from_diamond(
     labels = [world.SHAPES.index(s.shapes[0].shape) if s and len(s.shapes) == 1 else -1
               for s in specs]
     assert batch["shapes"].tolist() == labels  # empty or two-shape captions: -1, left out
+    assert any(label >= 0 for label in labels)
+    total, parts = task.loss(batch, torch.Generator().manual_seed(0))
+    total.backward()  # the recipe's loss trains the probe, and through it the text encoder
+    assert parts["shape_probe"] > 0 and task.shape_probe.weight.grad.abs().sum() > 0
+    task.shape_probe.zero_grad()
 
     template = "a large red {} moving right on a blue background"
-
-    def gap() -> float:  # square vs diamond: the text state at the shape word
-        with torch.no_grad():
-            states = task.frozen.text_states([template.format(s) for s in ("square", "diamond")])
-        return float((states[0] - states[1]).norm(dim=-1)[4])
-
-    captions = [template.format(s) for s in world.SHAPES]
-    shapes = torch.arange(len(world.SHAPES))
-    optimizer = torch.optim.Adam([*task.frozen.text.parameters(),
-                                  *task.shape_probe.parameters()], lr=3e-3)
-    before_gap, losses = gap(), []
-    for _ in range(30):
-        context = task.frozen.text(input_ids=tokenize(captions)).last_hidden_state
-        loss = probe_loss(task.shape_probe, context, shapes)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    square_diamond = [template.format(s) for s in ("square", "diamond")]
+    before_gap = _state_gap(task, square_diamond, slice(4, 5))  # at the shape word
+    losses, _ = _train_probe(task, task.shape_probe, [template.format(s) for s in world.SHAPES],
+                             torch.arange(len(world.SHAPES)))
     assert losses[-1] < 0.5 * losses[0]
-    assert gap() > 2 * before_gap
+    assert _state_gap(task, square_diamond, slice(4, 5)) > 2 * before_gap
 
 
 def test_stage1_tunes_the_text_encoder_at_a_fifth_of_the_lr_and_the_set_takes_it(runs):
